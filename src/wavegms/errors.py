@@ -1,0 +1,29 @@
+"""Exceptions with messages meant for the person at the keyboard."""
+
+
+class WaveGMSError(Exception):
+    """Base class: anything the user can fix (bad input, missing files) raises a subclass."""
+
+
+class InputError(WaveGMSError, ValueError):
+    """An image, mask, layer or argument that cannot be used as given."""
+
+
+class ImageReadError(InputError):
+    """A file that is not a readable image."""
+
+
+class ModelFileError(WaveGMSError):
+    """A model file that is missing, corrupt, of an unknown format or inconsistent."""
+
+
+class WeightsNotFoundError(WaveGMSError, FileNotFoundError):
+    """Frozen autoencoder weights that are neither on disk nor downloadable."""
+
+
+class OutputExistsError(WaveGMSError, FileExistsError):
+    """An output file already exists and overwriting was not asked for."""
+
+
+class Cancelled(WaveGMSError):
+    """Raised inside long work when the user pressed Stop/Cancel."""
