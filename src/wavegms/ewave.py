@@ -82,7 +82,8 @@ class WaveletEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = []
-        for level, (bands, net) in enumerate(zip(haar_levels(images), self.levels), start=1):
+        levels = zip(haar_levels(images), self.levels, strict=True)
+        for level, (bands, net) in enumerate(levels, start=1):
             pool = 2 ** (3 - level)  # levels 1, 2, 3 sit at 1/2, 1/4, 1/8
             f = net(bands)
             features.append(F.avg_pool2d(f, pool) if pool > 1 else f)

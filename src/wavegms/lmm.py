@@ -72,14 +72,14 @@ class LatentMappingModel(nn.Module):
         self.down = nn.ModuleList(ResAttBlock(a, b) for a, b in ENCODER)
         # Each decoder block reads [skip, h]: skips are the outputs of the encoder blocks before
         # the last, deepest first, then the input conv.
-        skip_widths = [b for _, b in ENCODER[:-1]][::-1] + [ENCODER[0][0]]
+        skip_widths = [*[b for _, b in ENCODER[:-1]][::-1], ENCODER[0][0]]
         self.up = nn.ModuleList()
         width = ENCODER[-1][1]
         for skip in skip_widths:
             self.up.append(ResAttBlock(skip + width, skip))
             width = skip
         # A head reads the output of its decoder block, whose width is that block's skip width.
-        self.heads = nn.ModuleDict({n: head(w, c) for n, w in zip(HEADS, skip_widths)})
+        self.heads = nn.ModuleDict({n: head(w, c) for n, w in zip(HEADS, skip_widths, strict=True)})
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -97,7 +97,7 @@ class LatentMappingModel(nn.Module):
             skips.append(h)
         skips.pop()  # the deepest output is h itself
         out = {}
-        for name, block in zip(HEADS, self.up):
+        for name, block in zip(HEADS, self.up, strict=False):
             h = block(torch.cat([skips.pop(), h], dim=1))
             out[name] = self.heads[name](h)
         return out

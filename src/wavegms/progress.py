@@ -67,7 +67,7 @@ class TextProgressBar:
 
     def __call__(self, p: Progress) -> None:
         frac = p.done / p.total if p.total else 1.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         extras = " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
         line = f"\r{p.stage:>10} [{bar}] {p.done}/{p.total} {p.message} {extras}".rstrip()

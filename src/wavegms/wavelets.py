@@ -35,4 +35,3 @@ def haar_levels(images: torch.Tensor) -> list[torch.Tensor]:
         bands = torch.cat([approx, details], dim=1)
         out.append(bands / 2**level)
     return out
-

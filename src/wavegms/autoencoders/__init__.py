@@ -25,7 +25,7 @@ class FrozenAutoencoder(nn.Module):
         self.requires_grad_(False)
         return super().train(False)
 
-    def train(self, mode: bool = True) -> FrozenAutoencoder:  # noqa: ARG002 - frozen on purpose
+    def train(self, mode: bool = True) -> FrozenAutoencoder:
         # The autoencoder is a fixed coordinate system for the latents: keep it in eval mode.
         return super().train(False)
 

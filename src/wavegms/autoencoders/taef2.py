@@ -159,7 +159,9 @@ def _download(file: str, target: Path) -> None:
         try:
             urllib.request.urlretrieve(URL.format(file=file), tmp)
         except (urllib.error.URLError, OSError) as err:
-            raise WeightsNotFoundError(f"{_missing_message(target)}\n(download failed: {err})")
+            raise WeightsNotFoundError(
+                f"{_missing_message(target)}\n(download failed: {err})"
+            ) from err
         if sha256(Path(tmp)) != SHA256[file]:
             raise WeightsNotFoundError(f"downloaded {file} does not match its pinned sha256")
         os.replace(tmp, target / file)

@@ -1,0 +1,37 @@
+"""Choosing the compute device by name: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InputError
+
+
+def available_devices() -> list[str]:
+    """``auto`` first, then every device this machine has."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *[f"cuda:{i}" for i in range(torch.cuda.device_count())][1:]]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"unknown device {name!r}; choose from {available_devices()}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' was asked for but MPS is not available")
+    return device

@@ -1,0 +1,318 @@
+"""Scoring a segmenter on image/mask pairs: per-image CSV, summary JSON, binary and soft PNGs.
+
+The scoring protocol (DESIGN.md section 7): each image is scored twice,
+
+* at model size (the paper's protocol): prediction = soft mask > threshold, ground truth resized
+  with nearest neighbour to model size then >= 0.5;
+* at native resolution (what a user sees): soft mask resized bilinearly to the image's shape,
+  then > threshold, against the original mask.
+
+This module never imports the model: it takes any object implementing :class:`SoftPredictor`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import InputError, OutputExistsError
+from .metrics import HD95_CONVENTION, OVERLAP_CONVENTION, STD_DEFINITION, score, summarise
+from .progress import CancelToken, ProgressCallback, check_cancel, report
+
+__all__ = [
+    "CSV_COLUMNS",
+    "METRIC_KEYS",
+    "EvaluationResult",
+    "PairLike",
+    "SoftPredictor",
+    "evaluate_pairs",
+    "resize_soft",
+]
+
+METRIC_KEYS = (
+    "dsc_224",
+    "iou_224",
+    "hd95_224",
+    "dsc_native",
+    "iou_native",
+    "hd95_native",
+)
+# Summarised columns of the CSV (mean/std rows); height/width stay blank there.
+SUMMARY_KEYS = (*METRIC_KEYS, "pred_area_native")
+CSV_COLUMNS = ("name", "height", "width", *METRIC_KEYS, "pred_area_native")
+
+
+class SoftPredictor(Protocol):
+    """What :func:`evaluate_pairs` needs from a model."""
+
+    image_size: int  # model input size, e.g. 224
+
+    def predict_soft(self, images: list[np.ndarray]) -> np.ndarray:
+        """float32 HxWx3 images in [0, 1] of any size -> (B, S, S) soft masks in [0, 1]."""
+        ...
+
+
+class PairLike(Protocol):
+    """An image/mask pair (duck-typed ``wavegms.data.Pair``)."""
+
+    name: str
+    image: Path
+    mask: Path
+
+
+@dataclass
+class EvaluationResult:
+    """Per-image rows (DSC/IoU in %, HD95 in pixels) and their mean/std summary."""
+
+    rows: list[dict]
+    summary: dict[str, tuple[float, float]]
+    threshold: float = 0.5
+    image_size: int | None = None
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def format_summary(self) -> str:
+        """A small text table: mean ± std at model size and native, plus the conventions."""
+        size = self.image_size or 224
+        col224 = f"{size}x{size}"
+        lines = [f"{'metric':<10}{col224:>20}{'native':>20}"]
+        for key, label, unit in (("dsc", "DSC", "%"), ("iou", "IoU", "%"), ("hd95", "HD95", "px")):
+            cells = []
+            for suffix in ("224", "native"):
+                mean, std = self.summary[f"{key}_{suffix}"]
+                cells.append(f"{mean:.2f} ± {std:.2f}")
+            lines.append(f"{label + ' ' + unit:<10}{cells[0]:>20}{cells[1]:>20}")
+        lines.append(f"n images: {len(self.rows)}; threshold: {self.threshold:g}")
+        lines.append(f"std: {STD_DEFINITION}")
+        lines.append(f"{OVERLAP_CONVENTION}")
+        lines.append(HD95_CONVENTION)
+        return "\n".join(lines)
+
+
+def resize_soft(soft: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinearly resize a 2-D soft mask to ``shape``; float32 in [0, 1]."""
+    from skimage.transform import resize
+
+    soft = np.asarray(soft, dtype=np.float32)
+    if soft.ndim != 2:
+        raise InputError(f"soft mask must be 2-D, got shape {soft.shape}")
+    shape = (int(shape[0]), int(shape[1]))
+    if soft.shape == shape:
+        return soft.copy()
+    # Smoothing only helps when shrinking; when enlarging it would just blur the boundary.
+    downsampling = any(o < i for o, i in zip(shape, soft.shape, strict=True))
+    out = resize(
+        soft,
+        shape,
+        order=1,
+        mode="edge",
+        anti_aliasing=downsampling,
+        preserve_range=True,
+    )
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _resize_mask_nearest(mask: np.ndarray, size: int) -> np.ndarray:
+    """Ground truth at model size: nearest neighbour, then >= 0.5 (DESIGN.md section 7)."""
+    from skimage.transform import resize
+
+    out = resize(
+        mask.astype(np.float32),
+        (size, size),
+        order=0,
+        mode="edge",
+        anti_aliasing=False,
+        preserve_range=True,
+    )
+    return out >= 0.5
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder + rename, so readers never see half.
+
+    (``wavegms.io`` has atomic PNG and JSON writers but none for plain text such as CSV.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6f}"
+    return str(value)
+
+
+def _csv_text(rows: Sequence[dict], summary: dict[str, tuple[float, float]]) -> str:
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row[k]) for k in CSV_COLUMNS})
+    for label, idx in (("mean", 0), ("std", 1)):
+        extra = {k: _fmt(summary[k][idx]) for k in SUMMARY_KEYS}
+        writer.writerow({"name": label, "height": "", "width": "", **extra})
+    return buf.getvalue()
+
+
+def _output_paths(out_dir: Path, names: Iterable[str]) -> dict[str, Path]:
+    paths = {"scores": out_dir / "scores.csv", "summary": out_dir / "summary.json"}
+    for name in names:
+        paths[f"masks/{name}"] = out_dir / "masks" / f"{name}.png"
+        paths[f"soft/{name}"] = out_dir / "soft" / f"{name}.png"
+    return paths
+
+
+def _check_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise InputError(f"pair name {name!r} cannot be used as a file name")
+        if name in seen:
+            raise InputError(f"two pairs share the name {name!r}; their outputs would collide")
+        seen.add(name)
+
+
+def _score_row(
+    name: str, soft: np.ndarray, mask: np.ndarray, size: int, threshold: float
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One image's CSV row, plus its native binary and soft masks."""
+    gt_model = _resize_mask_nearest(mask, size)
+    s_model = score(soft > threshold, gt_model)
+    soft_native = resize_soft(soft, mask.shape)
+    pred_native = soft_native > threshold
+    s_native = score(pred_native, mask)
+    row = {
+        "name": name,
+        "height": int(mask.shape[0]),
+        "width": int(mask.shape[1]),
+        "dsc_224": 100.0 * s_model["dsc"],
+        "iou_224": 100.0 * s_model["iou"],
+        "hd95_224": s_model["hd95"],
+        "dsc_native": 100.0 * s_native["dsc"],
+        "iou_native": 100.0 * s_native["iou"],
+        "hd95_native": s_native["hd95"],
+        "pred_area_native": int(np.count_nonzero(pred_native)),
+    }
+    return row, pred_native, soft_native
+
+
+def evaluate_pairs(
+    predictor: SoftPredictor,
+    pairs: Iterable[PairLike],
+    out_dir: Path | None,
+    threshold: float = 0.5,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> EvaluationResult:
+    """Score ``predictor`` on ``pairs``; with ``out_dir``, write masks, soft masks, CSV, JSON.
+
+    Refuses (``OutputExistsError``) before any work if an output exists and ``overwrite`` is
+    False. Masks are written as images are scored, ``scores.csv`` and ``summary.json`` last, so a
+    cancelled run leaves no CSV.
+    """
+    from .io import read_image, read_mask, to_rgb01, write_json, write_png
+
+    pairs = list(pairs)
+    if not pairs:
+        raise InputError("no image/mask pairs to evaluate")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    size = int(predictor.image_size)
+    names = [str(p.name) for p in pairs]
+    _check_names(names)
+
+    paths: dict[str, Path] = {}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        paths = _output_paths(out_dir, names)
+        if not overwrite:
+            existing = [p for p in paths.values() if p.exists()]
+            if existing:
+                shown = ", ".join(str(p) for p in existing[:3])
+                more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+                raise OutputExistsError(
+                    f"outputs already exist: {shown}{more} (pass overwrite=True to replace them)"
+                )
+
+    total = len(pairs)
+    rows: list[dict] = []
+    report(progress, "evaluate", 0, total)
+    for start in range(0, total, batch_size):
+        check_cancel(cancel)
+        batch = pairs[start : start + batch_size]
+        images = [to_rgb01(read_image(p.image)) for p in batch]
+        masks = [np.asarray(read_mask(p.mask), dtype=bool) for p in batch]
+        for p, img, m in zip(batch, images, masks, strict=True):
+            if img.shape[:2] != m.shape:
+                raise InputError(
+                    f"{p.name}: image {img.shape[:2]} and mask {m.shape} differ in size"
+                )
+        softs = np.asarray(predictor.predict_soft(images), dtype=np.float32)
+        if softs.shape != (len(batch), size, size):
+            raise InputError(
+                f"predictor returned shape {softs.shape}, expected {(len(batch), size, size)}"
+            )
+        # Guard against tiny float excursions outside [0, 1] from the model.
+        softs = np.clip(softs, 0.0, 1.0)
+        for p, soft, m in zip(batch, softs, masks, strict=True):
+            row, pred_native, soft_native = _score_row(p.name, soft, m, size, threshold)
+            if out_dir is not None:
+                write_png(paths[f"masks/{p.name}"], pred_native, overwrite=overwrite)
+                write_png(paths[f"soft/{p.name}"], soft_native, overwrite=overwrite)
+            rows.append(row)
+        done = len(rows)
+        running = float(np.mean([r["dsc_224"] for r in rows]))
+        report(
+            progress,
+            "evaluate",
+            done,
+            total,
+            message=batch[-1].name,
+            metrics={"dsc_224": running},
+        )
+
+    summary = summarise(rows, SUMMARY_KEYS)
+    result = EvaluationResult(
+        rows=rows, summary=summary, threshold=threshold, image_size=size, out_dir=out_dir
+    )
+    if out_dir is not None:
+        _write_text_atomic(paths["scores"], _csv_text(rows, summary))
+        meta = {
+            "n_images": len(rows),
+            "threshold": threshold,
+            "model_size": size,
+            "hd95_convention": HD95_CONVENTION,
+            "overlap_convention": OVERLAP_CONVENTION,
+            "std_definition": STD_DEFINITION,
+            "units": {"dsc": "%", "iou": "%", "hd95": "pixels", "pred_area_native": "pixels"},
+            "summary": {k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
+        }
+        write_json(paths["summary"], meta)
+        result.files = {
+            "scores": paths["scores"],
+            "summary": paths["summary"],
+            "masks": out_dir / "masks",
+            "soft": out_dir / "soft",
+        }
+    return result

@@ -1,0 +1,121 @@
+"""Model files: ``<name>.safetensors`` (weights) beside ``<name>.json`` (config, provenance).
+
+Nothing is pickled, so loading a model file never runs code. Files are written to a temporary
+name and renamed, so an interrupted save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import ModelFileError
+from .model import ModelConfig, WaveGMS
+
+FORMAT = "wavegms-model"
+FORMAT_VERSION = 1
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """``x``, ``x.safetensors`` or ``x.json`` -> (weights path, config path)."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def _atomic_write(target: Path, write) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_model(
+    model: WaveGMS,
+    path: str | Path,
+    *,
+    metadata: dict | None = None,
+    half: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write weights and config; returns the weights path. ``half`` stores fp16 (smaller)."""
+    weights, config_path = model_paths(path)
+    if not overwrite and (weights.exists() or config_path.exists()):
+        raise FileExistsError(f"model {weights.with_suffix('')} exists; not overwriting it")
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.trainable_state_dict().items()
+    }
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "dtype": "float16" if half else "float32",
+        "metadata": metadata or {},
+    }
+    _atomic_write(weights, lambda tmp: save_file(state, tmp))
+    # Config last: a model is complete once its JSON exists beside its weights.
+    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+    return weights
+
+
+def read_config(path: str | Path) -> dict:
+    _, config_path = model_paths(path)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ModelFileError(f"model config {config_path} not found") from err
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"model config {config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{config_path} is not a Wave-GMS model config")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{config_path} has format version {version}; this napari-wavegms reads up to "
+            f"{FORMAT_VERSION}. Update napari-wavegms to use it."
+        )
+    return config
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
+    """Build a model from its files, checking the weights against the config. The frozen
+    autoencoder is not attached (see ``registry.load_segmentation_model``)."""
+    weights, _ = model_paths(path)
+    config = read_config(path)
+    try:
+        model_config = ModelConfig(**config["model"])
+    except (TypeError, KeyError) as err:
+        raise ModelFileError(f"{weights.with_suffix('.json')}: bad model section: {err}") from err
+    if weights.suffix != ".safetensors" or not weights.is_file():
+        raise ModelFileError(f"model weights {weights} not found")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{weights} is not a readable safetensors file: {err}") from err
+    model = WaveGMS(model_config)
+    expected = model.trainable_state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or bad_shape:
+        raise ModelFileError(
+            f"{weights} does not match its config {model_config}: "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(bad_shape)} wrong-shape "
+            f"tensors (first: {(missing + unexpected + bad_shape)[:3]})"
+        )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.metadata = config.get("metadata", {})
+    return model.to(device).eval()

@@ -1,0 +1,87 @@
+"""Models by name: the ones shipped inside the package and the ones the user trained.
+
+Shipped models live in ``wavegms/weights/`` and are read-only; the user's live in the user
+data directory (``paths.user_models_dir``). A name that is also an existing path is a path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import InputError, ModelFileError
+from .model_io import model_paths
+
+SHIPPED_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "busi"
+
+
+def _models_in(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    # A model is complete once its JSON is beside its weights (the JSON is written last).
+    return {
+        p.stem: p
+        for p in sorted(folder.glob("*.safetensors"))
+        if p.with_suffix(".json").is_file() and not p.name.startswith(".")
+    }
+
+
+def shipped_models() -> dict[str, Path]:
+    return _models_in(SHIPPED_DIR)
+
+
+def user_models() -> dict[str, Path]:
+    from .paths import user_models_dir
+
+    return _models_in(user_models_dir())
+
+
+def list_models() -> dict[str, Path]:
+    """Every model by name, shipped first; a user model cannot shadow a shipped name."""
+    shipped = shipped_models()
+    return {**shipped, **{k: v for k, v in user_models().items() if k not in shipped}}
+
+
+def default_model() -> str | None:
+    models = list_models()
+    if DEFAULT_MODEL in models:
+        return DEFAULT_MODEL
+    return next(iter(models), None)
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A model name or a path (with or without suffix) -> the weights path."""
+    weights, config = model_paths(name_or_path)
+    if weights.is_file() and config.is_file():
+        return weights
+    models = list_models()
+    if str(name_or_path) in models:
+        return models[str(name_or_path)]
+    available = ", ".join(models) or "none yet (train one with `wavegms train`)"
+    raise ModelFileError(f"no model named or at {str(name_or_path)!r}; available: {available}")
+
+
+def check_new_model_name(name: str) -> Path:
+    """Where a new user model called ``name`` goes; refuses shipped names and existing models
+    so that nothing the user made, and no shipped model, is ever overwritten."""
+    from .paths import user_models_dir
+
+    if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
+        raise InputError(f"{name!r} is not a usable model name (letters, digits, - and _)")
+    if name in shipped_models():
+        raise InputError(f"{name!r} is the name of a shipped model; choose another name")
+    target = user_models_dir() / name
+    if any(p.exists() for p in model_paths(target)):
+        raise InputError(f"a model named {name!r} already exists in {target.parent}")
+    return target
+
+
+def load_segmentation_model(name_or_path: str | Path, device: str = "auto", backend_path=None):
+    """Load a model and attach its frozen autoencoder, ready for ``predict_soft``."""
+    from .autoencoders import load_autoencoder
+    from .devices import resolve_device
+    from .model_io import load_model
+
+    model = load_model(resolve_model(name_or_path))
+    model.attach(load_autoencoder(model.config.backend, backend_path))
+    return model.to(resolve_device(device)).eval()
