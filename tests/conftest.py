@@ -40,3 +40,50 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch, taef2_dir) -> Path:
     monkeypatch.setenv("WAVEGMS_HOME", str(home))
     monkeypatch.setenv("WAVEGMS_TAEF2", str(taef2_dir))
     return home
+
+
+def make_disk_pair(rng, size=(40, 48)):
+    """A noisy grey image with a dark disk and the disk's 0/255 mask."""
+    import numpy as np
+
+    h, w = size
+    cy, cx = rng.integers(h // 3, 2 * h // 3), rng.integers(w // 3, 2 * w // 3)
+    r = rng.integers(min(h, w) // 6, min(h, w) // 3)
+    yy, xx = np.mgrid[:h, :w]
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    image = np.clip(0.6 + 0.1 * rng.standard_normal((h, w)) - 0.4 * mask, 0, 1)
+    return (image * 255).astype("uint8"), (mask * 255).astype("uint8")
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    """<tmp>/data with images/, masks/ (8 pairs) and split.json (6 train, 2 test)."""
+    import json
+
+    import numpy as np
+    from skimage.io import imsave
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"case_{i}" for i in range(8)]
+    for name in names:
+        image, mask = make_disk_pair(rng)
+        imsave(root / "images" / f"{name}.png", image, check_contrast=False)
+        imsave(root / "masks" / f"{name}.png", mask, check_contrast=False)
+    (root / "split.json").write_text(json.dumps({"train": names[:6], "test": names[6:]}))
+    return root
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path) -> Path:
+    """A valid model file (random weights, 32-pixel input) in the user models folder."""
+    import torch
+
+    from wavegms.model import ModelConfig, WaveGMS
+    from wavegms.model_io import save_model
+    from wavegms.paths import user_models_dir
+
+    torch.manual_seed(0)
+    return save_model(WaveGMS(ModelConfig(image_size=32)), user_models_dir() / "tiny")

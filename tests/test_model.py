@@ -100,7 +100,7 @@ def test_taef2_rejects_wrong_files(tmp_path, taef2_dir):
 def test_taef2_missing_offline_names_the_files(tmp_path, monkeypatch):
     monkeypatch.delenv("WAVEGMS_TAEF2")
     monkeypatch.setenv("WAVEGMS_HOME", str(tmp_path))
-    with pytest.raises(WeightsNotFoundError, match="taef2_encoder.pth") as err:
+    with pytest.raises(WeightsNotFoundError, match=r"taef2_encoder\.pth") as err:
         load_taef2(download=False)
     assert str(tmp_path) in str(err.value)
     with pytest.raises(WeightsNotFoundError, match="not found in"):

@@ -1,0 +1,121 @@
+"""Model files, the registry, prediction on any image shape, and folder segmentation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage.io import imread, imsave
+
+from wavegms.errors import InputError, ModelFileError, OutputExistsError
+from wavegms.model import ModelConfig, WaveGMS
+from wavegms.model_io import load_model, model_paths, save_model
+from wavegms.predict import Segmenter, segment_folder, split_planes
+from wavegms.registry import check_new_model_name, list_models, resolve_model
+
+
+def test_model_file_round_trip_is_exact(tmp_path):
+    torch.manual_seed(1)
+    model = WaveGMS(ModelConfig(image_size=32))
+    path = save_model(model, tmp_path / "m", metadata={"note": "x"})
+    loaded = load_model(path)
+    assert loaded.config == model.config and loaded.metadata == {"note": "x"}
+    for k, v in model.trainable_state_dict().items():
+        assert torch.equal(v, loaded.trainable_state_dict()[k]), k
+    with pytest.raises(FileExistsError):
+        save_model(model, tmp_path / "m")
+
+
+def test_half_precision_file_is_half_the_size(tmp_path):
+    model = WaveGMS(ModelConfig())
+    full = save_model(model, tmp_path / "full").stat().st_size
+    half = save_model(model, tmp_path / "half", half=True).stat().st_size
+    assert half < 0.55 * full
+    assert load_model(tmp_path / "half").ewave.levels[0].inp.weight.dtype == torch.float32
+
+
+def test_model_file_problems_are_model_file_errors(tmp_path):
+    path = save_model(WaveGMS(ModelConfig(image_size=32)), tmp_path / "m")
+    weights, config = model_paths(path)
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "format_version": 99}))
+    with pytest.raises(ModelFileError, match="format version 99"):
+        load_model(path)
+    config.write_text(json.dumps({**data, "model": {**data["model"], "latent_channels": 4}}))
+    with pytest.raises(ModelFileError, match="does not match its config"):
+        load_model(path)
+    config.write_text(json.dumps(data))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="not a readable safetensors"):
+        load_model(path)
+
+
+def test_registry_lists_user_models_and_protects_names(tiny_model_file):
+    assert list_models()["tiny"] == tiny_model_file
+    assert resolve_model("tiny") == tiny_model_file
+    assert resolve_model(tiny_model_file.with_suffix("")) == tiny_model_file
+    with pytest.raises(ModelFileError, match=r"available: .*tiny"):
+        resolve_model("nope")
+    with pytest.raises(InputError, match="already exists"):
+        check_new_model_name("tiny")
+    with pytest.raises(InputError, match="not a usable model name"):
+        check_new_model_name("../evil")
+
+
+@pytest.mark.parametrize(
+    ("shape", "rgb", "expected"),
+    [
+        ((20, 30), None, (20, 30)),
+        ((20, 30, 3), None, (20, 30)),
+        ((20, 30, 4), None, (20, 30)),
+        ((5, 20, 30), None, (5, 20, 30)),
+        ((2, 5, 20, 30, 3), True, (2, 5, 20, 30)),
+    ],
+)
+def test_segment_keeps_the_input_shape(tiny_model_file, shape, rgb, expected):
+    segmenter = Segmenter.load("tiny", device="cpu")
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    binary, soft = segmenter.segment(image, rgb=rgb)
+    assert binary.shape == expected and binary.dtype == bool
+    assert soft.shape == expected and soft.dtype == np.float32
+    assert soft.min() >= 0 and soft.max() <= 1
+    np.testing.assert_array_equal(binary, soft > 0.5)
+
+
+def test_stack_planes_are_segmented_independently(tiny_model_file):
+    segmenter = Segmenter.load("tiny", device="cpu")
+    rng = np.random.default_rng(0)
+    planes = rng.random((3, 24, 24)).astype(np.float32)
+    _, soft_stack = segmenter.segment(planes)
+    _, soft_one = segmenter.segment(planes[1])
+    np.testing.assert_allclose(soft_stack[1], soft_one, atol=1e-5)
+
+
+def test_bad_images_are_input_errors():
+    with pytest.raises(InputError):
+        split_planes(np.zeros((0, 5)))
+    with pytest.raises(InputError):
+        split_planes(np.zeros(5))
+
+
+def test_segment_folder_writes_masks_skips_junk_and_never_overwrites(tmp_path, tiny_model_file):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    imsave(src / "a.png", (np.random.default_rng(0).random((30, 40)) * 255).astype(np.uint8))
+    imsave(src / "b.jpg", (np.random.default_rng(1).random((20, 25, 3)) * 255).astype(np.uint8))
+    (src / "broken.png").write_text("not an image")
+    (src / "notes.txt").write_text("ignored: not an image suffix")
+    segmenter = Segmenter.load("tiny", device="cpu")
+    report = segment_folder(segmenter, src, out)
+    assert sorted(p.name for p in report.written) == ["a.png", "b.png"]
+    assert [p.name for p, _ in report.skipped] == ["broken.png"]
+    mask = imread(out / "a.png")
+    assert mask.shape == (30, 40) and set(np.unique(mask)) <= {0, 255}
+    assert imread(out / "soft" / "b.png").shape == (20, 25)
+    before = (out / "a.png").read_bytes()
+    with pytest.raises(OutputExistsError):
+        segment_folder(segmenter, src, out)
+    assert (out / "a.png").read_bytes() == before
+    assert len(segment_folder(segmenter, src, out, overwrite=True).written) == 2
