@@ -237,6 +237,7 @@ def test_bad_inputs(images: torch.Tensor, masks: torch.Tensor, needle: str) -> N
         augment_batch(images, masks, AugmentConfig(), _gen())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu() -> None:
     images, masks = _batch(b=8)
     cfg = AugmentConfig(jitter_p=0.5, ssr_p=0.5)

@@ -216,7 +216,7 @@ def list_images(folder: PathLike) -> list[Path]:
 # --------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None], suffix: str) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
 
     The rename is atomic on one filesystem, so readers see the old file or the new one, never
@@ -293,7 +293,7 @@ def write_png(path: PathLike, array: np.ndarray, overwrite: bool = False) -> Pat
         # check_contrast=False: masks and dark images are legitimate; no warning spam.
         skio.imsave(str(tmp), data, check_contrast=False)
 
-    return _atomic_write(p, write, ".png")
+    return atomic_write(p, write, ".png")
 
 
 def _json_default(obj: Any) -> Any:
@@ -322,4 +322,4 @@ def write_json(path: PathLike, obj: Any) -> Path:
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
-    return _atomic_write(p, write, ".json")
+    return atomic_write(p, write, ".json")

@@ -7,8 +7,6 @@ name and renamed, so an interrupted save leaves the previous file intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelFileError
+from .io import atomic_write
 from .model import ModelConfig, WaveGMS
 
 FORMAT = "wavegms-model"
@@ -28,18 +27,6 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
-
-
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_model(
@@ -65,9 +52,9 @@ def save_model(
         "dtype": "float16" if half else "float32",
         "metadata": metadata or {},
     }
-    _atomic_write(weights, lambda tmp: save_file(state, tmp))
+    atomic_write(weights, lambda tmp: save_file(state, tmp), ".safetensors")
     # Config last: a model is complete once its JSON exists beside its weights.
-    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+    atomic_write(config_path, lambda tmp: tmp.write_text(json.dumps(config, indent=2)), ".json")
     return weights
 
 

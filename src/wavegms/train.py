@@ -25,7 +25,7 @@ from .autoencoders import load_autoencoder
 from .data import InMemoryDataset, carve_validation, dataset_pairs
 from .devices import resolve_device
 from .errors import Cancelled, InputError
-from .io import read_json, write_json
+from .io import atomic_write, read_json, write_json
 from .lmm import SUPERVISED_HEADS
 from .losses import alignment_loss, latent_loss, segmentation_loss
 from .model import ModelConfig, WaveGMS
@@ -238,7 +238,7 @@ class Trainer:
                 done = view * n + int(indices[-1]) + 1
                 report(self.progress, "targets", done, total, "encoding frozen targets")
         views = {k: torch.cat(v) for k, v in chunks.items()}
-        model_io._atomic_write(path, lambda t: save_file(views, t))
+        atomic_write(path, lambda t: save_file(views, t), ".safetensors")
         return views
 
     # -- one epoch ---------------------------------------------------------------------------
@@ -342,7 +342,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "param_groups": opt["param_groups"],
         }
-        model_io._atomic_write(self.run_dir / "last.safetensors", lambda t: save_file(tensors, t))
+        atomic_write(self.run_dir / "last.safetensors", lambda t: save_file(tensors, t))
         write_json(self.run_dir / "last.json", meta)
 
     def resume(self) -> bool:

@@ -1,0 +1,40 @@
+"""Copy a training run's best model into the package as a shipped model (fp16).
+
+    python scripts/ship_model.py RUN_DIR NAME
+
+The file is re-saved by the project's own model_io (never hand-edited); its metadata gains the
+run's history so the model card can be checked against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wavegms.io import read_json
+from wavegms.model_io import load_model, save_model
+from wavegms.registry import SHIPPED_DIR
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args()
+    model = load_model(args.run_dir / "best")
+    history = read_json(args.run_dir / "history.json")
+    meta = {
+        **model.metadata,
+        "history": history,
+        "train_wall_seconds": sum(row["seconds"] for row in history),
+    }
+    meta.pop("data_dir", None)  # a path on the training machine says nothing to users
+    path = save_model(
+        model, SHIPPED_DIR / args.name, metadata=meta, half=True, overwrite=args.overwrite
+    )
+    print(f"shipped {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
