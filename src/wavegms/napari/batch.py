@@ -1,0 +1,188 @@
+"""The batch panel (menu Layers > Segment): segment a folder, optionally score it.
+
+Writes binary and soft masks and a CSV table (see ``jobs.batch_job``), in a worker thread with
+progress and Cancel. Existing outputs are replaced only when "replace existing outputs" is
+ticked or the user agrees in a dialog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    TextEdit,
+)
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import QMessageBox
+
+from ..errors import OutputExistsError
+from ..progress import CancelToken
+from .common import ProgressDisplay, ProgressRelay, device_choices, model_choices, report_error
+from .jobs import BatchResult, LoadedModel, batch_job
+from .settings import BatchSettings, load_settings, save_settings
+
+if TYPE_CHECKING:
+    import napari
+
+
+def _folder(value) -> str:
+    return "" if value in (None, "", Path(".")) else str(value)
+
+
+class BatchWidget(Container):
+    """The form inside the batch dialog."""
+
+    def __init__(self, viewer: napari.viewer.Viewer | None = None) -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        s = self.settings = load_settings(BatchSettings)
+        self.loaded: LoadedModel | None = None
+        self.worker = None
+        self.cancel_token: CancelToken | None = None
+        self.error: BaseException | None = None
+        self.result: BatchResult | None = None
+        self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)
+        self.output_dir = FileEdit(label="output folder", mode="d", nullable=True)
+        self.gt_dir = FileEdit(label="ground truth (optional)", mode="d", nullable=True)
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.device = ComboBox(label="device", choices=device_choices)
+        self.threshold = FloatSpinBox(
+            label="threshold", min=0.0, max=1.0, step=0.05, value=s.threshold
+        )
+        self.overwrite = CheckBox(text="replace existing outputs", value=False)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.report = TextEdit(value="")
+        self.report.read_only = True
+        self.extend([self.input_dir, self.output_dir, self.gt_dir, self.model, self.device])
+        self.extend([self.threshold, self.overwrite, self.run_button, self.cancel_button])
+        self.extend([self.status, self.report])
+        for widget, value in ((self.input_dir, s.input_dir), (self.output_dir, s.output_dir)):
+            widget.value = value or None
+        self.gt_dir.value = s.gt_dir or None
+        self.model.value = s.model if s.model in self.model.choices else self.model.value
+        if s.device in self.device.choices:
+            self.device.value = s.device
+        self.progress = ProgressDisplay(self.status)
+        self.relay = ProgressRelay(self.progress.show)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.changed.connect(self._save_settings)  # any choice the user makes is kept
+
+    def _save_settings(self, _value=None) -> None:
+        self.settings = BatchSettings(
+            input_dir=_folder(self.input_dir.value),
+            output_dir=_folder(self.output_dir.value),
+            gt_dir=_folder(self.gt_dir.value),
+            model=self.model.value or "",
+            device=self.device.value or "auto",
+            threshold=float(self.threshold.value),
+        )
+        save_settings(self.settings)
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def run(self, _value=None) -> None:
+        try:
+            self._start(bool(self.overwrite.value))
+        except Exception as err:
+            report_error(self.status, err)
+
+    def _start(self, overwrite: bool) -> None:
+        if self.busy:
+            return
+        self._save_settings()
+        s = self.settings
+        self.cancel_token = CancelToken()
+        self.error = self.result = None
+        self.report.value = ""
+        self.progress.start("batch segmentation")
+        self.worker = create_worker(
+            batch_job,
+            in_dir=s.input_dir,
+            out_dir=s.output_dir,
+            model=s.model,
+            device=s.device,
+            threshold=s.threshold,
+            gt_dir=s.gt_dir,
+            overwrite=overwrite,
+            loaded=self.loaded,
+            progress=self.relay,
+            cancel=self.cancel_token,
+            _ignore_errors=True,
+        )
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._finish)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.worker.start()
+
+    def cancel(self, _value=None) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.status.value = "cancelling after the current image…"
+
+    def _on_returned(self, result: BatchResult) -> None:
+        self.result = result
+        self.loaded = result.loaded
+
+    def _on_errored(self, err: BaseException) -> None:
+        self.error = err
+
+    def _finish(self) -> None:
+        self.progress.close()
+        self.worker = self.cancel_token = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        try:
+            self._conclude()
+        except Exception as err:
+            report_error(self.status, err)
+
+    def _conclude(self) -> None:
+        if isinstance(self.error, OutputExistsError) and not self.overwrite.value:
+            if self.confirm_overwrite(str(self.error)):
+                self._start(overwrite=True)
+            else:
+                report_error(self.status, f"nothing written: {self.error}")
+            return
+        if self.error is not None:
+            report_error(self.status, self.error)
+            return
+        if self.result is not None:
+            self.report.value = self.result.summary()
+            self.status.value = "cancelled" if self.result.cancelled else "done"
+
+    def confirm_overwrite(self, message: str) -> bool:
+        """Ask before replacing outputs (tests tick the checkbox or replace this method)."""
+        answer = QMessageBox.question(
+            self.native, "Replace existing outputs?", f"{message}\n\nReplace them?"
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+
+PANEL_NAME = "Wave-GMS: segment a folder"
+
+
+def open_batch_dialog(viewer: napari.viewer.Viewer) -> BatchWidget:
+    """The menu command: show the batch panel as a floating window over napari (one per
+    viewer; a second call brings the open one back)."""
+    existing = viewer.window.dock_widgets.get(PANEL_NAME)
+    if isinstance(existing, BatchWidget):
+        existing.native.parent().show()
+        existing.native.parent().raise_()
+        return existing
+    widget = BatchWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name=PANEL_NAME, area="right")
+    dock.setFloating(True)
+    return widget

@@ -1,0 +1,139 @@
+"""Small Qt helpers shared by the widgets: choices, error display, progress display."""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+from magicgui.widgets import Label
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Signal, Slot
+
+from ..errors import WaveGMSError
+from ..progress import Progress
+from .jobs import error_text
+
+
+def model_choices(_widget=None) -> list[str]:
+    """Every model by name: shipped first, then the user's fine-tuned ones."""
+    from ..registry import list_models
+
+    return list(list_models())
+
+
+def device_choices(_widget=None) -> list[str]:
+    """``auto`` first, then the devices this machine has."""
+    from ..devices import available_devices
+
+    return available_devices()
+
+
+def report_error(label: Label, err: BaseException | str) -> None:
+    """Show an error in the widget's status label and as a napari notification.
+
+    Never raises: this runs in Qt slots, where an exception would reach napari's event loop.
+    """
+    text = err if isinstance(err, str) else error_text(err)
+    if isinstance(err, BaseException) and not isinstance(err, WaveGMSError):
+        traceback.print_exception(type(err), err, err.__traceback__)
+    label.value = f"Error: {text}"
+    try:
+        show_error(text)
+    except Exception:  # a notification failing must not hide the label's message
+        traceback.print_exc()
+
+
+class ProgressRelay(QObject):
+    """Carries :class:`Progress` reports from a worker thread to a GUI-thread callback.
+
+    A worker calls the relay like a ``ProgressCallback``; the signal is queued across threads
+    because the relay lives in the GUI thread.
+    """
+
+    reported = Signal(object)
+
+    def __init__(self, callback) -> None:
+        super().__init__()
+        self._callback = callback
+        self.reported.connect(self._deliver)
+
+    def __call__(self, report: Progress) -> None:
+        self.reported.emit(report)
+
+    @Slot(object)
+    def _deliver(self, report: Progress) -> None:
+        self._callback(report)
+
+
+class ProgressDisplay:
+    """Renders :class:`Progress` reports as a napari progress bar and a status label."""
+
+    def __init__(self, label: Label) -> None:
+        self.label = label
+        self.bar: napari_progress | None = None
+        self.last: Progress | None = None
+        self._stage = ""
+
+    def start(self, description: str) -> None:
+        self.close()
+        self.bar = napari_progress(total=0, desc=description)
+        self._stage = ""
+        self.last = None
+        self.label.value = description
+
+    def show(self, report: Progress) -> None:
+        bar = self.bar
+        self.last = report
+        if bar is None:  # a report queued before the job ended, delivered after: stale
+            return
+        text = f"{report.stage} {report.done}/{report.total} {report.message}".strip()
+        extras = " ".join(f"{k}={v:.3g}" for k, v in report.metrics.items())
+        self.label.value = f"{text} {extras}".strip()
+        if report.stage != self._stage or report.total != bar.total:
+            self._stage = report.stage
+            bar.reset(total=report.total)
+            bar.set_description(report.stage)
+        bar.update(report.done - bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class LayerWatcher:
+    """Calls ``callback()`` whenever the viewer's layers are added, removed, moved or renamed."""
+
+    def __init__(self, viewer, callback) -> None:
+        self.callback = callback
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._changed)
+        viewer.layers.events.moved.connect(self._changed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._changed)
+
+    def _changed(self, event=None) -> None:
+        if event is not None and getattr(event, "type", "") == "inserted":
+            event.value.events.name.connect(self._changed)
+        self.callback()
+
+
+def layer_data(layer) -> np.ndarray:
+    """The full-resolution data of a layer as a numpy array."""
+    return np.asarray(layer.data[0] if layer.multiscale else layer.data)
+
+
+def current_plane(layer, viewer) -> np.ndarray:
+    """The 2D plane (HxW, or HxWxC for RGB) of ``layer`` that the viewer shows now."""
+    data = layer_data(layer)
+    spatial = 3 if getattr(layer, "rgb", False) else 2
+    lead = data.ndim - spatial
+    if lead <= 0:
+        return data
+    point = layer.world_to_data(viewer.dims.point)
+    index = tuple(
+        int(np.clip(round(float(c)), 0, n - 1))
+        for c, n in zip(point[:lead], data.shape[:lead], strict=True)
+    )
+    return data[index]

@@ -1,0 +1,213 @@
+"""The work behind the Segment widget and the batch dialog, run in worker threads.
+
+Qt-free and torch-free at import time: each job imports the model code when it runs. Jobs
+take a ``progress`` callback receiving :class:`wavegms.progress.Progress` reports and a
+:class:`wavegms.progress.CancelToken`, and return a small result object.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputExistsError, WaveGMSError
+from ..progress import CancelToken, ProgressCallback, report
+
+RESULTS_CSV = "results.csv"
+RESULTS_COLUMNS = ("name", "height", "width", "mask_area")
+
+
+def error_text(err: BaseException) -> str:
+    """What the user reads: our own errors as they are, anything else with its type."""
+    if isinstance(err, (WaveGMSError, FileExistsError, FileNotFoundError, PermissionError)):
+        return str(err)
+    return f"unexpected error ({type(err).__name__}): {err}"
+
+
+@dataclass
+class LoadedModel:
+    """A ``Segmenter`` and what it was loaded from, so that widgets reload only on change."""
+
+    segmenter: object
+    path: Path
+    device: str
+
+
+def load_segmenter(
+    current: LoadedModel | None, model: str, device: str, progress: ProgressCallback | None
+) -> LoadedModel:
+    """``current`` if it was loaded from this model and device, else a newly loaded one."""
+    from ..predict import Segmenter
+    from ..registry import resolve_model
+
+    if not model:
+        raise InputError("no model chosen (none installed yet? fine-tune or train one first)")
+    path = resolve_model(model)
+    if current is not None and (current.path, current.device) == (path, device):
+        return current
+    report(progress, "load", 0, 1, f"loading model {model}")
+    loaded = LoadedModel(Segmenter.load(path, device), path, device)
+    report(progress, "load", 1, 1, f"model {model} on {loaded.segmenter.device}")
+    return loaded
+
+
+@dataclass
+class SegmentResult:
+    loaded: LoadedModel
+    binary: np.ndarray
+    soft: np.ndarray
+
+
+def segment_job(
+    data: np.ndarray,
+    rgb: bool,
+    model: str,
+    device: str,
+    threshold: float,
+    loaded: LoadedModel | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SegmentResult:
+    """Segment one layer's data (2D, RGB(A), or a stack, plane by plane)."""
+    if not 0 <= threshold <= 1:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    loaded = load_segmenter(loaded, model, device, progress)
+    segmenter = loaded.segmenter
+    segmenter.threshold = threshold
+    binary, soft = segmenter.segment(np.asarray(data), rgb=rgb, progress=progress, cancel=cancel)
+    return SegmentResult(loaded, binary, soft)
+
+
+@dataclass
+class BatchResult:
+    loaded: LoadedModel
+    out_dir: Path
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False
+    csv_path: Path | None = None
+    means: dict[str, float] = field(default_factory=dict)  # with ground truth: mean scores
+
+    def summary(self) -> str:
+        state = "cancelled after" if self.cancelled else "done:"
+        lines = [f"{state} {self.written} mask(s) written to {self.out_dir}"]
+        if self.csv_path is not None:
+            lines.append(f"table: {self.csv_path.name}")
+        if self.means:
+            m = self.means
+            lines.append(
+                f"mean DSC {m['dsc_native']:.1f} %, IoU {m['iou_native']:.1f} %, "
+                f"HD95 {m['hd95_native']:.1f} px (native resolution)"
+            )
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} file(s) skipped:")
+            lines += [f"  {name}: {why}" for name, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _results_table(masks: list[Path]) -> str:
+    from ..io import read_mask
+
+    buf = _stdio.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RESULTS_COLUMNS)
+    for path in masks:
+        mask = read_mask(path)
+        writer.writerow([path.stem, mask.shape[0], mask.shape[1], int(mask.sum())])
+    return buf.getvalue()
+
+
+def _readable_pairs(pairs, skipped: list[tuple[str, str]], progress, cancel):
+    """The pairs whose image and mask can be read; the others are listed in ``skipped``."""
+    from ..io import read_image
+
+    good = []
+    for i, pair in enumerate(pairs, start=1):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        try:
+            read_image(pair.image)
+            read_image(pair.mask)
+            good.append(pair)
+        except WaveGMSError as err:
+            skipped.append((pair.image.name, str(err)))
+        report(progress, "check", i, len(pairs), pair.name)
+    return good
+
+
+def batch_job(
+    in_dir: str,
+    out_dir: str,
+    model: str,
+    device: str,
+    threshold: float,
+    gt_dir: str = "",
+    overwrite: bool = False,
+    loaded: LoadedModel | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> BatchResult:
+    """Segment a folder. Without ground truth: ``OUT/<name>.png``, ``OUT/soft/<name>.png`` and
+    ``OUT/results.csv`` (name, height, width, mask_area). With ground truth (masks matched by
+    file stem): the evaluation outputs, ``OUT/scores.csv`` with DSC/IoU/HD95 per image."""
+    from ..errors import Cancelled
+
+    if not in_dir or not Path(in_dir).is_dir():
+        raise InputError(f"input folder {in_dir!r} does not exist or is not a folder")
+    if not out_dir:
+        raise InputError("choose an output folder")
+    out = Path(out_dir)
+    if out.resolve() == Path(in_dir).resolve():
+        raise InputError("the output folder must differ from the input folder")
+    if gt_dir and not Path(gt_dir).is_dir():
+        raise InputError(f"ground-truth folder {gt_dir!r} does not exist or is not a folder")
+    loaded = load_segmenter(loaded, model, device, progress)
+    segmenter = loaded.segmenter
+    segmenter.threshold = threshold
+    result = BatchResult(loaded, out)
+    if gt_dir:
+        from ..data import find_pairs
+        from ..evaluate import evaluate_pairs
+
+        pairs = _readable_pairs(find_pairs(in_dir, gt_dir), result.skipped, progress, cancel)
+        try:
+            evaluation = evaluate_pairs(
+                segmenter, pairs, out, threshold, overwrite=overwrite,
+                progress=progress, cancel=cancel,
+            )  # fmt: skip
+        except Cancelled:
+            result.cancelled = True
+            return result
+        result.written = len(evaluation.rows)
+        result.csv_path = evaluation.files.get("scores")
+        keys = ("dsc_native", "iou_native", "hd95_native")
+        result.means = {k: float(evaluation.summary[k][0]) for k in keys}
+        return result
+
+    from ..predict import segment_folder
+
+    csv_path = out / RESULTS_CSV
+    if csv_path.exists() and not overwrite:
+        raise OutputExistsError(f"{csv_path} already exists; allow overwriting to replace it")
+    folder = segment_folder(segmenter, in_dir, out, overwrite, progress, cancel)
+    result.written = len(folder.written)
+    result.skipped += [(p.name, why) for p, why in folder.skipped]
+    result.cancelled = folder.cancelled
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(csv_path, _results_table(folder.written))
+    result.csv_path = csv_path
+    return result

@@ -1,0 +1,20 @@
+"""Sample data: a synthetic ultrasound-like image with its lesion mask (made by
+``scripts/make_sample_data.py``; no patient data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+
+
+def ultrasound() -> list[tuple]:
+    """An image layer and a labels layer (1 = lesion)."""
+    from ..io import read_image, read_mask
+
+    image = read_image(SAMPLE_DIR / "ultrasound.png")
+    mask = read_mask(SAMPLE_DIR / "ultrasound_mask.png").astype("uint8")
+    return [
+        (image, {"name": "ultrasound"}, "image"),
+        (mask, {"name": "ultrasound lesion"}, "labels"),
+    ]

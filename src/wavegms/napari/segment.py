@@ -1,0 +1,227 @@
+"""The Segment widget: an image layer in, a Labels layer ``<image> mask`` out.
+
+The model runs in a napari worker thread; the loaded model stays on the widget and is reloaded
+only when the model or the device changes. Errors are shown, never raised into napari.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+
+from ..errors import Cancelled, InputError
+from ..progress import CancelToken
+from .common import (
+    LayerWatcher,
+    ProgressDisplay,
+    ProgressRelay,
+    device_choices,
+    layer_data,
+    model_choices,
+    report_error,
+)
+from .jobs import LoadedModel, SegmentResult, segment_job
+from .settings import SegmentSettings, load_settings, save_settings
+
+if TYPE_CHECKING:
+    import napari
+
+
+def mask_name(image: Image) -> str:
+    return f"{image.name} mask"
+
+
+def soft_name(image: Image) -> str:
+    return f"{image.name} soft mask"
+
+
+class SegmentWidget(Container):
+    """Segment the chosen image layer with the chosen model."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.settings = load_settings(SegmentSettings)
+        self.loaded: LoadedModel | None = None
+        self.cancel_token: CancelToken | None = None
+        self.worker = None
+        self.target: Image | None = None
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.device = ComboBox(label="device", choices=device_choices)
+        self.threshold = FloatSpinBox(
+            label="threshold", min=0.0, max=1.0, step=0.05, value=self.settings.threshold
+        )
+        self.soft_mask = CheckBox(text="also add the soft mask", value=self.settings.soft_mask)
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.device,
+                self.threshold,
+                self.soft_mask,
+                self.run_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
+        self.progress = ProgressDisplay(self.status)
+        self.relay = ProgressRelay(self.progress.show)
+        self._restore_choices()
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.changed.connect(self._save_settings)  # any choice the user makes is kept
+        self.watcher = LayerWatcher(viewer, self._on_layers_changed)
+        self._select_selected_image()
+
+    # -- choices ---------------------------------------------------------------------------
+    def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _restore_choices(self) -> None:
+        from ..registry import default_model
+
+        models = self.model.choices
+        for name in (self.settings.model, default_model()):
+            if name in models:
+                self.model.value = name
+                break
+        if self.settings.device in self.device.choices:
+            self.device.value = self.settings.device
+
+    def _on_layers_changed(self) -> None:
+        self.reset_choices()  # layers, and the model list (new models appear too)
+        if self.image.value is None:
+            self._select_selected_image()
+
+    def _select_selected_image(self) -> None:
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image):
+            self.image.value = active
+        elif self.image.choices:
+            self.image.value = self.image.choices[-1]
+
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-list the models (e.g. after fine-tuning) and optionally select one."""
+        self.model.reset_choices()
+        if select is not None and select in self.model.choices:
+            self.model.value = select
+
+    def _save_settings(self, _value=None) -> None:
+        self.settings = SegmentSettings(
+            model=self.model.value or "",
+            device=self.device.value or "auto",
+            threshold=float(self.threshold.value),
+            soft_mask=bool(self.soft_mask.value),
+        )
+        save_settings(self.settings)
+
+    # -- running ---------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def run(self, _value=None) -> None:
+        """Start segmenting the chosen image layer in a worker thread."""
+        try:
+            self._start()
+        except Exception as err:  # shown to the user, never raised into the event loop
+            self._finish()
+            report_error(self.status, err)
+
+    def _start(self) -> None:
+        if self.busy:
+            return
+        layer = self.image.value
+        if not isinstance(layer, Image) or layer not in self.viewer.layers:
+            raise InputError("no image layer chosen: open or add an image first")
+        if not self.model.value:
+            raise InputError("no model available: train or fine-tune one first")
+        self.cancel_token = CancelToken()
+        self.progress.start(f"segmenting {layer.name}")
+        self.worker = create_worker(
+            segment_job,
+            layer_data(layer),
+            rgb=bool(layer.rgb),
+            model=self.model.value,
+            device=self.device.value,
+            threshold=float(self.threshold.value),
+            loaded=self.loaded,
+            progress=self.relay,
+            cancel=self.cancel_token,
+            _ignore_errors=True,
+        )
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._finish)
+        self.target = layer
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.worker.start()
+
+    def cancel(self, _value=None) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.status.value = "cancelling…"
+
+    def _on_returned(self, result: SegmentResult) -> None:
+        try:
+            self.loaded = result.loaded
+            self.show_result(self.target, result.binary, result.soft)
+        except Exception as err:
+            report_error(self.status, err)
+
+    def _on_errored(self, err: BaseException) -> None:
+        if isinstance(err, Cancelled):
+            self.status.value = "cancelled"
+        else:
+            report_error(self.status, err)
+
+    def _finish(self) -> None:
+        self.progress.close()
+        self.worker = None
+        self.cancel_token = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+    # -- output layers ---------------------------------------------------------------------
+    def show_result(self, image: Image, binary: np.ndarray, soft: np.ndarray) -> None:
+        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``."""
+        geometry = {"scale": image.scale, "translate": image.translate}
+        labels = binary.astype(np.uint8)
+        name = mask_name(image)
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        if isinstance(existing, Labels) and existing.data.shape == labels.shape:
+            existing.data = labels
+            existing.scale, existing.translate = geometry["scale"], geometry["translate"]
+        else:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            self.viewer.add_labels(labels, name=name, **geometry)
+        if self.soft_mask.value:
+            name = soft_name(image)
+            if name in self.viewer.layers and self.viewer.layers[name].data.shape == soft.shape:
+                self.viewer.layers[name].data = soft
+            else:
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+                self.viewer.add_image(
+                    soft, name=name, colormap="magma", contrast_limits=(0, 1),
+                    blending="additive", opacity=0.5, **geometry,
+                )  # fmt: skip
+        area = int(binary.sum())
+        self.status.value = f"done: {mask_name(image)} ({area} foreground pixels)"

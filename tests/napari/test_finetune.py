@@ -1,0 +1,173 @@
+"""The fine-tune dock: collecting pairs on disk, errors, training in a child process, Stop."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from napari_helpers import disc_mask, speckle, wait_idle
+
+from wavegms.napari.finetune import FinetuneWidget
+from wavegms.napari.segment import SegmentWidget
+from wavegms.napari.training_set import TrainingSet
+
+pytestmark = pytest.mark.napari
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def dock(viewer, tiny_model):
+    """A fine-tune dock whose training process is ended after the test, whatever happens."""
+    widget = FinetuneWidget(viewer)
+    yield widget
+    widget.shutdown()
+
+
+def add_pairs(viewer, widget: FinetuneWidget, n: int, size: int = 64) -> None:
+    for i in range(n):
+        image = viewer.add_image(speckle((size, size), seed=i), name=f"scan {i}")
+        labels = viewer.add_labels(disc_mask(size, size) * 2, name=f"scan {i} mask")
+        widget.image.value, widget.labels_layer.value = image, labels
+        widget.add_button.native.click()
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_add_and_remove_pairs(viewer, tiny_model, wavegms_home):
+    widget = FinetuneWidget(viewer)
+    assert widget.project.value == "default"
+    add_pairs(viewer, widget, 2, size=40)
+    root = wavegms_home / "data" / "finetune" / "default"
+    manifest = json.loads((root / "manifest.json").read_text())
+    names = [p["name"] for p in manifest["pairs"]]
+    assert names == ["scan_0_001", "scan_1_001"] and list(widget.pairs.choices) == names
+    assert manifest["pairs"][0]["source"] == "scan 0"
+    from wavegms.io import read_image, read_mask
+
+    assert read_image(root / "images" / "scan_0_001.png").shape == (40, 40)
+    mask = read_mask(root / "masks" / "scan_0_001.png")
+    np.testing.assert_array_equal(mask, disc_mask(40, 40) > 0)  # any label > 0 is lesion
+
+    widget.pairs.value = ["scan_0_001"]
+    widget.remove_button.native.click()
+    assert list(widget.pairs.choices) == ["scan_1_001"]
+    assert not (root / "images" / "scan_0_001.png").exists()
+    assert TrainingSet("default").names() == ["scan_1_001"]
+    # a new dock (e.g. after restarting napari) finds the collected pairs
+    assert list(FinetuneWidget(viewer).pairs.choices) == ["scan_1_001"]
+
+
+def test_stack_adds_the_shown_slice(viewer, tiny_model):
+    widget = FinetuneWidget(viewer)
+    stack = viewer.add_image(np.stack([speckle((24, 24), seed=i) for i in range(3)]), name="vol")
+    labels = viewer.add_labels(np.zeros((3, 24, 24), np.uint8), name="vol labels")
+    labels.data[2, 5:10, 5:10] = 1
+    viewer.dims.set_current_step(0, 2)
+    widget.image.value, widget.labels_layer.value = stack, labels
+    widget.add_button.native.click()
+    (entry,) = TrainingSet("default").entries()
+    assert (entry.height, entry.width, entry.mask_area) == (24, 24, 25)
+
+
+def test_bad_input_is_reported(viewer, tiny_model, shown_errors):
+    widget = FinetuneWidget(viewer)
+    widget.add_button.native.click()
+    assert "choose an image layer" in widget.status.value
+    image = viewer.add_image(speckle((32, 32)), name="img")
+    labels = viewer.add_labels(np.zeros((20, 32), np.uint8), name="wrong")
+    widget.image.value, widget.labels_layer.value = image, labels
+    widget.add_button.native.click()
+    assert "differ in size" in widget.status.value
+    assert TrainingSet("default").names() == []
+
+    widget.new_model.value = "mine"
+    widget.train_button.native.click()  # empty training set
+    assert "has 0 pair(s)" in widget.status.value and not widget.training
+    add_pairs(viewer, widget, 2)
+    widget.new_model.value = "tiny"  # an existing model is never overwritten
+    widget.train_button.native.click()
+    assert "already exists" in widget.status.value and not widget.training
+    widget.new_model.value = "bad/name"
+    widget.train_button.native.click()
+    assert "not a usable model name" in widget.status.value and not widget.training
+    assert len(shown_errors) == 5
+
+
+def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
+    from wavegms.paths import user_models_dir
+    from wavegms.registry import list_models
+
+    base = user_models_dir() / "tiny.safetensors"
+    before = digest(base)
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    widget = dock
+    add_pairs(viewer, widget, 2)
+    widget.base_model.value = "tiny"
+    widget.epochs.value, widget.batch_size.value = 1, 2
+    widget.augment.value = False
+    widget.new_model.value = "tiny-ft"
+    widget.train_button.native.click()
+    assert widget.training and not widget.train_button.enabled
+    wait_idle(qtbot, widget, "training")
+    assert widget.status.value.startswith("done"), widget.status.value
+    assert "tiny-ft" in list_models()
+    config = json.loads((user_models_dir() / "tiny-ft.json").read_text())
+    assert config["metadata"]["config"]["init_model"].endswith("tiny.safetensors")
+    assert config["metadata"]["config"]["seg_heads"] == ["out"]  # fast CPU schedule
+    assert digest(base) == before  # the base model is untouched
+    assert widget.plot.epochs == [1] and 0 <= widget.plot.dices[0] <= 1
+    assert segment.model.value == "tiny-ft"  # selected in the Segment widget
+    assert (widget.run_dir / "best.safetensors").is_file()
+
+
+def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
+    from wavegms.registry import list_models
+
+    widget = dock
+    add_pairs(viewer, widget, 2)
+    widget.base_model.value = "tiny"
+    widget.epochs.value, widget.batch_size.value = 50, 2
+    widget.new_model.value = "stopped"
+    widget.train_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.plot.epochs) > 0, timeout=120_000)
+    widget.stop_button.native.click()
+    wait_idle(qtbot, widget, "training")
+    assert widget.status.value.startswith("stopped"), widget.status.value
+    assert "stopped" in list_models()
+    assert len(widget.plot.epochs) < 50
+
+
+def test_settings_persist(viewer, tiny_model):
+    widget = FinetuneWidget(viewer)
+    widget.project.value = "liver"
+    widget.epochs.value, widget.lr.value, widget.val_fraction.value = 7, 0.0005, 0.3
+    widget.augment.value = widget.fast_cpu.value = False
+    widget.base_model.value = "tiny"
+    again = FinetuneWidget(viewer)
+    assert again.project.value == "liver" and again.base_model.value == "tiny"
+    assert (again.epochs.value, again.lr.value, again.val_fraction.value) == (7, 0.0005, 0.3)
+    assert again.augment.value is False and again.fast_cpu.value is False
+
+
+def test_child_error_is_shown(viewer, dock, qtbot, shown_errors):
+    from wavegms.paths import user_models_dir
+
+    (user_models_dir() / "broken.safetensors").write_bytes(b"junk")
+    (user_models_dir() / "broken.json").write_text("{}")
+    dock.reset_choices()
+    add_pairs(viewer, dock, 2)
+    dock.base_model.value = "broken"
+    dock.new_model.value = "never"
+    dock.train_button.native.click()
+    wait_idle(qtbot, dock, "training")
+    assert "fine-tuning failed" in dock.status.value and "broken" in dock.status.value
+    assert shown_errors and not (user_models_dir() / "never.json").exists()

@@ -1,0 +1,59 @@
+"""Qt-free parts of the plugin: persisted settings and the fine-tuning training set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wavegms.errors import InputError
+from wavegms.napari.settings import (
+    BatchSettings,
+    FinetuneSettings,
+    SegmentSettings,
+    load_settings,
+    save_settings,
+    settings_path,
+)
+from wavegms.napari.training_set import TrainingSet
+
+
+def test_settings_round_trip_and_tolerate_bad_files():
+    assert load_settings(SegmentSettings) == SegmentSettings()  # no file yet
+    save_settings(SegmentSettings(model="m", device="cpu", threshold=0.25, soft_mask=True))
+    save_settings(BatchSettings(input_dir="/in"))
+    assert load_settings(SegmentSettings).threshold == 0.25
+    assert load_settings(BatchSettings).input_dir == "/in"
+    data = json.loads(settings_path().read_text())
+    assert set(data) == {"segment", "batch"}
+    data["finetune"] = {"epochs": "many", "lr": 1, "unknown": 3, "augment": False}
+    settings_path().write_text(json.dumps(data))
+    finetune = load_settings(FinetuneSettings)
+    assert finetune.epochs == FinetuneSettings().epochs  # wrong type: default kept
+    assert finetune.lr == 1.0 and finetune.augment is False
+    settings_path().write_text("{ not json")
+    assert load_settings(SegmentSettings) == SegmentSettings()
+
+
+def test_training_set_add_remove_tidy(wavegms_home):
+    pairs = TrainingSet("proj-1")
+    rgb = np.random.default_rng(0).random((12, 10, 4)).astype(np.float32)
+    labels = np.zeros((12, 10), np.int32)
+    labels[2:5, 3:6] = 7
+    entry = pairs.add(rgb, labels, source="my scan")
+    assert entry.name == "my_scan_001" and entry.mask_area == 9
+    assert pairs.add(rgb, labels, source="my scan").name == "my_scan_002"
+    assert (wavegms_home / "data" / "finetune" / "proj-1" / "images" / "my_scan_001.png").is_file()
+    (pairs.images_dir / "orphan.png").write_bytes(b"left by a crash")
+    pairs.tidy()
+    assert not (pairs.images_dir / "orphan.png").exists()
+    pairs.remove(["my_scan_001"])
+    assert pairs.names() == ["my_scan_002"]
+    from wavegms.data import dataset_pairs
+
+    assert [p.name for p in dataset_pairs(pairs.root, split=None)] == ["my_scan_002"]
+    with pytest.raises(InputError, match="differ in size"):
+        pairs.add(rgb, labels[:5], source="x")
+    with pytest.raises(InputError, match="project name"):
+        TrainingSet("../escape")
