@@ -40,7 +40,9 @@ def test_train_then_evaluate_then_segment(tiny_dataset, tmp_path, capsys):
 
     seg = tmp_path / "seg"
     assert main(["segment", str(tiny_dataset / "images"), str(seg), "--model", "mine"]) == 0
-    assert len(list(seg.glob("*.png"))) == 8 and len(list((seg / "soft").glob("*.png"))) == 8
+    assert len(list((seg / "masks").glob("*.png"))) == 8
+    assert len(list((seg / "soft").glob("*.png"))) == 8
+    assert len((seg / "results.csv").read_text().splitlines()) == 1 + 8
 
 
 def test_clear_errors_for_bad_paths(tmp_path, capsys):

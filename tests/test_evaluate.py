@@ -299,3 +299,18 @@ def test_import_does_not_load_torch_or_model():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unreadable_pairs_end_the_run_or_are_skipped_when_asked(tmp_path):
+    pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)] * 3)
+    Path(pairs[1].image).write_bytes(b"truncated")
+    with pytest.raises(InputError, match="img1"):
+        evaluate_pairs(ChannelPredictor(), pairs, None)
+    result = evaluate_pairs(ChannelPredictor(), pairs, tmp_path / "out", skip_unreadable=True)
+    assert [r["name"] for r in result.rows] == ["img0", "img2"]
+    assert [name for name, _ in result.skipped] == [Path(pairs[1].image).name]
+    assert [r["name"] for r in read_csv(tmp_path / "out" / "scores.csv")][:2] == ["img0", "img2"]
+    for p in pairs:
+        Path(p.image).write_bytes(b"")
+    with pytest.raises(InputError, match="none of the 3 pairs"):
+        evaluate_pairs(ChannelPredictor(), pairs, None, skip_unreadable=True)

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from skimage.io import imread, imsave
 
-from wavegms.errors import InputError, ModelFileError, OutputExistsError
+from wavegms.errors import InputError, ModelFileError
 from wavegms.model import ModelConfig, WaveGMS
 from wavegms.model_io import load_model, model_paths, save_model
-from wavegms.predict import Segmenter, segment_folder, split_planes
+from wavegms.predict import Segmenter, split_planes
 from wavegms.registry import check_new_model_name, list_models, resolve_model
 
 
@@ -98,24 +97,3 @@ def test_bad_images_are_input_errors():
         split_planes(np.zeros((0, 5)))
     with pytest.raises(InputError):
         split_planes(np.zeros(5))
-
-
-def test_segment_folder_writes_masks_skips_junk_and_never_overwrites(tmp_path, tiny_model_file):
-    src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    imsave(src / "a.png", (np.random.default_rng(0).random((30, 40)) * 255).astype(np.uint8))
-    imsave(src / "b.jpg", (np.random.default_rng(1).random((20, 25, 3)) * 255).astype(np.uint8))
-    (src / "broken.png").write_text("not an image")
-    (src / "notes.txt").write_text("ignored: not an image suffix")
-    segmenter = Segmenter.load("tiny", device="cpu")
-    report = segment_folder(segmenter, src, out)
-    assert sorted(p.name for p in report.written) == ["a.png", "b.png"]
-    assert [p.name for p, _ in report.skipped] == ["broken.png"]
-    mask = imread(out / "a.png")
-    assert mask.shape == (30, 40) and set(np.unique(mask)) <= {0, 255}
-    assert imread(out / "soft" / "b.png").shape == (20, 25)
-    before = (out / "a.png").read_bytes()
-    with pytest.raises(OutputExistsError):
-        segment_folder(segmenter, src, out)
-    assert (out / "a.png").read_bytes() == before
-    assert len(segment_folder(segmenter, src, out, overwrite=True).written) == 2

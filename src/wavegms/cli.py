@@ -88,7 +88,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .predict import Segmenter, segment_folder
+    from .folder import segment_folder
+    from .predict import Segmenter
     from .progress import TextProgressBar
 
     src = Path(args.input)
@@ -101,7 +102,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         segmenter, src, args.output, overwrite=args.overwrite, progress=TextProgressBar()
     )
     print(report.summary())
-    print(f"binary masks: {args.output}/<name>.png; soft masks: {args.output}/soft/<name>.png")
     return 1 if report.skipped and not report.written else 0
 
 

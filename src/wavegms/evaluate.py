@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import io as _stdio
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +76,7 @@ class EvaluationResult:
     image_size: int | None = None
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image file name, why)
 
     def format_summary(self) -> str:
         """A small text table: mean ± std at model size and native, plus the conventions."""
@@ -133,22 +132,6 @@ def _resize_mask_nearest(mask: np.ndarray, size: int) -> np.ndarray:
         preserve_range=True,
     )
     return out >= 0.5
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder + rename, so readers never see half.
-
-    (``wavegms.io`` has atomic PNG and JSON writers but none for plain text such as CSV.)
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(value: Any) -> str:
@@ -213,6 +196,19 @@ def _score_row(
     return row, pred_native, soft_native
 
 
+def _read_pair(pair: PairLike) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB float image and its boolean mask; InputError when unreadable or mismatched."""
+    from .io import read_image, read_mask, to_rgb01
+
+    image = to_rgb01(read_image(pair.image))
+    mask = np.asarray(read_mask(pair.mask), dtype=bool)
+    if image.shape[:2] != mask.shape:
+        raise InputError(
+            f"{pair.name}: image {image.shape[:2]} and mask {mask.shape} differ in size"
+        )
+    return image, mask
+
+
 def evaluate_pairs(
     predictor: SoftPredictor,
     pairs: Iterable[PairLike],
@@ -222,14 +218,16 @@ def evaluate_pairs(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    skip_unreadable: bool = False,
 ) -> EvaluationResult:
     """Score ``predictor`` on ``pairs``; with ``out_dir``, write masks, soft masks, CSV, JSON.
 
     Refuses (``OutputExistsError``) before any work if an output exists and ``overwrite`` is
     False. Masks are written as images are scored, ``scores.csv`` and ``summary.json`` last, so a
-    cancelled run leaves no CSV.
+    cancelled run leaves no CSV. With ``skip_unreadable``, a pair whose image or mask cannot
+    be read (or whose sizes differ) is listed in ``result.skipped`` instead of ending the run.
     """
-    from .io import read_image, read_mask, to_rgb01, write_json, write_png
+    from .io import write_json, write_png, write_text
 
     pairs = list(pairs)
     if not pairs:
@@ -257,17 +255,24 @@ def evaluate_pairs(
 
     total = len(pairs)
     rows: list[dict] = []
+    skipped: list[tuple[str, str]] = []
     report(progress, "evaluate", 0, total)
     for start in range(0, total, batch_size):
         check_cancel(cancel)
-        batch = pairs[start : start + batch_size]
-        images = [to_rgb01(read_image(p.image)) for p in batch]
-        masks = [np.asarray(read_mask(p.mask), dtype=bool) for p in batch]
-        for p, img, m in zip(batch, images, masks, strict=True):
-            if img.shape[:2] != m.shape:
-                raise InputError(
-                    f"{p.name}: image {img.shape[:2]} and mask {m.shape} differ in size"
-                )
+        batch, images, masks = [], [], []
+        for p in pairs[start : start + batch_size]:
+            try:
+                image, mask = _read_pair(p)
+            except (InputError, OSError) as err:
+                if not skip_unreadable:
+                    raise
+                skipped.append((Path(p.image).name, str(err)))
+                continue
+            batch.append(p)
+            images.append(image)
+            masks.append(mask)
+        if not batch:
+            continue
         softs = np.asarray(predictor.predict_soft(images), dtype=np.float32)
         if softs.shape != (len(batch), size, size):
             raise InputError(
@@ -281,7 +286,7 @@ def evaluate_pairs(
                 write_png(paths[f"masks/{p.name}"], pred_native, overwrite=overwrite)
                 write_png(paths[f"soft/{p.name}"], soft_native, overwrite=overwrite)
             rows.append(row)
-        done = len(rows)
+        done = len(rows) + len(skipped)
         running = float(np.mean([r["dsc_224"] for r in rows]))
         report(
             progress,
@@ -292,12 +297,19 @@ def evaluate_pairs(
             metrics={"dsc_224": running},
         )
 
+    if not rows:
+        raise InputError(f"none of the {total} pairs could be read: {skipped[0][1]}")
     summary = summarise(rows, SUMMARY_KEYS)
     result = EvaluationResult(
-        rows=rows, summary=summary, threshold=threshold, image_size=size, out_dir=out_dir
+        rows=rows,
+        summary=summary,
+        threshold=threshold,
+        image_size=size,
+        out_dir=out_dir,
+        skipped=skipped,
     )
     if out_dir is not None:
-        _write_text_atomic(paths["scores"], _csv_text(rows, summary))
+        write_text(paths["scores"], _csv_text(rows, summary))
         meta = {
             "n_images": len(rows),
             "threshold": threshold,

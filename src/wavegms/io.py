@@ -307,6 +307,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` atomically as UTF-8 (newlines as given) and return the path."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8", newline="")
+
+    return atomic_write(Path(path), write)
+
+
 def write_json(path: PathLike, obj: Any) -> Path:
     """Write ``obj`` atomically as UTF-8 JSON (indent 2) and return the path.
 

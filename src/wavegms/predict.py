@@ -8,15 +8,14 @@ is resized back bilinearly and then thresholded, so edges follow the soft mask, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import InputError, OutputExistsError, WaveGMSError
+from .errors import InputError
 from .evaluate import resize_soft
-from .io import list_images, read_image, to_rgb01, write_png
+from .io import to_rgb01
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 
@@ -105,58 +104,3 @@ class Segmenter:
             report(progress, "segment", idx[-1] + 1, len(planes))
         shape = (*lead, height, width)
         return binary.reshape(shape), soft.reshape(shape)
-
-
-@dataclass
-class FolderReport:
-    written: list[Path] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-    cancelled: bool = False
-
-    def summary(self) -> str:
-        lines = [f"{len(self.written)} mask(s) written, {len(self.skipped)} file(s) skipped"]
-        lines += [f"  skipped {p.name}: {why}" for p, why in self.skipped]
-        return "\n".join(lines)
-
-
-def output_paths(out_dir: Path, image: Path) -> tuple[Path, Path]:
-    """``OUT/<stem>.png`` (binary 0/255) and ``OUT/soft/<stem>.png`` (soft, 0-255)."""
-    return out_dir / f"{image.stem}.png", out_dir / "soft" / f"{image.stem}.png"
-
-
-def segment_folder(
-    segmenter: Segmenter,
-    in_dir: str | Path,
-    out_dir: str | Path,
-    overwrite: bool = False,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> FolderReport:
-    """Segment every image in ``in_dir``. Unreadable files are skipped and listed; existing
-    outputs are never replaced unless ``overwrite`` (checked before any work is done)."""
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise InputError(f"input folder {in_dir} does not exist or is not a folder")
-    images = list_images(in_dir)
-    if not overwrite:
-        existing = [p for im in images for p in output_paths(out_dir, im) if p.exists()]
-        if existing:
-            raise OutputExistsError(
-                f"{len(existing)} output file(s) already exist in {out_dir} (first: "
-                f"{existing[0].name}); choose another folder or allow overwriting"
-            )
-    result = FolderReport()
-    for i, path in enumerate(images, start=1):
-        if cancel is not None and cancel.cancelled:
-            result.cancelled = True
-            break
-        try:
-            binary, soft = segmenter.segment(to_rgb01(read_image(path)), rgb=True)
-            mask_path, soft_path = output_paths(out_dir, path)
-            write_png(soft_path, soft, overwrite=overwrite)
-            write_png(mask_path, binary, overwrite=overwrite)
-            result.written.append(mask_path)
-        except (WaveGMSError, OSError) as err:
-            result.skipped.append((path, str(err)))
-        report(progress, "segment", i, len(images), path.name)
-    return result

@@ -48,7 +48,7 @@ def test_folder_without_ground_truth(make_napari_viewer, tiny_model, qtbot, fold
     widget = form(make_napari_viewer(), images, out)
     run(qtbot, widget)
     assert widget.status.value == "done", widget.status.value
-    assert {p.name for p in out.glob("*.png")} == {"a.png", "b.png"}
+    assert {p.name for p in (out / "masks").glob("*.png")} == {"a.png", "b.png"}
     assert {p.name for p in (out / "soft").glob("*.png")} == {"a.png", "b.png"}
     rows = read_csv(out / "results.csv")
     assert [r["name"] for r in rows] == ["a", "b"]
@@ -56,7 +56,7 @@ def test_folder_without_ground_truth(make_napari_viewer, tiny_model, qtbot, fold
     assert (rows[1]["height"], rows[1]["width"]) == ("24", "36")
     from wavegms.io import read_mask
 
-    assert int(rows[0]["mask_area"]) == int(read_mask(out / "a.png").sum())
+    assert int(rows[0]["mask_area"]) == int(read_mask(out / "masks" / "a.png").sum())
     assert widget.result.skipped[0][0] == "broken.png"
     assert "broken.png" in widget.report.value and "1 file(s) skipped" in widget.report.value
 

@@ -7,19 +7,13 @@ take a ``progress`` callback receiving :class:`wavegms.progress.Progress` report
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError, WaveGMSError
+from ..errors import Cancelled, InputError, WaveGMSError
 from ..progress import CancelToken, ProgressCallback, report
-
-RESULTS_CSV = "results.csv"
-RESULTS_COLUMNS = ("name", "height", "width", "mask_area")
 
 
 def error_text(err: BaseException) -> str:
@@ -110,45 +104,6 @@ class BatchResult:
         return "\n".join(lines)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _results_table(masks: list[Path]) -> str:
-    from ..io import read_mask
-
-    buf = _stdio.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(RESULTS_COLUMNS)
-    for path in masks:
-        mask = read_mask(path)
-        writer.writerow([path.stem, mask.shape[0], mask.shape[1], int(mask.sum())])
-    return buf.getvalue()
-
-
-def _readable_pairs(pairs, skipped: list[tuple[str, str]], progress, cancel):
-    """The pairs whose image and mask can be read; the others are listed in ``skipped``."""
-    from ..io import read_image
-
-    good = []
-    for i, pair in enumerate(pairs, start=1):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        try:
-            read_image(pair.image)
-            read_image(pair.mask)
-            good.append(pair)
-        except WaveGMSError as err:
-            skipped.append((pair.image.name, str(err)))
-        report(progress, "check", i, len(pairs), pair.name)
-    return good
-
-
 def batch_job(
     in_dir: str,
     out_dir: str,
@@ -161,53 +116,44 @@ def batch_job(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> BatchResult:
-    """Segment a folder. Without ground truth: ``OUT/<name>.png``, ``OUT/soft/<name>.png`` and
-    ``OUT/results.csv`` (name, height, width, mask_area). With ground truth (masks matched by
-    file stem): the evaluation outputs, ``OUT/scores.csv`` with DSC/IoU/HD95 per image."""
-    from ..errors import Cancelled
-
+    """Segment a folder (``wavegms.folder.segment_folder``: ``OUT/masks``, ``OUT/soft``,
+    ``OUT/results.csv``), or with ground truth (masks matched by file stem) evaluate it
+    (``wavegms.evaluate.evaluate_pairs``: the same masks plus ``OUT/scores.csv``)."""
     if not in_dir or not Path(in_dir).is_dir():
         raise InputError(f"input folder {in_dir!r} does not exist or is not a folder")
     if not out_dir:
         raise InputError("choose an output folder")
-    out = Path(out_dir)
-    if out.resolve() == Path(in_dir).resolve():
-        raise InputError("the output folder must differ from the input folder")
     if gt_dir and not Path(gt_dir).is_dir():
         raise InputError(f"ground-truth folder {gt_dir!r} does not exist or is not a folder")
     loaded = load_segmenter(loaded, model, device, progress)
     segmenter = loaded.segmenter
     segmenter.threshold = threshold
+    out = Path(out_dir)
     result = BatchResult(loaded, out)
     if gt_dir:
         from ..data import find_pairs
         from ..evaluate import evaluate_pairs
 
-        pairs = _readable_pairs(find_pairs(in_dir, gt_dir), result.skipped, progress, cancel)
         try:
             evaluation = evaluate_pairs(
-                segmenter, pairs, out, threshold, overwrite=overwrite,
-                progress=progress, cancel=cancel,
+                segmenter, find_pairs(in_dir, gt_dir), out, threshold, overwrite=overwrite,
+                progress=progress, cancel=cancel, skip_unreadable=True,
             )  # fmt: skip
         except Cancelled:
             result.cancelled = True
             return result
         result.written = len(evaluation.rows)
+        result.skipped = evaluation.skipped
         result.csv_path = evaluation.files.get("scores")
         keys = ("dsc_native", "iou_native", "hd95_native")
         result.means = {k: float(evaluation.summary[k][0]) for k in keys}
         return result
 
-    from ..predict import segment_folder
+    from ..folder import segment_folder
 
-    csv_path = out / RESULTS_CSV
-    if csv_path.exists() and not overwrite:
-        raise OutputExistsError(f"{csv_path} already exists; allow overwriting to replace it")
     folder = segment_folder(segmenter, in_dir, out, overwrite, progress, cancel)
     result.written = len(folder.written)
-    result.skipped += [(p.name, why) for p, why in folder.skipped]
+    result.skipped = [(p.name, why) for p, why in folder.skipped]
     result.cancelled = folder.cancelled
-    out.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(csv_path, _results_table(folder.written))
-    result.csv_path = csv_path
+    result.csv_path = folder.csv_path
     return result
