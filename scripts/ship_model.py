@@ -29,7 +29,11 @@ def main() -> None:
         "history": history,
         "train_wall_seconds": sum(row["seconds"] for row in history),
     }
-    meta.pop("data_dir", None)  # a path on the training machine says nothing to users
+    # Paths on the training machine say nothing to users (and may name private folders).
+    meta.pop("data_dir", None)
+    for key in ("data_dir", "out_dir", "init_model", "backend_path"):
+        if meta.get("config", {}).get(key) is not None:
+            meta["config"][key] = Path(meta["config"][key]).name
     path = save_model(
         model, SHIPPED_DIR / args.name, metadata=meta, half=True, overwrite=args.overwrite
     )

@@ -162,3 +162,22 @@ def test_busi_image(viewer, tiny_model, qtbot, data_root):
     widget = SegmentWidget(viewer)
     segment(qtbot, widget, image)
     assert viewer.layers["busi mask"].data.shape == data.shape[:2]
+
+
+def test_painted_corrections_are_never_replaced(viewer, tiny_model, qtbot):
+    image = viewer.add_image(speckle((32, 32)), name="scan")
+    widget = SegmentWidget(viewer)
+    segment(qtbot, widget, image)
+    mask = viewer.layers["scan mask"]
+    corrected = mask.data.copy()
+    corrected[4:12, 4:12] = 1  # the user paints a correction
+    corrected[20:24, 20:24] = 0
+    mask.data = corrected
+    widget.threshold.value = 1.0  # a different result
+    segment(qtbot, widget, image)
+    np.testing.assert_array_equal(viewer.layers["scan mask"].data, corrected)
+    new = [layer for layer in viewer.layers if layer.name.startswith("scan mask ")]
+    assert len(new) == 1 and not new[0].data.any()
+    assert "was kept" in widget.status.value
+    segment(qtbot, widget, image)  # the unedited new layer is updated, not duplicated
+    assert len([layer for layer in viewer.layers if isinstance(layer, Labels)]) == 2

@@ -6,6 +6,8 @@ only when the model or the device changes. Errors are shown, never raised into n
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,6 +59,9 @@ class SegmentWidget(Container):
         self.cancel_token: CancelToken | None = None
         self.worker = None
         self.target: Image | None = None
+        self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
+        # image layer -> the labels layer its last result went to
+        self._mask_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
@@ -200,18 +205,34 @@ class SegmentWidget(Container):
 
     # -- output layers ---------------------------------------------------------------------
     def show_result(self, image: Image, binary: np.ndarray, soft: np.ndarray) -> None:
-        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``."""
+        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``.
+
+        A mask layer the user has painted on since it was written is never replaced: the new
+        result goes to a new layer beside it, so corrections are not lost.
+        """
         geometry = {"scale": image.scale, "translate": image.translate}
         labels = binary.astype(np.uint8)
         name = mask_name(image)
-        existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
-        if isinstance(existing, Labels) and existing.data.shape == labels.shape:
+        existing = self._mask_layers.get(image)
+        if existing not in self.viewer.layers:
+            existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        kept = ""
+        if (
+            isinstance(existing, Labels)
+            and existing.data.shape == labels.shape
+            and not self._edited(existing)
+        ):
             existing.data = labels
             existing.scale, existing.translate = geometry["scale"], geometry["translate"]
+            layer = existing
         else:
-            if existing is not None:
+            if existing is not None and not self._edited(existing):
                 self.viewer.layers.remove(existing)
-            self.viewer.add_labels(labels, name=name, **geometry)
+            elif existing is not None:
+                kept = f"; your edited {existing.name!r} was kept"
+            layer = self.viewer.add_labels(labels, name=name, **geometry)
+        self._written[id(layer)] = _digest(layer.data)
+        self._mask_layers[image] = layer
         if self.soft_mask.value:
             name = soft_name(image)
             if name in self.viewer.layers and self.viewer.layers[name].data.shape == soft.shape:
@@ -224,4 +245,13 @@ class SegmentWidget(Container):
                     blending="additive", opacity=0.5, **geometry,
                 )  # fmt: skip
         area = int(binary.sum())
-        self.status.value = f"done: {mask_name(image)} ({area} foreground pixels)"
+        self.status.value = f"done: {layer.name} ({area} foreground pixels){kept}"
+
+    def _edited(self, layer) -> bool:
+        """Whether ``layer`` differs from what this widget last wrote into it (or is not
+        ours at all: a layer the user made or loaded under the same name)."""
+        return self._written.get(id(layer)) != _digest(np.asarray(layer.data))
+
+
+def _digest(data: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(data).view(np.uint8), digest_size=16).hexdigest()
