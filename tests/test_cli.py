@@ -7,6 +7,7 @@ import csv
 import pytest
 
 from wavegms.cli import main
+from wavegms.registry import list_models
 
 
 def test_help_lists_every_command(capsys):
@@ -14,7 +15,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("train", "evaluate", "segment", "bench", "models"):
+    for command in ("train", "finetune", "evaluate", "segment", "bench", "models"):
         assert command in out
 
 
@@ -51,3 +52,22 @@ def test_clear_errors_for_bad_paths(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 2
     assert "cannot read training config" in capsys.readouterr().err
     assert main(["evaluate", "--model", "nope", "--data", str(tmp_path)]) == 2
+
+
+def test_finetune_makes_a_new_model_and_leaves_the_base_alone(
+    tiny_dataset, tiny_model_file, tmp_path, capsys
+):
+    base = tiny_model_file.read_bytes()
+    args = ["finetune", "--data", str(tiny_dataset), "--base", "tiny", "--name", "mine"]
+    args += ["--epochs", "2", "--batch-size", "2", "--device", "cpu", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "finished after 2 epoch(s)" in out and "saved as model 'mine'" in out
+    assert "mine" in list_models() and tiny_model_file.read_bytes() == base
+    # The fast CPU schedule cached two views (plain + augmented) of the 6 training pairs.
+    from safetensors.torch import load_file
+
+    views = load_file(tmp_path / "r" / "views2.safetensors")
+    assert views["image"].shape[0] == 2 * 6
+    assert main(args) == 2  # the name is taken now: refused, nothing overwritten
+    assert "exists" in capsys.readouterr().err

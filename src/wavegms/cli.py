@@ -1,4 +1,4 @@
-"""The ``wavegms`` command: train, evaluate, segment, bench, models.
+"""The ``wavegms`` command: train, finetune, evaluate, segment, bench, models.
 
 Each subcommand is a thin wrapper over a library function; errors the user can fix are printed
 as one clear line (exit code 2) instead of a traceback.
@@ -140,6 +140,35 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneRequest, finetune
+    from .progress import TextProgressBar
+
+    request = FinetuneRequest(
+        data_dir=args.data,
+        base_model=_model_name(args.base),
+        new_name=args.name,
+        out_dir=args.out,
+        device=args.device,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        val_fraction=args.val_fraction,
+        augment=not args.no_augment,
+        fast_cpu=not args.full_schedule,
+    )
+    result, installed = finetune(request, progress=TextProgressBar())
+    state = "stopped" if result.cancelled else "finished"
+    print(f"{state} after {result.epochs_done} epoch(s) in {result.run_dir}")
+    if installed is None:
+        raise WaveGMSError("no epoch finished: no model was saved")
+    print(
+        f"best validation Dice {100 * result.best_val_dice:.2f}; saved as model "
+        f"{args.name!r} ({installed})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wavegms", description="Wave-GMS medical image segmentation"
@@ -156,6 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", metavar="NAME", help="save the best model as a user model NAME")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("finetune", help="fine-tune a model on a folder of corrected pairs")
+    p.add_argument("--data", required=True, help="folder with images/ and masks/ (all used)")
+    p.add_argument("--name", required=True, help="name of the new model (must be new)")
+    p.add_argument("--base", help="model to start from (default: the shipped default)")
+    p.add_argument("--out", help="run folder (default: a new one in the user data folder)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--no-augment", action="store_true", help="train on the pairs as they are")
+    p.add_argument(
+        "--full-schedule",
+        action="store_true",
+        help="on CPU too: targets encoded every batch, Dice on every batch (slower)",
+    )
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("evaluate", help="score a model on a dataset split (CSV + PNG masks)")
     _add_model_args(p)
     p.add_argument("--data", required=True, help="folder with images/, masks/ and split.json")
@@ -167,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment every image of a folder")
     p.add_argument("input", help="folder of images (png, jpg, bmp, tif)")
-    p.add_argument("output", help="output folder: <name>.png binary, soft/<name>.png soft")
+    p.add_argument("output", help="output folder: masks/, soft/ and results.csv")
     _add_model_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_segment)

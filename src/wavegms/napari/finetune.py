@@ -27,6 +27,7 @@ from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer
 
 from ..errors import InputError
+from ..finetune import FinetuneRequest, install_model, new_run_dir
 from .common import (
     LayerWatcher,
     ProgressDisplay,
@@ -35,7 +36,7 @@ from .common import (
     model_choices,
     report_error,
 )
-from .finetune_job import FinetuneRequest, install_model, new_run_dir, train_process
+from .finetune_job import train_process
 from .plot import LossPlot
 from .settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
 from .training_set import TrainingSet
