@@ -155,3 +155,118 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
         "peak RSS is the process peak when the path finished (the GMS row includes Wave-GMS's)"
     )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- folder and fine-tune
+
+
+@dataclass
+class FolderTiming:
+    images: int
+    pipelined_per_s: float  # segment_folder: decoding and writing overlap inference, batched
+    sequential_per_s: float  # the baseline: read, segment, write, one image at a time
+
+
+def _synthetic_folder(folder, n: int, shape: tuple[int, int]) -> None:
+    """``n`` speckled grey PNGs of ``shape`` with a bright disc (ultrasound-like sizes)."""
+    from .io import write_png
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for i in range(n):
+        image = rng.gamma(2.0, 40.0, shape).clip(0, 255)
+        cy, cx = rng.uniform(0.3, 0.7, 2) * shape
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < (shape[0] / 6) ** 2] *= 0.3
+        write_png(folder / f"img_{i:03d}.png", image.astype(np.uint8))
+
+
+def time_folder(model, n: int = 20, shape: tuple[int, int] = (472, 564)) -> FolderTiming:
+    """Images per second for a folder of ``n`` BUSI-sized PNGs, pipelined vs sequential."""
+    import tempfile
+    from pathlib import Path
+
+    from .folder import output_paths, segment_folder
+    from .io import list_images, read_image, to_rgb01, write_png
+    from .predict import Segmenter
+
+    segmenter = Segmenter(model, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        _synthetic_folder(src, n, shape)
+        segment_folder(segmenter, src, Path(tmp) / "warm")  # first-call costs out of the way
+        start = time.perf_counter()
+        segment_folder(segmenter, src, Path(tmp) / "pipelined")
+        pipelined = time.perf_counter() - start
+        out = Path(tmp) / "sequential"
+        start = time.perf_counter()
+        for path in list_images(src):
+            binary, soft = segmenter.segment(to_rgb01(read_image(path)), rgb=True)
+            mask_path, soft_path = output_paths(out, path)
+            write_png(soft_path, soft)
+            write_png(mask_path, binary)
+        sequential = time.perf_counter() - start
+    return FolderTiming(n, n / pipelined, n / sequential)
+
+
+@dataclass
+class FinetuneTiming:
+    label: str
+    seconds: float
+    val_dice: float
+    train_images: int
+    val_images: int
+    epochs: int
+
+
+def time_finetune(
+    data_dir: str, base_model: str, n_images: int = 10, epochs: int = 10, fast: bool = True
+) -> FinetuneTiming:
+    """Wall time of fine-tuning ``base_model`` on the first ``n_images`` training pairs of
+    ``data_dir`` (CPU), from the request to the trained model, as ``wavegms finetune`` does
+    it (the model is not installed)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .data import dataset_pairs
+    from .finetune import FinetuneRequest, finetune_config
+    from .train import Trainer
+
+    pairs = dataset_pairs(data_dir, split="train")[:n_images]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "pairs"
+        for sub in ("images", "masks"):
+            (root / sub).mkdir(parents=True)
+        for p in pairs:
+            shutil.copyfile(p.image, root / "images" / Path(p.image).name)
+            shutil.copyfile(p.mask, root / "masks" / Path(p.mask).name)
+        request = FinetuneRequest(
+            str(root), base_model, "bench", out_dir=str(Path(tmp) / "run"), device="cpu",
+            epochs=epochs, fast_cpu=fast,
+        )  # fmt: skip
+        start = time.perf_counter()
+        trainer = Trainer(finetune_config(request))
+        result = trainer.run()
+        seconds = time.perf_counter() - start
+    label = "fast CPU schedule" if fast else "full schedule"
+    return FinetuneTiming(
+        label, seconds, result.best_val_dice, len(trainer.train_set), len(trainer.val_set), epochs
+    )
+
+
+def format_extra(folder: FolderTiming | None, finetunes: list[FinetuneTiming]) -> str:
+    lines = []
+    if folder is not None:
+        lines += [
+            f"folder of {folder.images} images 564x472 (decode, segment, write masks): "
+            f"{folder.pipelined_per_s:.2f} images/s pipelined (segment_folder), "
+            f"{folder.sequential_per_s:.2f} images/s one at a time "
+            f"({folder.pipelined_per_s / folder.sequential_per_s:.2f}x)",
+        ]
+    for f in finetunes:
+        lines.append(
+            f"fine-tune ({f.label}): {f.train_images} train + {f.val_images} validation "
+            f"images, {f.epochs} epochs: {f.seconds:.1f} s wall, best validation Dice "
+            f"{100 * f.val_dice:.2f}"
+        )
+    return "\n".join(lines)

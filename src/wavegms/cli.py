@@ -108,7 +108,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench import format_report, run_bench
+    from .bench import format_extra, format_report, run_bench, time_finetune, time_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,7 +119,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model = load_segmentation_model(args.model, "cpu")
     shape = (args.height, args.width)
     results = run_bench(model, args.size, shape, args.repeats, baseline=not args.no_baseline)
-    print(format_report(results, args.size, shape))
+    print(format_report(results, args.size, shape), flush=True)
+    folder = None
+    if args.folder:
+        if model is None:
+            from .autoencoders import load_autoencoder
+            from .model import ModelConfig, WaveGMS
+
+            model = WaveGMS(ModelConfig(image_size=args.size)).attach(load_autoencoder("taef2"))
+        folder = time_folder(model, args.folder, shape)
+    finetunes = []
+    if args.finetune_data:
+        base = _model_name(args.model)
+        finetunes.append(time_finetune(args.finetune_data, base, epochs=args.finetune_epochs))
+        if args.finetune_baseline:
+            finetunes.append(
+                time_finetune(args.finetune_data, base, epochs=args.finetune_epochs, fast=False)
+            )
+    print(format_extra(folder, finetunes))
     return 0
 
 
@@ -227,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="torch threads (0: torch default)")
     p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
+    p.add_argument("--folder", type=int, default=20, help="images in the folder test (0: skip)")
+    p.add_argument("--finetune-data", help="dataset folder: time fine-tuning on 10 of its pairs")
+    p.add_argument("--finetune-epochs", type=int, default=10)
+    p.add_argument(
+        "--finetune-baseline", action="store_true", help="also time the full (slow) schedule"
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("models", help="list shipped and user models")
