@@ -198,9 +198,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="wavegms-screens-") as tmp:
         os.environ["WAVEGMS_HOME"] = str(Path(tmp) / "home")  # keep the user's folders clean
         install_model(name, files)
-        from qtpy.QtWidgets import QApplication
-
         import napari
+        from qtpy.QtWidgets import QApplication
 
         app = QApplication.instance() or napari.qt.get_qapp()
         shot_segment(napari, app, args, name, test_pairs)

@@ -1,0 +1,109 @@
+"""napari timings for the Segment widget (run under a display, e.g. `xvfb-run -a`).
+
+    xvfb-run -a .venv/bin/python scripts/bench_napari.py [--model busi] [--image PATH]
+
+Prints, side by side in one run:
+- napari start-up (new process: import napari, open a viewer) with the plugin enabled and with
+  it disabled through npe2 (the baseline), medians of 3;
+- opening the Segment dock (imports the widget module, lists models);
+- click Segment -> labels layer on the canvas, first time (model load included) and then with
+  the model loaded (median of 5), for a 564x472 grey image (or --image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+START_CODE = """
+import time, sys
+start = time.perf_counter()
+import napari
+from npe2 import PluginManager
+if sys.argv[1] == "disabled":
+    PluginManager.instance().disable("napari-wavegms")
+viewer = napari.Viewer(show=True)
+from qtpy.QtWidgets import QApplication
+QApplication.processEvents()
+print(time.perf_counter() - start)
+viewer.close()
+"""
+
+
+def startup_seconds(state: str, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", START_CODE, state], capture_output=True, text=True, check=True
+        )
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def click_to_layer(viewer, widget, layer) -> float:
+    """Seconds from the click to the labels layer drawn (events processed)."""
+    from qtpy.QtWidgets import QApplication
+
+    name = f"{layer.name} mask"
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    widget.image.value = layer
+    start = time.perf_counter()
+    widget.run_button.native.click()
+    while widget.busy or name not in viewer.layers:
+        QApplication.processEvents()
+        time.sleep(0.001)
+    QApplication.processEvents()  # the paint of the new layer
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="busi")
+    parser.add_argument("--image", help="image file (default: a synthetic 564x472 image)")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    enabled, disabled = startup_seconds("enabled"), startup_seconds("disabled")
+    print("napari start-up (import + viewer shown), median of 3 fresh processes:")
+    print(
+        f"  plugin enabled {enabled:.2f} s, plugin disabled {disabled:.2f} s "
+        f"(difference {enabled - disabled:+.2f} s)"
+    )
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    if args.image:
+        from wavegms.io import read_image
+
+        data = read_image(args.image)
+    else:
+        data = (np.random.default_rng(0).random((472, 564)) * 255).astype(np.uint8)
+    layer = viewer.add_image(data, name="scan")
+    QApplication.processEvents()
+    start = time.perf_counter()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment")
+    QApplication.processEvents()
+    print(f"open the Segment dock: {time.perf_counter() - start:.2f} s")
+    widget.model.value = args.model
+    widget.device.value = "cpu"
+    first = click_to_layer(viewer, widget, layer)
+    again = [click_to_layer(viewer, widget, layer) for _ in range(args.repeats)]
+    print(f"Segment {data.shape[1]}x{data.shape[0]} (model {args.model}, cpu):")
+    print(f"  first click, model load included: {first:.2f} s")
+    print(
+        f"  model loaded, median of {args.repeats}: {statistics.median(again):.3f} s "
+        f"(min {min(again):.3f} s)"
+    )
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
