@@ -27,3 +27,15 @@ class OutputExistsError(WaveGMSError, FileExistsError):
 
 class Cancelled(WaveGMSError):
     """Raised inside long work when the user pressed Stop/Cancel."""
+
+
+class OutputWriteError(WaveGMSError, OSError):
+    """An output file or folder that cannot be written (read-only place, a file in the way)."""
+
+
+class MaskWarning(UserWarning):
+    """A mask or labels layer was usable, but not as it stood (e.g. several labels merged)."""
+
+
+class ReducedBatchWarning(UserWarning):
+    """Prediction ran out of memory and went on with a smaller batch."""

@@ -227,7 +227,7 @@ def evaluate_pairs(
     cancelled run leaves no CSV. With ``skip_unreadable``, a pair whose image or mask cannot
     be read (or whose sizes differ) is listed in ``result.skipped`` instead of ending the run.
     """
-    from .io import write_json, write_png, write_text
+    from .io import ensure_folder, write_json, write_png, write_text
 
     pairs = list(pairs)
     if not pairs:
@@ -252,6 +252,9 @@ def evaluate_pairs(
                 raise OutputExistsError(
                     f"outputs already exist: {shown}{more} (pass overwrite=True to replace them)"
                 )
+        # A folder that cannot be written is reported now, not after the model has run.
+        for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
+            ensure_folder(folder)
 
     total = len(pairs)
     rows: list[dict] = []

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OutputExistsError, WaveGMSError
-from .evaluate import resize_soft
-from .io import list_images, read_image, to_rgb01, write_png, write_text
-from .predict import Segmenter
+from .io import ensure_folder, list_images, read_image, write_png, write_text
+from .predict import Segmenter, model_input, soft_to_shape
 from .progress import CancelToken, ProgressCallback, report
 
 RESULTS_CSV = "results.csv"
@@ -74,25 +73,31 @@ def _check_outputs(images: list[Path], out_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _decode(path: Path) -> np.ndarray:
-    return to_rgb01(read_image(path))
+Decoded = tuple[np.ndarray, tuple[int, int]]  # the model's input and the image's height, width
+
+
+def _decode(path: Path, size: int) -> Decoded:
+    """Read an image and keep only its model-size input: the queue of prefetched images then
+    holds small arrays, whatever the size of the files."""
+    image = read_image(path)
+    return model_input(image, size), image.shape[:2]
 
 
 def _decoded(
-    images: list[Path], pool: ThreadPoolExecutor
-) -> Iterator[tuple[Path, np.ndarray | None, str]]:
-    """(path, image or None, why) in order, decoding up to PREFETCH images ahead."""
+    images: list[Path], pool: ThreadPoolExecutor, size: int
+) -> Iterator[tuple[Path, Decoded | None, str]]:
+    """(path, decoded image or None, why) in order, decoding up to PREFETCH images ahead."""
     pending: list[tuple[Path, Future]] = []
     todo = iter(images)
     for path in todo:
-        pending.append((path, pool.submit(_decode, path)))
+        pending.append((path, pool.submit(_decode, path, size)))
         if len(pending) >= PREFETCH:
             break
     while pending:
         path, future = pending.pop(0)
         nxt = next(todo, None)
         if nxt is not None:
-            pending.append((nxt, pool.submit(_decode, nxt)))
+            pending.append((nxt, pool.submit(_decode, nxt, size)))
         try:
             yield path, future.result(), ""
         except (WaveGMSError, OSError, ValueError) as err:
@@ -101,7 +106,7 @@ def _decoded(
 
 def _write(path: Path, out_dir: Path, small: np.ndarray, shape: tuple, threshold: float) -> dict:
     """Resize one soft mask back to its image, write both masks, return its table row."""
-    soft = resize_soft(small, shape)
+    soft = soft_to_shape(small, shape)
     binary = soft > threshold
     mask_path, soft_path = output_paths(out_dir, path)
     write_png(soft_path, soft, overwrite=True)
@@ -144,11 +149,14 @@ def segment_folder(
         raise InputError("the output folder must differ from the input folder")
     images = list_images(in_dir)
     _check_outputs(images, out_dir, overwrite)
+    # A folder that cannot be written is reported now, not after the model has run.
+    for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
+        ensure_folder(folder)
     result = FolderReport(out_dir)
     writes: list[tuple[Path, Future]] = []
     with ThreadPoolExecutor(2, thread_name_prefix="wavegms-io") as pool:
-        batch: list[tuple[Path, np.ndarray]] = []
-        stream = _decoded(images, pool)
+        batch: list[tuple[Path, Decoded]] = []
+        stream = _decoded(images, pool, segmenter.image_size)
         for path, image, why in stream:
             if cancel is not None and cancel.cancelled:
                 result.cancelled = True
@@ -177,12 +185,12 @@ def segment_folder(
 
 
 def _segment_batch(
-    segmenter: Segmenter, batch: list[tuple[Path, np.ndarray]], out_dir: Path, pool
+    segmenter: Segmenter, batch: list[tuple[Path, Decoded]], out_dir: Path, pool
 ) -> list[tuple[Path, Future]]:
     """Run the model on a batch; resizing back and writing happen in the background."""
-    softs = segmenter.predict_soft([image for _, image in batch])
+    softs = segmenter.predict_soft([small for _, (small, _) in batch])
     threshold = segmenter.threshold
     return [
-        (path, pool.submit(_write, path, out_dir, small, image.shape[:2], threshold))
-        for (path, image), small in zip(batch, softs, strict=True)
+        (path, pool.submit(_write, path, out_dir, soft, shape, threshold))
+        for (path, (_, shape)), soft in zip(batch, softs, strict=True)
     ]

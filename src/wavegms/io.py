@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import secrets
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ImageReadError, InputError, OutputExistsError
+from .errors import ImageReadError, InputError, MaskWarning, OutputExistsError, OutputWriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -70,7 +73,8 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _check_numeric(array: np.ndarray, what: str) -> None:
+def check_numeric(array: np.ndarray, what: str) -> None:
+    """Raise :class:`InputError` unless ``array`` is a non-empty real-valued (or bool) array."""
     if array.size == 0:
         raise InputError(f"{what} is empty (shape {array.shape})")
     if np.iscomplexobj(array):
@@ -90,7 +94,83 @@ def _first_plane(array: np.ndarray, what: str) -> np.ndarray:
     )
 
 
-def to_rgb01(array: np.ndarray) -> np.ndarray:
+def _intensities(array: np.ndarray) -> np.ndarray:
+    """The values :func:`to_rgb01` uses, as a view: HxW grey or HxWx3 colour.
+
+    HxW is kept, HxWx1 and HxWx2 (grey + alpha) give their first channel, HxWx3 is kept and
+    HxWx4 drops alpha. Anything else raises :class:`InputError`.
+    """
+    array = np.asarray(array)
+    check_numeric(array, "image")
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3 and array.shape[-1] in (1, 2):
+        return array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        return array[..., :3]
+    if array.ndim == 3:
+        raise InputError(
+            f"image has shape {array.shape}: {array.shape[-1]} channels in the last axis; "
+            "expected HxW or HxWxC with C in 1..4 (a 3D stack or a channel-first array must be "
+            "split into 2D images first)"
+        )
+    raise InputError(
+        f"image has {array.ndim} dimensions (shape {array.shape}); expected a 2D image, "
+        "HxW or HxWxC with C in 1..4"
+    )
+
+
+def _finite_min_max(values: np.ndarray) -> tuple[float, float] | None:
+    """Min and max over the finite values (None if there are none), without copying them."""
+    if not np.issubdtype(values.dtype, np.floating):
+        return float(values.min()), float(values.max())
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    lo = np.min(values, where=finite, initial=np.inf)
+    hi = np.max(values, where=finite, initial=-np.inf)
+    return float(lo), float(hi)
+
+
+def intensity_range(array: np.ndarray) -> tuple[float, float]:
+    """``(offset, span)`` with which :func:`to_rgb01` maps a value ``v`` to
+    ``clip((v - offset) / span, 0, 1)``; ``span`` is infinite where the result is all zeros.
+
+    Computed once for a whole image, it lets parts of the image be normalised separately
+    (``to_rgb01(part, value_range=...)``) exactly as the whole would be.
+    """
+    values = _intensities(array)
+    if values.dtype == bool:
+        return 0.0, 1.0
+    if values.dtype == np.uint8:
+        return 0.0, 255.0
+    bounds = _finite_min_max(values)
+    if bounds is None:
+        return 0.0, math.inf  # no finite value at all: black
+    lo, hi = bounds
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    if hi > lo:
+        return lo, hi - lo
+    return lo, math.inf  # a constant image that needs stretching: black
+
+
+def _normalise(values: np.ndarray, offset: float, span: float) -> np.ndarray:
+    """Map intensities to float32 [0, 1] as :func:`intensity_range` describes; NaN/Inf -> 0."""
+    if values.dtype == bool:
+        return values.astype(np.float32)
+    if values.dtype == np.uint8:
+        return values.astype(np.float32) / np.float32(255.0)
+    # float64 for the arithmetic: int64/uint64 ranges and float16 would lose precision.
+    out = values.astype(np.float64)
+    finite = np.isfinite(out)
+    out -= offset
+    out /= span
+    out[~finite] = 0.0  # non-finite pixels are black whatever the stretch did
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def to_rgb01(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Normalise one 2D image to float32 HxWx3 in [0, 1].
 
     Channels: HxW and HxWx1 are replicated, HxWx2 (gray + alpha) uses its first channel,
@@ -100,64 +180,41 @@ def to_rgb01(array: np.ndarray) -> np.ndarray:
     Values: ``bool`` -> 0/1; ``uint8`` -> /255; other integers and floats are kept as they are
     when they already lie in [0, 1], else stretched by the image's own min/max (over all
     channels, so colour balance is kept). A constant image that needs stretching becomes zeros.
-    NaN/Inf are ignored for min/max and become 0.
+    NaN/Inf are ignored for min/max and become 0. ``value_range`` (see
+    :func:`intensity_range`) replaces the image's own min/max, e.g. for a band of a larger image.
     """
-    array = np.asarray(array)
-    _check_numeric(array, "image")
-    if array.ndim == 2:
-        rgb = np.repeat(array[..., None], 3, axis=-1)
-    elif array.ndim == 3 and array.shape[-1] in (1, 2):
-        rgb = np.repeat(array[..., :1], 3, axis=-1)
-    elif array.ndim == 3 and array.shape[-1] in (3, 4):
-        rgb = array[..., :3]
-    elif array.ndim == 3:
-        raise InputError(
-            f"image has shape {array.shape}: {array.shape[-1]} channels in the last axis; "
-            "expected HxW or HxWxC with C in 1..4 (a 3D stack or a channel-first array must be "
-            "split into 2D images first)"
-        )
-    else:
-        raise InputError(
-            f"image has {array.ndim} dimensions (shape {array.shape}); expected a 2D image, "
-            "HxW or HxWxC with C in 1..4"
-        )
-
-    if rgb.dtype == bool:
-        return rgb.astype(np.float32)
-    if rgb.dtype == np.uint8:
-        return rgb.astype(np.float32) / np.float32(255.0)
-
-    # float64 for the arithmetic: int64/uint64 ranges and float16 would lose precision.
-    values = rgb.astype(np.float64)
-    finite = np.isfinite(values)
-    if not finite.all():
-        values = np.where(finite, values, 0.0)
-    if not finite.any():
-        return np.zeros(rgb.shape, np.float32)
-    lo = float(values[finite].min())
-    hi = float(values[finite].max())
-    if lo >= 0.0 and hi <= 1.0:
-        out = values
-    elif hi > lo:
-        out = (values - lo) / (hi - lo)
-    else:
-        out = np.zeros_like(values)
-    out[~finite] = 0.0  # non-finite pixels are black whatever the stretch did to the 0 fill
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    values = _intensities(array)
+    offset, span = value_range if value_range is not None else intensity_range(values)
+    out = _normalise(values, offset, span)
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=-1)
+    return out
 
 
-def binarise_mask(array: np.ndarray) -> np.ndarray:
+def merged_labels_message(labels: np.ndarray, what: str) -> str:
+    """What to tell the user when the label values ``labels`` became one foreground."""
+    shown = ", ".join(str(v) for v in labels[:8]) + (", ..." if len(labels) > 8 else "")
+    return (
+        f"{what} holds {len(labels)} different label values ({shown}); all of them were "
+        "merged into one foreground (Wave-GMS segments one structure)"
+    )
+
+
+def binarise_mask(array: np.ndarray, what: str = "mask") -> np.ndarray:
     """Binarise a mask array to bool HxW (colour masks: first channel).
 
     Rule: ``bool`` as is; floats ``>= 0.5`` (NaN is background); integers holding only 0 and
     1 (label-style masks, as numpy code and napari Labels produce) ``> 0``; other 8- and
     16-bit integers ``> dtype max // 2`` (``uint8``: ``> 127``, which also removes JPEG
-    artefacts); other integers wider than 16 bits ``> 0``, because such arrays come from
-    label images, never from mask files where half the dtype range would mean anything.
+    artefacts) unless no value reaches that far: then they are label images (values such as
+    1, 2, 3) and any label is foreground; other integers wider than 16 bits ``> 0``, because
+    such arrays come from label images, never from mask files where half the dtype range would
+    mean anything. Several different labels merged into one foreground give a
+    :class:`~wavegms.errors.MaskWarning` naming ``what``.
     """
     array = np.asarray(array)
-    _check_numeric(array, "mask")
-    plane = _first_plane(array, "mask")
+    check_numeric(array, what)
+    plane = _first_plane(array, what)
     if plane.dtype == bool:
         return plane.copy()
     if np.issubdtype(plane.dtype, np.floating):
@@ -168,16 +225,21 @@ def binarise_mask(array: np.ndarray) -> np.ndarray:
     if lo >= 0 and hi <= 1:
         return plane > 0
     info = np.iinfo(plane.dtype)
-    if info.bits <= 16:
+    if info.bits <= 16 and hi > info.max // 2:
         return plane > info.max // 2
-    return plane > 0
+    # A label image: thresholding at half the range would silently drop every label.
+    mask = plane > 0
+    labels = np.unique(plane[mask])
+    if len(labels) > 1:
+        warnings.warn(merged_labels_message(labels, what), MaskWarning, stacklevel=2)
+    return mask
 
 
 def read_mask(path: PathLike) -> np.ndarray:
     """Read a mask file and binarise it (see :func:`binarise_mask`) to bool HxW."""
     array = read_image(path)
     try:
-        return binarise_mask(array)
+        return binarise_mask(array, what=f"mask {Path(path)}")
     except InputError as exc:
         raise InputError(f"mask {Path(path)}: {exc}") from exc
 
@@ -201,7 +263,9 @@ def list_images(folder: PathLike) -> list[Path]:
     """Sorted image files of ``folder`` (suffix in :data:`IMAGE_SUFFIXES`, any case).
 
     Hidden files (names starting with ``.``, e.g. macOS ``._x.png`` resource forks) are
-    skipped: they share the suffix but are not images.
+    skipped: they share the suffix but are not images. Folders are skipped; broken symbolic
+    links and link loops are listed, so that reading them reports them instead of their
+    silently going missing.
     """
     d = Path(folder)
     if not d.is_dir():
@@ -209,20 +273,43 @@ def list_images(folder: PathLike) -> list[Path]:
     return sorted(
         p
         for p in d.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
     )
 
 
 # --------------------------------------------------------------------------------------- writing
 
 
+#: the names :func:`atomic_write` gives its temporary files: ``.<name>.<12 hex>.tmp[suffix]``
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` (and its parents) if needed and check that files can be made in it.
+
+    Raises :class:`OutputWriteError` naming the folder, e.g. when a file stands where a folder
+    should be or the place is read-only, before any long work starts.
+    """
+    d = Path(folder)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create the {what} {d}: {_reason(exc)}") from exc
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"cannot write into the {what} {d}: permission denied")
+    return d
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
 
     The rename is atomic on one filesystem, so readers see the old file or the new one, never
-    a half-written one; the temporary file is removed if anything fails.
+    a half-written one; the temporary file is removed if anything fails. An ``OSError`` (a
+    read-only folder, a full disk) becomes an :class:`OutputWriteError` naming ``path``.
+    A process killed inside ``write`` leaves its temporary file behind (nothing can remove
+    it then): :func:`remove_stale_temporaries` clears such leftovers.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent, "folder")
     # Not tempfile.mkstemp: it creates mode 0600 files, and the rename would keep that mode.
     # os.open with 0o666 lets the umask decide, as for any normally created file.
     while True:
@@ -232,14 +319,37 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
             break
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write {path}: {_reason(exc)}") from exc
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise OutputWriteError(f"cannot write {path}: {_reason(exc)}") from exc
         raise
     return path
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` calls in ``folder`` left behind
+    when their process was killed; returns what was removed.
+
+    Only for folders one process writes at a time (a training run's folder): a temporary file
+    of a write still in progress elsewhere would be removed too.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    removed = []
+    for p in d.iterdir():
+        if _TEMPORARY.match(p.name) and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def _png_array(array: np.ndarray) -> np.ndarray:

@@ -19,6 +19,19 @@ from .model import ModelConfig, WaveGMS
 
 FORMAT = "wavegms-model"
 FORMAT_VERSION = 1
+#: suffixes of pickle-based files (torch.save, joblib, Lightning): loading one runs code
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def refuse_pickle(path: str | Path) -> None:
+    """Raise :class:`ModelFileError` for a pickle-based file, without opening it."""
+    p = Path(path)
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFileError(
+            f"{p} is a pickle-based file ({p.suffix}); it is not loaded, because unpickling "
+            "can run any code hidden in the file. napari-wavegms reads only its own model "
+            "files: <name>.safetensors beside <name>.json"
+        )
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
@@ -59,12 +72,17 @@ def save_model(
 
 
 def read_config(path: str | Path) -> dict:
+    refuse_pickle(path)
     _, config_path = model_paths(path)
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        text = config_path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ModelFileError(f"model config {config_path} not found") from err
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8 text
+        raise ModelFileError(f"cannot read model config {config_path}: {err}") from err
+    try:
+        config = json.loads(text)
+    except ValueError as err:
         raise ModelFileError(f"model config {config_path} is not valid JSON: {err}") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{config_path} is not a Wave-GMS model config")
@@ -77,15 +95,35 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+def _model_config(config: dict, config_path: Path) -> ModelConfig:
+    """The ``model`` section as a :class:`ModelConfig`, checked so that a damaged or foreign
+    config fails here, with the file's name, not deep inside torch later."""
+    from .autoencoders import BACKENDS
+
+    try:
+        model_config = ModelConfig(**config["model"])
+    except (TypeError, KeyError) as err:
+        raise ModelFileError(f"{config_path}: bad model section: {err}") from err
+    problems = []
+    if model_config.backend not in BACKENDS:
+        problems.append(f"unknown backend {model_config.backend!r} (known: {BACKENDS})")
+    for key in ("latent_channels", "image_size"):
+        value = getattr(model_config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key} must be a positive whole number, not {value!r}")
+    if not problems and model_config.image_size % 8:
+        problems.append(f"image_size must be a multiple of 8, not {model_config.image_size}")
+    if problems:
+        raise ModelFileError(f"{config_path}: bad model section: {'; '.join(problems)}")
+    return model_config
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
     """Build a model from its files, checking the weights against the config. The frozen
     autoencoder is not attached (see ``registry.load_segmentation_model``)."""
     weights, _ = model_paths(path)
     config = read_config(path)
-    try:
-        model_config = ModelConfig(**config["model"])
-    except (TypeError, KeyError) as err:
-        raise ModelFileError(f"{weights.with_suffix('.json')}: bad model section: {err}") from err
+    model_config = _model_config(config, weights.with_suffix(".json"))
     if weights.suffix != ".safetensors" or not weights.is_file():
         raise ModelFileError(f"model weights {weights} not found")
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import InputError, ModelFileError
-from .model_io import model_paths
+from .model_io import model_paths, refuse_pickle
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "busi"
@@ -51,6 +51,7 @@ def default_model() -> str | None:
 
 def resolve_model(name_or_path: str | Path) -> Path:
     """A model name or a path (with or without suffix) -> the weights path."""
+    refuse_pickle(name_or_path)  # before any lookup: such a file is never opened
     weights, config = model_paths(name_or_path)
     if weights.is_file() and config.is_file():
         return weights
@@ -82,6 +83,10 @@ def load_segmentation_model(name_or_path: str | Path, device: str = "auto", back
     from .devices import resolve_device
     from .model_io import load_model
 
-    model = load_model(resolve_model(name_or_path))
-    model.attach(load_autoencoder(model.config.backend, backend_path))
+    path = resolve_model(name_or_path)
+    model = load_model(path)
+    try:
+        model.attach(load_autoencoder(model.config.backend, backend_path))
+    except ValueError as err:  # e.g. latent channels that the backend does not have
+        raise ModelFileError(f"{path}: {err}") from err
     return model.to(resolve_device(device)).eval()

@@ -1,7 +1,8 @@
 """The training engine: one loop for the command line and the napari fine-tune dock.
 
-A run lives in one folder: ``last.safetensors`` + ``last.json`` (everything needed to resume
-exactly: weights, optimiser moments, RNG states, history), ``best.safetensors`` + ``best.json``
+A run lives in one folder: ``last.safetensors`` (everything needed to resume exactly: weights,
+optimiser moments, RNG states, and in its header the epoch and history, also written to
+``last.json`` for reading), ``best.safetensors`` + ``best.json``
 (the model with the best validation Dice, an ordinary model file) and ``history.json``. Every
 file is written atomically, so stopping or killing a run at any moment leaves the previous
 checkpoint intact; running the same config again resumes from the last completed epoch.
@@ -10,6 +11,7 @@ checkpoint intact; running the same config again resumes from the last completed
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import model_io
@@ -24,8 +27,8 @@ from .augment import AugmentConfig, augment_batch
 from .autoencoders import load_autoencoder
 from .data import InMemoryDataset, carve_validation, dataset_pairs
 from .devices import resolve_device
-from .errors import Cancelled, InputError
-from .io import atomic_write, read_json, write_json
+from .errors import Cancelled, InputError, ModelFileError
+from .io import atomic_write, ensure_folder, read_json, remove_stale_temporaries, write_json
 from .lmm import SUPERVISED_HEADS
 from .losses import alignment_loss, latent_loss, segmentation_loss
 from .model import ModelConfig, WaveGMS
@@ -33,6 +36,7 @@ from .paths import runs_dir
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 STATE_VERSION = 1
+STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors' header
 
 
 @dataclass
@@ -342,16 +346,41 @@ class Trainer:
             "config": self.config.to_dict(),
             "param_groups": opt["param_groups"],
         }
-        atomic_write(self.run_dir / "last.safetensors", lambda t: save_file(tensors, t))
+        # The resume state also travels inside the weights file, so that one atomic write
+        # holds the whole checkpoint: a run killed between the two files still resumes
+        # consistently. last.json is for people (and for versions that only read it).
+        header = {STATE_KEY: json.dumps(meta)}
+        atomic_write(
+            self.run_dir / "last.safetensors", lambda t: save_file(tensors, t, metadata=header)
+        )
         write_json(self.run_dir / "last.json", meta)
+
+    def _read_checkpoint(self) -> tuple[dict, dict[str, torch.Tensor]] | None:
+        """(resume state, tensors) of ``last.*``, or None if the run has no checkpoint yet."""
+        meta_path, weights = self.run_dir / "last.json", self.run_dir / "last.safetensors"
+        if not weights.exists():
+            return None
+        try:
+            with safe_open(weights, "pt") as f:
+                header = f.metadata() or {}
+            tensors = load_file(weights)
+        except (SafetensorError, OSError) as err:
+            raise ModelFileError(
+                f"the checkpoint {weights} is damaged ({err}); delete last.safetensors and "
+                "last.json in that folder to start the run again"
+            ) from err
+        if STATE_KEY in header:
+            return json.loads(header[STATE_KEY]), tensors
+        if meta_path.exists():  # a checkpoint written before the state moved into it
+            return read_json(meta_path), tensors
+        return None
 
     def resume(self) -> bool:
         """Load ``last.*`` from the run folder if present; True if a run was resumed."""
-        meta_path, weights = self.run_dir / "last.json", self.run_dir / "last.safetensors"
-        if not (meta_path.exists() and weights.exists()):
+        checkpoint = self._read_checkpoint()
+        if checkpoint is None:
             return False
-        meta = read_json(meta_path)
-        tensors = load_file(weights)
+        meta, tensors = checkpoint
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state, strict=False)
         state: dict[int, dict] = {}
@@ -382,7 +411,9 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
         c = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.run_dir, "run folder")
+        # A run killed while saving leaves a temporary file; its previous checkpoint is whole.
+        remove_stale_temporaries(self.run_dir)
         self.resume()
         if c.cached_views and self.epoch < c.epochs:
             try:

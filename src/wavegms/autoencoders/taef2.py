@@ -9,6 +9,7 @@ key checks. TAESD's layout plus a "pool" branch on the blocks at 1/8 resolution,
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import urllib.error
@@ -152,8 +153,13 @@ def _missing_message(target: Path) -> str:
 
 
 def _download(file: str, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{file}.", suffix=".part")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{file}.", suffix=".part")
+    except OSError as err:
+        raise WeightsNotFoundError(
+            f"{_missing_message(target)}\n(cannot write into {target}: {err})"
+        ) from err
     os.close(fd)
     try:
         try:
@@ -171,10 +177,24 @@ def _download(file: str, target: Path) -> None:
 
 
 def _load_state(file: Path) -> dict[str, torch.Tensor]:
-    if sha256(file) != SHA256[file.name]:
-        raise ModelFileError(f"{file} is not the pinned TAEF2 file (sha256 differs)")
-    # weights_only: these are pickles, and a tampered file must not run code.
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    """The state dict of a pinned TAEF2 file. Two locks against a swapped, malicious file:
+    its sha256 must be the pinned one, and even then it is unpickled with
+    ``weights_only=True``, which builds tensors and containers but never calls code."""
+    try:
+        data = file.read_bytes()  # hashed and loaded from the same bytes: no swap in between
+    except OSError as err:
+        raise ModelFileError(f"cannot read TAEF2 weights {file}: {err}") from err
+    if hashlib.sha256(data).hexdigest() != SHA256[file.name]:
+        raise ModelFileError(
+            f"{file} is not the pinned TAEF2 file (sha256 differs); it was not loaded. "
+            f"Replace it with {URL.format(file=file.name)}"
+        )
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for forbidden content, RuntimeError, EOFError
+        raise ModelFileError(f"{file} is not a plain TAEF2 weights file: {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{file} does not hold a TAEF2 state dict")
     return {k: v.float() for k, v in state.items()}
 
 

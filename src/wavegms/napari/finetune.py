@@ -24,6 +24,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
 from ..errors import InputError
@@ -130,11 +131,14 @@ class FinetuneWidget(Container):
                 raise InputError("choose an image layer to add")
             if not isinstance(labels, Labels):
                 raise InputError("choose the labels layer you corrected")
-            entry = self.training_set().add(
+            entry, notes = self.training_set().add_with_notes(
                 current_plane(image, self.viewer), current_plane(labels, self.viewer), image.name
             )
             self.refresh_pairs()
             self.status.value = f"added {entry.name} ({len(self.pairs.choices)} pairs)"
+            if notes:  # the pair was added, but not quite as drawn: say so
+                self.status.value += "; note: " + " ".join(notes)
+                show_warning(" ".join(notes))
         except Exception as err:
             report_error(self.status, err)
 

@@ -21,6 +21,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
+from napari.utils.notifications import show_warning
 
 from ..errors import Cancelled, InputError
 from ..progress import CancelToken
@@ -48,6 +49,11 @@ def soft_name(image: Image) -> str:
     return f"{image.name} soft mask"
 
 
+def data_shape(layer) -> tuple:
+    """The shape of a layer's full-resolution data, without loading lazy (dask) arrays."""
+    return tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+
+
 class SegmentWidget(Container):
     """Segment the chosen image layer with the chosen model."""
 
@@ -59,6 +65,7 @@ class SegmentWidget(Container):
         self.cancel_token: CancelToken | None = None
         self.worker = None
         self.target: Image | None = None
+        self.target_shape: tuple = ()  # the target's data shape when the job started
         self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
         # image layer -> the labels layer its last result went to
         self._mask_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -173,7 +180,7 @@ class SegmentWidget(Container):
         self.worker.returned.connect(self._on_returned)
         self.worker.errored.connect(self._on_errored)
         self.worker.finished.connect(self._finish)
-        self.target = layer
+        self.target, self.target_shape = layer, data_shape(layer)
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.worker.start()
@@ -186,9 +193,27 @@ class SegmentWidget(Container):
     def _on_returned(self, result: SegmentResult) -> None:
         try:
             self.loaded = result.loaded
+            problem = self._target_changed()
+            if problem:
+                self.status.value = problem
+                show_warning(problem)
+                return
             self.show_result(self.target, result.binary, result.soft)
         except Exception as err:
             report_error(self.status, err)
+
+    def _target_changed(self) -> str:
+        """Why a finished result no longer fits its image layer ('' if it does): the user may
+        remove or change layers while the model runs."""
+        layer = self.target
+        if layer is None or layer not in self.viewer.layers:
+            return "the image layer was removed while it was being segmented; no mask was added"
+        if data_shape(layer) != self.target_shape:
+            return (
+                f"the data of {layer.name!r} changed while it was being segmented; no mask "
+                "was added: press Segment again"
+            )
+        return ""
 
     def _on_errored(self, err: BaseException) -> None:
         if isinstance(err, Cancelled):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, WaveGMSError
-from ..io import binarise_mask, read_json, to_rgb01, write_json, write_png
+from ..errors import InputError, MaskWarning, WaveGMSError
+from ..io import binarise_mask, merged_labels_message, read_json, to_rgb01, write_json, write_png
 from ..paths import data_dir
 
 MANIFEST = "manifest.json"
@@ -40,6 +41,18 @@ class Entry:
     width: int
     mask_area: int
     added: str
+
+
+def foreground(labels: np.ndarray, what: str) -> np.ndarray:
+    """A labels plane as a bool mask: integer labels > 0 (several different labels are merged,
+    with a :class:`~wavegms.errors.MaskWarning`), anything else by ``binarise_mask``."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        return binarise_mask(labels, what)
+    mask = labels > 0
+    values = np.unique(labels[mask])
+    if len(values) > 1:
+        warnings.warn(merged_labels_message(values, what), MaskWarning, stacklevel=3)
+    return mask
 
 
 class TrainingSet:
@@ -96,18 +109,41 @@ class TrainingSet:
                 "on this image"
             )
         rgb = to_rgb01(image)
-        mask = labels > 0 if np.issubdtype(labels.dtype, np.integer) else binarise_mask(labels)
+        mask = foreground(labels, f"the labels drawn on {source!r}")
         entries = self.entries()
         name = self._new_name(source, {e.name for e in entries})
         colour = image.ndim == 3 and image.shape[-1] in (3, 4)
-        write_png(self.images_dir / f"{name}.png", rgb if colour else rgb[..., 0])
-        write_png(self.masks_dir / f"{name}.png", mask)
-        entry = Entry(
-            name, source, int(mask.shape[0]), int(mask.shape[1]), int(mask.sum()),
-            time.strftime("%Y-%m-%d %H:%M:%S"),
-        )  # fmt: skip
-        self._write_manifest([*entries, entry])
+        files = [self.images_dir / f"{name}.png", self.masks_dir / f"{name}.png"]
+        try:
+            write_png(files[0], rgb if colour else rgb[..., 0])
+            write_png(files[1], mask)
+            entry = Entry(
+                name, source, int(mask.shape[0]), int(mask.shape[1]), int(mask.sum()),
+                time.strftime("%Y-%m-%d %H:%M:%S"),
+            )  # fmt: skip
+            self._write_manifest([*entries, entry])
+        except BaseException:
+            # The pair exists only once the manifest lists it: leave no half of it behind.
+            for path in files:
+                path.unlink(missing_ok=True)
+            raise
         return entry
+
+    def add_with_notes(
+        self, image: np.ndarray, labels: np.ndarray, source: str
+    ) -> tuple[Entry, list[str]]:
+        """:meth:`add`, returning the messages of the mask warnings it gives (e.g. labels
+        merged) for a widget to show, instead of emitting them."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MaskWarning)
+            entry = self.add(image, labels, source)
+        notes = []
+        for w in caught:
+            if issubclass(w.category, MaskWarning):
+                notes.append(str(w.message))
+            else:  # other warnings go on as if they had not been caught
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return entry, notes
 
     def tidy(self) -> None:
         """Remove files the manifest does not list (left by an interrupted add)."""

@@ -1,0 +1,47 @@
+"""Fixtures of the reliability suite: a tiny random-weight model (32 pixels), payloads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .payloads import write_payload
+
+# One OpenMP thread: the suite shares a small machine with other work (see tests/napari).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_network(taef2_dir):
+    """A random-weight WaveGMS at 32 pixels with the real frozen TAEF2, built once."""
+    import torch
+
+    from wavegms.autoencoders import load_autoencoder
+    from wavegms.model import ModelConfig, WaveGMS
+
+    torch.manual_seed(0)
+    return WaveGMS(ModelConfig(image_size=32)).attach(load_autoencoder("taef2", taef2_dir)).eval()
+
+
+@pytest.fixture
+def segmenter(tiny_network):
+    """A fresh Segmenter (its settings may be changed) around the shared tiny network."""
+    from wavegms.predict import Segmenter
+
+    return Segmenter(tiny_network, device="cpu", batch_size=4)
+
+
+@pytest.fixture
+def payload(tmp_path) -> tuple[Path, Path]:
+    """(a malicious ``evil.pt``, the marker file it would create when unpickled)."""
+    import torch
+
+    # The payload is live: a plain torch.load of such a file really runs it (else the tests
+    # would prove nothing).
+    probe = tmp_path / "probe"
+    torch.load(write_payload(tmp_path / "probe.pt", probe), weights_only=False)
+    assert probe.exists()
+    marker = tmp_path / "PWNED"
+    return write_payload(tmp_path / "evil.pt", marker), marker

@@ -1,0 +1,246 @@
+"""Files and folders: damaged, disguised, unreadable and looping inputs; unwritable outputs."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import io as stdio
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.io import imsave
+
+from wavegms.errors import ImageReadError, OutputExistsError, OutputWriteError, WaveGMSError
+from wavegms.evaluate import evaluate_pairs
+from wavegms.folder import segment_folder
+from wavegms.io import read_image
+
+from .cases import case
+
+IS_ROOT = os.name == "posix" and os.geteuid() == 0
+
+
+def grey(seed=0, shape=(24, 30)) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+def truncated(tmp_path: Path, name: str) -> Path:
+    whole = tmp_path / f"whole{Path(name).suffix}"
+    imsave(whole, grey(shape=(64, 64)), check_contrast=False)
+    data = whole.read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    return tmp_path / name
+
+
+def deny_reading(monkeypatch, *paths: Path) -> list[str]:
+    """Make opening ``paths`` raise PermissionError, as chmod 000 does for anyone but root.
+    Both names of the built-in open are patched (Pillow uses one, pathlib the other); the
+    returned list records each refusal, so a test can tell that the code path ran."""
+    refused: list[str] = []
+    real_open = builtins.open
+    denied = {os.fspath(p) for p in paths}
+
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file) in denied:
+            refused.append(os.fspath(file))
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(stdio, "open", guarded_open)
+    return refused
+
+
+def count_model_runs(segmenter, monkeypatch) -> list[int]:
+    runs: list[int] = []
+    real = segmenter.model.predict_soft
+
+    def counted(batch):
+        runs.append(len(batch))
+        return real(batch)
+
+    monkeypatch.setattr(segmenter.model, "predict_soft", counted)
+    return runs
+
+
+@case(
+    "FILE-TRUNC-PNG",
+    "A PNG cut off halfway",
+    "ImageReadError naming the file (no partial image)",
+)
+def test_truncated_png(tmp_path):
+    path = truncated(tmp_path, "cut.png")
+    with pytest.raises(ImageReadError, match=r"cut\.png"):
+        read_image(path)
+
+
+@case(
+    "FILE-TRUNC-JPEG",
+    "A JPEG cut off halfway",
+    "ImageReadError naming the file and saying it is truncated (no half-grey image)",
+)
+def test_truncated_jpeg(tmp_path):
+    path = truncated(tmp_path, "cut.jpg")
+    with pytest.raises(ImageReadError, match=r"cut\.jpg: .*truncated"):
+        read_image(path)
+
+
+@case(
+    "FILE-TEXT-PNG",
+    "A text file named .png",
+    "ImageReadError naming the file, not a library traceback",
+)
+def test_text_file_named_png(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("patient notes, not an image\n")
+    with pytest.raises(ImageReadError, match=r"cannot read image .*notes\.png: "):
+        read_image(path)
+
+
+@pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root reads files whatever the mode")
+@case(
+    "FILE-UNREADABLE",
+    "An image file without read permission (chmod 000); skipped when run as root, who can "
+    "read it anyway (FILE-UNREADABLE-SIM runs the same path)",
+    "ImageReadError 'permission denied' naming the file",
+)
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "secret.png"
+    imsave(path, grey(), check_contrast=False)
+    path.chmod(0)
+    try:
+        with pytest.raises(ImageReadError, match=r"secret\.png: permission denied"):
+            read_image(path)
+    finally:
+        path.chmod(0o644)
+
+
+@case(
+    "FILE-UNREADABLE-SIM",
+    "Opening an image raises PermissionError (simulated, so it runs as root too)",
+    "ImageReadError 'permission denied' naming the file; in a batch the file is skipped and listed",
+)
+def test_unreadable_file_simulated(tmp_path, monkeypatch, segmenter):
+    src = tmp_path / "in"
+    src.mkdir()
+    imsave(src / "a.png", grey(1), check_contrast=False)
+    imsave(src / "secret.png", grey(2), check_contrast=False)
+    refused = deny_reading(monkeypatch, src / "secret.png")
+    with pytest.raises(ImageReadError, match=r"secret\.png: permission denied"):
+        read_image(src / "secret.png")
+    assert refused, "the simulated refusal was never reached"
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert [p.name for p in report.written] == ["a.png"]
+    assert [(p.name, why.endswith("permission denied")) for p, why in report.skipped] == [
+        ("secret.png", True)
+    ]
+
+
+@case(
+    "FILE-SYMLINK-LOOP",
+    "An image name that is a symbolic link pointing to itself",
+    "ImageReadError naming the file; in a batch it is listed as skipped, not silently missing",
+)
+def test_symlink_loop(tmp_path, segmenter):
+    src = tmp_path / "in"
+    src.mkdir()
+    imsave(src / "a.png", grey(), check_contrast=False)
+    os.symlink(src / "loop.png", src / "loop.png")
+    with pytest.raises(ImageReadError, match=r"loop\.png"):
+        read_image(src / "loop.png")
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert [p.name for p in report.written] == ["a.png"]
+    assert [p.name for p, _ in report.skipped] == ["loop.png"]
+
+
+@case(
+    "FILE-BATCH-MIXED",
+    "A batch folder mixing good images with a text file named .png, a truncated JPEG, a "
+    "sub-folder named .png, notes.txt and a broken link",
+    "Every good image is segmented; each bad one is skipped with its reason; results.csv "
+    "lists the good ones only; other files are ignored",
+)
+def test_batch_folder_with_junk(tmp_path, segmenter):
+    src = tmp_path / "in"
+    src.mkdir()
+    imsave(src / "a.png", grey(1), check_contrast=False)
+    imsave(src / "b.tif", grey(2, (10, 12)), check_contrast=False)
+    imsave(src / "c.jpg", np.dstack([grey(3)] * 3), check_contrast=False)
+    (src / "fake.png").write_text("not an image")
+    truncated(tmp_path, "cut.jpg").rename(src / "cut.jpg")
+    (src / "folder.png").mkdir()
+    (src / "notes.txt").write_text("ignored")
+    os.symlink(tmp_path / "gone.png", src / "gone.png")
+    out = tmp_path / "out"
+    report = segment_folder(segmenter, src, out)
+    assert [p.name for p in report.written] == ["a.png", "b.png", "c.png"]
+    skipped = dict((p.name, why) for p, why in report.skipped)
+    assert sorted(skipped) == ["cut.jpg", "fake.png", "gone.png"]
+    assert "truncated" in skipped["cut.jpg"] and "broken symbolic link" in skipped["gone.png"]
+    with open(out / "results.csv", newline="") as f:
+        assert [row["file"] for row in csv.DictReader(f)] == ["a.png", "b.tif", "c.jpg"]
+    assert read_image(out / "masks" / "b.png").shape == (10, 12)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+@case(
+    "FILE-OUT-UNWRITABLE",
+    "An output folder that cannot be created (a regular file stands in its path), for "
+    "segment_folder, evaluate_pairs and `wavegms segment`",
+    "OutputWriteError 'cannot create the output folder ...' before the model runs; the "
+    "command prints one line and exits with 2",
+)
+def test_output_folder_cannot_be_created(
+    tmp_path, segmenter, monkeypatch, capsys, tiny_dataset, tiny_model_file
+):
+    from wavegms.cli import main
+    from wavegms.data import dataset_pairs
+
+    src = tmp_path / "in"
+    src.mkdir()
+    imsave(src / "a.png", grey(), check_contrast=False)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    runs = count_model_runs(segmenter, monkeypatch)
+    with pytest.raises(OutputWriteError, match=r"cannot create the output folder .*blocker"):
+        segment_folder(segmenter, src, blocker / "out")
+    pairs = dataset_pairs(tiny_dataset, split="test")
+    with pytest.raises(OutputWriteError, match="cannot create the output folder"):
+        evaluate_pairs(segmenter, pairs, blocker / "eval")
+    assert runs == []
+    assert blocker.read_text() == "a file, not a folder"
+    code = main(["segment", str(src), str(blocker / "out"), "--model", "tiny", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: cannot create the output folder" in err
+    assert "Traceback" not in err
+
+
+@case(
+    "FILE-OUT-EXISTS",
+    "Output masks that already exist (segment_folder, write_png)",
+    "OutputExistsError before any work; the existing file is byte-identical afterwards; "
+    "replaced only with overwrite",
+)
+def test_existing_output_is_kept(tmp_path, segmenter, monkeypatch):
+    from wavegms.io import write_png
+
+    src = tmp_path / "in"
+    src.mkdir()
+    imsave(src / "a.png", grey(1), check_contrast=False)
+    imsave(src / "b.png", grey(2), check_contrast=False)
+    out = tmp_path / "out"
+    (out / "masks").mkdir(parents=True)
+    existing = out / "masks" / "b.png"
+    existing.write_bytes(b"the user's own file")
+    runs = count_model_runs(segmenter, monkeypatch)
+    with pytest.raises(OutputExistsError, match=r"masks/b\.png"):
+        segment_folder(segmenter, src, out)
+    with pytest.raises(OutputExistsError):
+        write_png(existing, np.zeros((2, 2), np.uint8))
+    assert runs == [] and existing.read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in out.rglob("*")) == ["b.png", "masks"]
+    report = segment_folder(segmenter, src, out, overwrite=True)
+    assert len(report.written) == 2 and read_image(existing).shape == (24, 30)
+    assert isinstance(OutputExistsError("x"), WaveGMSError)

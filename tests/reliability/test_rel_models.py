@@ -1,0 +1,210 @@
+"""Model files: damaged, inconsistent, too new, and pickles that would run code if loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+
+from wavegms.errors import ModelFileError
+from wavegms.model import ModelConfig, WaveGMS
+from wavegms.model_io import load_model, model_paths, save_model
+from wavegms.predict import Segmenter
+from wavegms.registry import list_models, resolve_model
+
+from .cases import case
+from .payloads import write_payload
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A valid random-weight model at <tmp>/m.safetensors + m.json."""
+    torch.manual_seed(0)
+    return save_model(WaveGMS(ModelConfig(image_size=32)), tmp_path / "m")
+
+
+def edit_config(path, **changes) -> None:
+    config_path = model_paths(path)[1]
+    config = json.loads(config_path.read_text())
+    for key, value in changes.items():
+        if key in ModelConfig.__dataclass_fields__:
+            config["model"][key] = value
+        else:
+            config[key] = value
+    config_path.write_text(json.dumps(config))
+
+
+@case(
+    "MODEL-TRUNCATED",
+    "A model's .safetensors file cut off halfway",
+    "ModelFileError 'not a readable safetensors file' naming it, from load_model and "
+    "Segmenter.load",
+)
+def test_truncated_weights(model_file):
+    data = model_file.read_bytes()
+    model_file.write_bytes(data[: len(data) // 2])
+    for load in (load_model, Segmenter.load):
+        with pytest.raises(ModelFileError, match=r"m\.safetensors is not a readable safetensors"):
+            load(model_file)
+
+
+@case(
+    "MODEL-CONFIG-MISMATCH",
+    "A config whose latent width does not match the weights",
+    "ModelFileError 'does not match its config' counting missing/unexpected/wrong-shape tensors",
+)
+def test_config_does_not_match_weights(model_file):
+    edit_config(model_file, latent_channels=4)
+    with pytest.raises(ModelFileError, match=r"does not match its config .* wrong-shape"):
+        load_model(model_file)
+
+
+@case(
+    "MODEL-BAD-CONFIG",
+    "Configs that are not JSON, not an object, name an unknown backend, or give a size that "
+    "is not a positive multiple of 8",
+    "ModelFileError naming the .json file and the problem (not a TypeError deep in torch)",
+)
+def test_bad_configs(model_file):
+    config_path = model_paths(model_file)[1]
+    good = config_path.read_text()
+    for changes, message in (
+        ({"backend": "mystery"}, "unknown backend 'mystery'"),
+        ({"image_size": "big"}, "image_size must be a positive whole number"),
+        ({"image_size": 30}, "multiple of 8"),
+        ({"model": ["not", "an", "object"]}, "bad model section"),
+    ):
+        config_path.write_text(good)
+        edit_config(model_file, **changes)
+        with pytest.raises(ModelFileError, match=rf"m\.json: .*{message}"):
+            load_model(model_file)
+    config_path.write_text("{ not json")
+    with pytest.raises(ModelFileError, match=r"m\.json is not valid JSON"):
+        load_model(model_file)
+    config_path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ModelFileError, match=r"cannot read model config .*m\.json"):
+        load_model(model_file)
+
+
+@case(
+    "MODEL-NEWER-FORMAT",
+    "A model file from a newer napari-wavegms (format_version 2)",
+    "ModelFileError 'has format version 2; ... reads up to 1. Update napari-wavegms'",
+)
+def test_newer_format_version(model_file):
+    edit_config(model_file, format_version=2)
+    with pytest.raises(ModelFileError, match=r"format version 2; .* reads up to 1\. Update"):
+        load_model(model_file)
+
+
+@case(
+    "MODEL-PICKLE-LOAD",
+    "load_model on .pt/.pth/.ckpt/.pkl files whose pickle runs code (touches a marker file)",
+    "ModelFileError 'pickle-based file ... not loaded'; the marker file is never created",
+)
+def test_pickle_refused_by_load_model(payload, tmp_path):
+    path, marker = payload
+    targets = [shutil.copy(path, tmp_path / f"model{suffix}") for suffix in (".pth", ".ckpt")]
+    targets += [path, write_payload(tmp_path / "model.pkl", marker, torch_format=False)]
+    for target in targets:
+        with pytest.raises(ModelFileError, match=r"pickle-based file .* not loaded"):
+            load_model(target)
+    assert not marker.exists()
+
+
+@case(
+    "MODEL-PICKLE-REGISTRY",
+    "A malicious .pt/.pth passed to resolve_model and Segmenter.load, or dropped into the "
+    "user model folder",
+    "Refused with ModelFileError before the file is opened; not listed as a model; the marker "
+    "file is never created",
+)
+def test_pickle_refused_by_the_registry(payload, tmp_path):
+    from wavegms.paths import user_models_dir
+
+    path, marker = payload
+    pth = shutil.copy(path, tmp_path / "evil.pth")
+    for target in (path, pth):
+        for load in (resolve_model, Segmenter.load):
+            with pytest.raises(ModelFileError, match="pickle-based"):
+                load(target)
+    user_models_dir().mkdir(parents=True)
+    shutil.copy(path, user_models_dir() / "evil.pt")
+    assert "evil" not in list_models()
+    with pytest.raises(ModelFileError, match="no model named"):
+        resolve_model("evil")
+    assert not marker.exists()
+
+
+@case(
+    "MODEL-PICKLE-CLI",
+    "`wavegms evaluate --model evil.pt` with a malicious pickle",
+    "Exit code 2 and one line naming the file; the marker file is never created",
+)
+def test_pickle_refused_by_the_command_line(payload, tiny_dataset, tmp_path, capsys):
+    from wavegms.cli import main
+
+    path, marker = payload
+    args = ["evaluate", "--model", str(path), "--data", str(tiny_dataset)]
+    code = main([*args, "--out", str(tmp_path / "eval"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "evil.pt is a pickle-based file" in err and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "eval").exists()
+
+
+@case(
+    "MODEL-PICKLE-DISGUISED",
+    "A malicious torch pickle renamed to .safetensors beside a valid config",
+    "ModelFileError 'not a readable safetensors file' (safetensors never unpickles); the "
+    "marker file is never created",
+)
+def test_pickle_disguised_as_safetensors(model_file, tmp_path):
+    marker = tmp_path / "PWNED"
+    write_payload(model_file, marker)
+    for load in (load_model, Segmenter.load):
+        with pytest.raises(ModelFileError, match="not a readable safetensors"):
+            load(model_file)
+    assert not marker.exists()
+
+
+def swapped_taef2(folder, marker):
+    folder.mkdir()
+    for name in ("taef2_encoder.pth", "taef2_decoder.pth"):
+        write_payload(folder / name, marker)
+    return folder
+
+
+@case(
+    "MODEL-TAEF2-SWAPPED",
+    "TAEF2 weight files (.pth pickles) replaced by malicious ones",
+    "ModelFileError 'not the pinned TAEF2 file (sha256 differs)'; the marker file is never created",
+)
+def test_swapped_taef2_weights(tmp_path):
+    from wavegms.autoencoders import load_autoencoder
+
+    marker = tmp_path / "PWNED"
+    folder = swapped_taef2(tmp_path / "taef2", marker)
+    with pytest.raises(ModelFileError, match=r"taef2_encoder\.pth is not the pinned TAEF2"):
+        load_autoencoder("taef2", folder)
+    assert not marker.exists()
+
+
+@case(
+    "MODEL-TAEF2-WEIGHTS-ONLY",
+    "A malicious TAEF2 .pth whose sha256 is (pretend) pinned: the second lock",
+    "torch.load(weights_only=True) refuses it: ModelFileError 'not a plain TAEF2 weights "
+    "file'; the marker file is never created",
+)
+def test_taef2_loader_never_unpickles_code(tmp_path, monkeypatch):
+    from wavegms.autoencoders import load_autoencoder, taef2
+
+    marker = tmp_path / "PWNED"
+    folder = swapped_taef2(tmp_path / "taef2", marker)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setattr(taef2, "SHA256", digests)
+    with pytest.raises(ModelFileError, match="not a plain TAEF2 weights file"):
+        load_autoencoder("taef2", folder)
+    assert not marker.exists()
