@@ -13,19 +13,14 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
-    Label,
-    PushButton,
     TextEdit,
 )
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QMessageBox
 
 from ..errors import OutputExistsError
-from ..progress import CancelToken
-from .common import ProgressDisplay, ProgressRelay, device_choices, model_choices, report_error
+from .common import JobWidget, device_choices, model_choices, report_error
 from .jobs import BatchResult, LoadedModel, batch_job
 from .settings import BatchSettings, load_settings, save_settings
 
@@ -37,16 +32,16 @@ def _folder(value) -> str:
     return "" if value in (None, "", Path(".")) else str(value)
 
 
-class BatchWidget(Container):
+class BatchWidget(JobWidget):
     """The form inside the batch dialog."""
 
+    cancel_message = "cancelling after the current image…"
+
     def __init__(self, viewer: napari.viewer.Viewer | None = None) -> None:
-        super().__init__(labels=True)
+        super().__init__("Run")
         self.viewer = viewer
         s = self.settings = load_settings(BatchSettings)
         self.loaded: LoadedModel | None = None
-        self.worker = None
-        self.cancel_token: CancelToken | None = None
         self.error: BaseException | None = None
         self.result: BatchResult | None = None
         self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)
@@ -58,24 +53,18 @@ class BatchWidget(Container):
             label="threshold", min=0.0, max=1.0, step=0.05, value=s.threshold
         )
         self.overwrite = CheckBox(text="replace existing outputs", value=False)
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
         self.report = TextEdit(value="")
         self.report.read_only = True
         self.extend([self.input_dir, self.output_dir, self.gt_dir, self.model, self.device])
-        self.extend([self.threshold, self.overwrite, self.run_button, self.cancel_button])
-        self.extend([self.status, self.report])
+        self.extend([self.threshold, self.overwrite])
+        self.add_job_controls()
+        self.append(self.report)
         for widget, value in ((self.input_dir, s.input_dir), (self.output_dir, s.output_dir)):
             widget.value = value or None
         self.gt_dir.value = s.gt_dir or None
         self.model.value = s.model if s.model in self.model.choices else self.model.value
         if s.device in self.device.choices:
             self.device.value = s.device
-        self.progress = ProgressDisplay(self.status)
-        self.relay = ProgressRelay(self.progress.show)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         self.changed.connect(self._save_settings)  # any choice the user makes is kept
 
     def _save_settings(self, _value=None) -> None:
@@ -89,70 +78,35 @@ class BatchWidget(Container):
         )
         save_settings(self.settings)
 
-    @property
-    def busy(self) -> bool:
-        return self.worker is not None
-
-    def run(self, _value=None) -> None:
-        try:
-            self._start(bool(self.overwrite.value))
-        except Exception as err:
-            report_error(self.status, err)
-
-    def _start(self, overwrite: bool) -> None:
-        if self.busy:
-            return
+    def start(self, overwrite: bool | None = None) -> None:
         self._save_settings()
         s = self.settings
-        self.cancel_token = CancelToken()
         self.error = self.result = None
         self.report.value = ""
-        self.progress.start("batch segmentation")
-        self.worker = create_worker(
+        self.start_job(
             batch_job,
+            "batch segmentation",
             in_dir=s.input_dir,
             out_dir=s.output_dir,
             model=s.model,
             device=s.device,
             threshold=s.threshold,
             gt_dir=s.gt_dir,
-            overwrite=overwrite,
+            overwrite=bool(self.overwrite.value) if overwrite is None else overwrite,
             loaded=self.loaded,
-            progress=self.relay,
-            cancel=self.cancel_token,
-            _ignore_errors=True,
         )
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._finish)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.worker.start()
 
-    def cancel(self, _value=None) -> None:
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
-            self.status.value = "cancelling after the current image…"
-
-    def _on_returned(self, result: BatchResult) -> None:
+    def on_returned(self, result: BatchResult) -> None:
         self.result = result
         self.loaded = result.loaded
 
-    def _on_errored(self, err: BaseException) -> None:
-        self.error = err
+    def on_errored(self, err: BaseException) -> None:
+        self.error = err  # concluded once the form is idle: it may start the job again
 
-    def _finish(self) -> None:
-        self.progress.close()
-        self.worker = self.cancel_token = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-        try:
-            self._conclude()
-        except Exception as err:
-            report_error(self.status, err)
-
-    def _conclude(self) -> None:
+    def on_finished(self) -> None:
         if isinstance(self.error, OutputExistsError) and not self.overwrite.value:
             if self.confirm_overwrite(str(self.error)):
-                self._start(overwrite=True)
+                self.start(overwrite=True)
             else:
                 report_error(self.status, f"nothing written: {self.error}")
             return

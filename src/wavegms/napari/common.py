@@ -5,13 +5,14 @@ from __future__ import annotations
 import traceback
 
 import numpy as np
-from magicgui.widgets import Label
+from magicgui.widgets import Container, Label, PushButton
+from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal, Slot
 
-from ..errors import WaveGMSError
-from ..progress import Progress
+from ..errors import Cancelled, WaveGMSError
+from ..progress import CancelToken, Progress
 from .jobs import error_text
 
 
@@ -137,3 +138,99 @@ def current_plane(layer, viewer) -> np.ndarray:
         for c, n in zip(point[:lead], data.shape[:lead], strict=True)
     )
     return data[index]
+
+
+class JobWidget(Container):
+    """A form that runs one job at a time in a napari worker thread, with a progress bar, a
+    status line and Cancel. Subclasses build their fields, call :meth:`add_job_controls`,
+    start work with :meth:`start_job` and receive ``on_returned`` / ``on_errored`` /
+    ``on_finished`` in the GUI thread."""
+
+    cancel_message = "cancelling…"
+
+    def __init__(self, run_text: str) -> None:
+        super().__init__(labels=True)
+        self.worker = None
+        self.cancel_token: CancelToken | None = None
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.progress = ProgressDisplay(self.status)
+        self.relay = ProgressRelay(self.progress.show)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+
+    def add_job_controls(self) -> None:
+        self.extend([self.run_button, self.cancel_button, self.status])
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def run(self, _value=None) -> None:
+        """The button's slot: start the job, showing (never raising) what goes wrong."""
+        if self.busy:
+            return
+        try:
+            self.start()
+        except Exception as err:  # raised into Qt's event loop it would reach napari
+            self._end()
+            report_error(self.status, err)
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def start_job(self, function, description: str, **kwargs) -> None:
+        """Run ``function(**kwargs, progress=..., cancel=...)`` in a worker thread."""
+        self.cancel_token = CancelToken()
+        self.progress.start(description)
+        self.worker = create_worker(
+            function, **kwargs, progress=self.relay, cancel=self.cancel_token, _ignore_errors=True
+        )
+        self.worker.returned.connect(self._guarded(self.on_returned))
+        self.worker.errored.connect(self._guarded(self.on_errored))
+        self.worker.finished.connect(self._finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.worker.start()
+
+    def cancel(self, _value=None) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.status.value = self.cancel_message
+
+    def on_returned(self, result) -> None:
+        """The job's result (GUI thread)."""
+
+    def on_errored(self, err: BaseException) -> None:
+        if isinstance(err, Cancelled):
+            self.status.value = "cancelled"
+        else:
+            report_error(self.status, err)
+
+    def on_finished(self) -> None:
+        """After the job, whatever its outcome, once the form is idle again."""
+
+    def _guarded(self, slot):
+        return GuardedSlot(slot, self.status)
+
+    def _finished(self) -> None:
+        self._end()
+        self._guarded(self.on_finished)()
+
+    def _end(self) -> None:
+        self.progress.close()
+        self.worker = self.cancel_token = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+
+class GuardedSlot:
+    """A Qt slot that shows any exception in a status label instead of raising it."""
+
+    def __init__(self, slot, label: Label) -> None:
+        self.slot, self.label = slot, label
+
+    def __call__(self, *args) -> None:
+        try:
+            self.slot(*args)
+        except Exception as err:
+            report_error(self.label, err)

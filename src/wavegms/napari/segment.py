@@ -14,25 +14,18 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
-    Label,
-    PushButton,
 )
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_warning
 
-from ..errors import Cancelled, InputError
-from ..progress import CancelToken
+from ..errors import InputError
 from .common import (
+    JobWidget,
     LayerWatcher,
-    ProgressDisplay,
-    ProgressRelay,
     device_choices,
     layer_data,
     model_choices,
-    report_error,
 )
 from .jobs import LoadedModel, SegmentResult, segment_job
 from .settings import SegmentSettings, load_settings, save_settings
@@ -54,16 +47,14 @@ def data_shape(layer) -> tuple:
     return tuple((layer.data[0] if layer.multiscale else layer.data).shape)
 
 
-class SegmentWidget(Container):
+class SegmentWidget(JobWidget):
     """Segment the chosen image layer with the chosen model."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__("Segment")
         self.viewer = viewer
         self.settings = load_settings(SegmentSettings)
         self.loaded: LoadedModel | None = None
-        self.cancel_token: CancelToken | None = None
-        self.worker = None
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
         self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
@@ -76,26 +67,9 @@ class SegmentWidget(Container):
             label="threshold", min=0.0, max=1.0, step=0.05, value=self.settings.threshold
         )
         self.soft_mask = CheckBox(text="also add the soft mask", value=self.settings.soft_mask)
-        self.run_button = PushButton(text="Segment")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        self.extend(
-            [
-                self.image,
-                self.model,
-                self.device,
-                self.threshold,
-                self.soft_mask,
-                self.run_button,
-                self.cancel_button,
-                self.status,
-            ]
-        )
-        self.progress = ProgressDisplay(self.status)
-        self.relay = ProgressRelay(self.progress.show)
+        self.extend([self.image, self.model, self.device, self.threshold, self.soft_mask])
+        self.add_job_controls()
         self._restore_choices()
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         self.changed.connect(self._save_settings)  # any choice the user makes is kept
         self.watcher = LayerWatcher(viewer, self._on_layers_changed)
         self._select_selected_image()
@@ -143,64 +117,33 @@ class SegmentWidget(Container):
         save_settings(self.settings)
 
     # -- running ---------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        return self.worker is not None
-
-    def run(self, _value=None) -> None:
+    def start(self) -> None:
         """Start segmenting the chosen image layer in a worker thread."""
-        try:
-            self._start()
-        except Exception as err:  # shown to the user, never raised into the event loop
-            self._finish()
-            report_error(self.status, err)
-
-    def _start(self) -> None:
-        if self.busy:
-            return
         layer = self.image.value
         if not isinstance(layer, Image) or layer not in self.viewer.layers:
             raise InputError("no image layer chosen: open or add an image first")
         if not self.model.value:
             raise InputError("no model available: train or fine-tune one first")
-        self.cancel_token = CancelToken()
-        self.progress.start(f"segmenting {layer.name}")
-        self.worker = create_worker(
+        self.target, self.target_shape = layer, data_shape(layer)
+        self.start_job(
             segment_job,
-            layer_data(layer),
+            f"segmenting {layer.name}",
+            data=layer_data(layer),
             rgb=bool(layer.rgb),
             model=self.model.value,
             device=self.device.value,
             threshold=float(self.threshold.value),
             loaded=self.loaded,
-            progress=self.relay,
-            cancel=self.cancel_token,
-            _ignore_errors=True,
         )
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._finish)
-        self.target, self.target_shape = layer, data_shape(layer)
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.worker.start()
 
-    def cancel(self, _value=None) -> None:
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
-            self.status.value = "cancelling…"
-
-    def _on_returned(self, result: SegmentResult) -> None:
-        try:
-            self.loaded = result.loaded
-            problem = self._target_changed()
-            if problem:
-                self.status.value = problem
-                show_warning(problem)
-                return
-            self.show_result(self.target, result.binary, result.soft)
-        except Exception as err:
-            report_error(self.status, err)
+    def on_returned(self, result: SegmentResult) -> None:
+        self.loaded = result.loaded
+        problem = self._target_changed()
+        if problem:
+            self.status.value = problem
+            show_warning(problem)
+            return
+        self.show_result(self.target, result.binary, result.soft)
 
     def _target_changed(self) -> str:
         """Why a finished result no longer fits its image layer ('' if it does): the user may
@@ -214,19 +157,6 @@ class SegmentWidget(Container):
                 "was added: press Segment again"
             )
         return ""
-
-    def _on_errored(self, err: BaseException) -> None:
-        if isinstance(err, Cancelled):
-            self.status.value = "cancelled"
-        else:
-            report_error(self.status, err)
-
-    def _finish(self) -> None:
-        self.progress.close()
-        self.worker = None
-        self.cancel_token = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
 
     # -- output layers ---------------------------------------------------------------------
     def show_result(self, image: Image, binary: np.ndarray, soft: np.ndarray) -> None:
