@@ -181,3 +181,14 @@ def test_painted_corrections_are_never_replaced(viewer, tiny_model, qtbot):
     assert "was kept" in widget.status.value
     segment(qtbot, widget, image)  # the unedited new layer is updated, not duplicated
     assert len([layer for layer in viewer.layers if isinstance(layer, Labels)]) == 2
+
+
+def test_the_model_is_warmed_up_when_the_form_opens(viewer, tiny_model, qtbot):
+    image = viewer.add_image(speckle((40, 40)), name="scan")
+    widget = SegmentWidget(viewer)
+    qtbot.waitUntil(lambda: widget.loaded is not None, timeout=60_000)
+    warmed = widget.loaded
+    assert warmed.path.stem == "tiny"
+    segment(qtbot, widget, image)
+    assert widget.loaded is warmed  # the click used the warmed-up model, no second load
+    assert "scan mask" in viewer.layers

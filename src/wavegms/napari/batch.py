@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QMessageBox
 
 from ..errors import OutputExistsError
 from .common import JobWidget, device_choices, model_choices, report_error
-from .jobs import BatchResult, LoadedModel, batch_job
+from .jobs import BatchResult, ModelSlot, batch_job
 from .settings import BatchSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class BatchWidget(JobWidget):
         super().__init__("Run")
         self.viewer = viewer
         s = self.settings = load_settings(BatchSettings)
-        self.loaded: LoadedModel | None = None
+        self.slot = ModelSlot()
         self.error: BaseException | None = None
         self.result: BatchResult | None = None
         self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)
@@ -93,12 +93,11 @@ class BatchWidget(JobWidget):
             threshold=s.threshold,
             gt_dir=s.gt_dir,
             overwrite=bool(self.overwrite.value) if overwrite is None else overwrite,
-            loaded=self.loaded,
+            slot=self.slot,
         )
 
     def on_returned(self, result: BatchResult) -> None:
         self.result = result
-        self.loaded = result.loaded
 
     def on_errored(self, err: BaseException) -> None:
         self.error = err  # concluded once the form is idle: it may start the job again

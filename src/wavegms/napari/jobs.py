@@ -7,6 +7,9 @@ take a ``progress`` callback receiving :class:`wavegms.progress.Progress` report
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +53,36 @@ def load_segmenter(
     return loaded
 
 
+class ModelSlot:
+    """The model a widget keeps loaded between runs, shared by its warm-up thread and its
+    jobs: one of them uses it at a time, and it is reloaded only when the model or the device
+    changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.loaded: LoadedModel | None = None
+
+    @contextmanager
+    def hold(self, model: str, device: str, progress: ProgressCallback | None = None) -> Iterator:
+        """The ``Segmenter`` for ``model`` on ``device``, held until the block ends."""
+        with self._lock:
+            self.loaded = load_segmenter(self.loaded, model, device, progress)
+            yield self.loaded.segmenter
+
+    def warm_up(self, model: str, device: str) -> None:
+        """Load the model and run it once on a blank image, so that the first Segment click
+        does not pay for importing torch, reading files and setting up the CPU kernels
+        (together seconds). Failures are left for that click to report."""
+        try:
+            with self.hold(model, device) as segmenter:
+                size = segmenter.image_size
+                segmenter.predict_soft([np.zeros((size, size, 3), np.float32)])
+        except Exception:
+            pass
+
+
 @dataclass
 class SegmentResult:
-    loaded: LoadedModel
     binary: np.ndarray
     soft: np.ndarray
 
@@ -63,23 +93,23 @@ def segment_job(
     model: str,
     device: str,
     threshold: float,
-    loaded: LoadedModel | None = None,
+    slot: ModelSlot,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> SegmentResult:
     """Segment one layer's data (2D, RGB(A), or a stack, plane by plane)."""
     if not 0 <= threshold <= 1:
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
-    loaded = load_segmenter(loaded, model, device, progress)
-    segmenter = loaded.segmenter
-    segmenter.threshold = threshold
-    binary, soft = segmenter.segment(np.asarray(data), rgb=rgb, progress=progress, cancel=cancel)
-    return SegmentResult(loaded, binary, soft)
+    with slot.hold(model, device, progress) as segmenter:
+        segmenter.threshold = threshold
+        binary, soft = segmenter.segment(
+            np.asarray(data), rgb=rgb, progress=progress, cancel=cancel
+        )
+    return SegmentResult(binary, soft)
 
 
 @dataclass
 class BatchResult:
-    loaded: LoadedModel
     out_dir: Path
     written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -110,9 +140,9 @@ def batch_job(
     model: str,
     device: str,
     threshold: float,
+    slot: ModelSlot,
     gt_dir: str = "",
     overwrite: bool = False,
-    loaded: LoadedModel | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> BatchResult:
@@ -125,35 +155,44 @@ def batch_job(
         raise InputError("choose an output folder")
     if gt_dir and not Path(gt_dir).is_dir():
         raise InputError(f"ground-truth folder {gt_dir!r} does not exist or is not a folder")
-    loaded = load_segmenter(loaded, model, device, progress)
-    segmenter = loaded.segmenter
-    segmenter.threshold = threshold
-    out = Path(out_dir)
-    result = BatchResult(loaded, out)
-    if gt_dir:
-        from ..data import find_pairs
-        from ..evaluate import evaluate_pairs
+    with slot.hold(model, device, progress) as segmenter:
+        segmenter.threshold = threshold
+        if gt_dir:
+            return _evaluate_folder(
+                segmenter, in_dir, gt_dir, Path(out_dir), overwrite, progress, cancel
+            )
+        return _segment_folder(segmenter, in_dir, Path(out_dir), overwrite, progress, cancel)
 
-        try:
-            evaluation = evaluate_pairs(
-                segmenter, find_pairs(in_dir, gt_dir), out, threshold, overwrite=overwrite,
-                progress=progress, cancel=cancel, skip_unreadable=True,
-            )  # fmt: skip
-        except Cancelled:
-            result.cancelled = True
-            return result
-        result.written = len(evaluation.rows)
-        result.skipped = evaluation.skipped
-        result.csv_path = evaluation.files.get("scores")
-        keys = ("dsc_native", "iou_native", "hd95_native")
-        result.means = {k: float(evaluation.summary[k][0]) for k in keys}
+
+def _evaluate_folder(segmenter, in_dir, gt_dir, out: Path, overwrite, progress, cancel):
+    from ..data import find_pairs
+    from ..evaluate import evaluate_pairs
+
+    result = BatchResult(out)
+    try:
+        evaluation = evaluate_pairs(
+            segmenter, find_pairs(in_dir, gt_dir), out, segmenter.threshold,
+            overwrite=overwrite, progress=progress, cancel=cancel, skip_unreadable=True,
+        )  # fmt: skip
+    except Cancelled:
+        result.cancelled = True
         return result
+    result.written = len(evaluation.rows)
+    result.skipped = evaluation.skipped
+    result.csv_path = evaluation.files.get("scores")
+    keys = ("dsc_native", "iou_native", "hd95_native")
+    result.means = {k: float(evaluation.summary[k][0]) for k in keys}
+    return result
 
+
+def _segment_folder(segmenter, in_dir, out: Path, overwrite, progress, cancel):
     from ..folder import segment_folder
 
     folder = segment_folder(segmenter, in_dir, out, overwrite, progress, cancel)
-    result.written = len(folder.written)
-    result.skipped = [(p.name, why) for p, why in folder.skipped]
-    result.cancelled = folder.cancelled
-    result.csv_path = folder.csv_path
-    return result
+    return BatchResult(
+        out,
+        written=len(folder.written),
+        skipped=[(p.name, why) for p, why in folder.skipped],
+        cancelled=folder.cancelled,
+        csv_path=folder.csv_path,
+    )

@@ -1,12 +1,14 @@
 """The Segment widget: an image layer in, a Labels layer ``<image> mask`` out.
 
-The model runs in a napari worker thread; the loaded model stays on the widget and is reloaded
-only when the model or the device changes. Errors are shown, never raised into napari.
+The model runs in a napari worker thread; the loaded model stays on the widget (loaded and run
+once in the background when the form opens) and is reloaded only when the model or the
+device changes. Errors are shown, never raised into napari.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
 from typing import TYPE_CHECKING
 
@@ -27,7 +29,7 @@ from .common import (
     layer_data,
     model_choices,
 )
-from .jobs import LoadedModel, SegmentResult, segment_job
+from .jobs import ModelSlot, SegmentResult, segment_job
 from .settings import SegmentSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
@@ -54,7 +56,8 @@ class SegmentWidget(JobWidget):
         super().__init__("Segment")
         self.viewer = viewer
         self.settings = load_settings(SegmentSettings)
-        self.loaded: LoadedModel | None = None
+        self.slot = ModelSlot()
+        self._warming: threading.Thread | None = None
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
         self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
@@ -73,6 +76,9 @@ class SegmentWidget(JobWidget):
         self.changed.connect(self._save_settings)  # any choice the user makes is kept
         self.watcher = LayerWatcher(viewer, self._on_layers_changed)
         self._select_selected_image()
+        self.model.changed.connect(self.warm_up)
+        self.device.changed.connect(self.warm_up)
+        self.warm_up()
 
     # -- choices ---------------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
@@ -100,6 +106,24 @@ class SegmentWidget(JobWidget):
             self.image.value = active
         elif self.image.choices:
             self.image.value = self.image.choices[-1]
+
+    @property
+    def loaded(self):
+        """The model loaded now (by the warm-up or the last run), or None."""
+        return self.slot.loaded
+
+    def warm_up(self, _value=None) -> None:
+        """Load the chosen model in the background (see ``ModelSlot.warm_up``) when the form
+        opens and when the model or device changes, while the user is still looking."""
+        if not self.model.value or (self._warming is not None and self._warming.is_alive()):
+            return
+        self._warming = threading.Thread(
+            target=self.slot.warm_up,
+            args=(self.model.value, self.device.value),
+            name="wavegms-warm-up",
+            daemon=True,
+        )
+        self._warming.start()
 
     def refresh_models(self, select: str | None = None) -> None:
         """Re-list the models (e.g. after fine-tuning) and optionally select one."""
@@ -133,11 +157,10 @@ class SegmentWidget(JobWidget):
             model=self.model.value,
             device=self.device.value,
             threshold=float(self.threshold.value),
-            loaded=self.loaded,
+            slot=self.slot,
         )
 
     def on_returned(self, result: SegmentResult) -> None:
-        self.loaded = result.loaded
         problem = self._target_changed()
         if problem:
             self.status.value = problem
