@@ -136,7 +136,7 @@ def main() -> None:
     first = click_to_layer(viewer, widget, layer)
     again = [click_to_layer(viewer, widget, layer) for _ in range(args.repeats)]
     print(f"Segment {data.shape[1]}x{data.shape[0]} (model {args.model}, cpu):")
-    print(f"  first click, model load included: {first:.2f} s")
+    print(f"  first click right after the dock opened (model load included): {first:.2f} s")
     print(
         f"  model loaded, median of {args.repeats}: {statistics.median(again):.3f} s "
         f"(min {min(again):.3f} s)"
