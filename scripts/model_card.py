@@ -24,12 +24,25 @@ def _row(summary: dict, key: str) -> str:
     return " | ".join(cells)
 
 
-def card(name: str, config: dict, evaluation: dict, paper: tuple[float, float] | None) -> str:
+def card(
+    name: str,
+    config: dict,
+    evaluation: dict,
+    paper: tuple[float, float] | None,
+    hardware: str,
+) -> str:
     meta = config["metadata"]
     train = meta["config"]
     history = meta["history"]
     summary = evaluation["summary"]
     hours = meta["train_wall_seconds"] / 3600
+    views = train["cached_views"]
+    if views == 1:
+        augment = "none (1 cached, unaugmented view of each image)"
+    elif views > 1:
+        augment = f"{views - 1} augmented cached view(s) beside the plain one"
+    else:
+        augment = "on every batch" if train["augment"] else "off"
     best = max(history, key=lambda row: row["val_dice"])
     lines = [
         f"# Model card: `{name}`",
@@ -46,10 +59,9 @@ def card(name: str, config: dict, evaluation: dict, paper: tuple[float, float] |
         "training names by a seeded hash; the test split was never used for selection).",
         f"- Schedule: {train['epochs']} epochs, batch {train['batch_size']}, AdamW lr "
         f"{train['lr']} (warm-up {train['warmup_epochs']}, cosine), seed {train['seed']}, "
-        f"augmentation {'on' if train['augment'] else 'off'}, cached target views "
-        f"{train['cached_views']}, Dice heads {train['seg_heads']} every "
-        f"{train['seg_every']} batch(es).",
-        f"- Wall time: {hours:.2f} h on {train['device']} (device as configured).",
+        f"augmentation: {augment}; Dice through the decoder on heads "
+        f"{', '.join(train['seg_heads'])} every {train['seg_every']} batch(es).",
+        f"- Wall time: {hours:.2f} h (sum of epochs) on {hardware}.",
         f"- Selected: epoch {best['epoch']}, validation Dice {best['val_dice']:.4f}.",
         "",
         "| epoch | loss | validation Dice | seconds |",
@@ -86,6 +98,17 @@ def card(name: str, config: dict, evaluation: dict, paper: tuple[float, float] |
         ]
     lines += [
         "",
+        "## Reproduce",
+        "",
+        "```bash",
+        f"wavegms train --config configs/{train['name']}_cpu.yaml"
+        f"   # configs/{train['name']}.yaml on a GPU",
+        f"python scripts/ship_model.py RUN_DIR {name}",
+        f"wavegms evaluate --model {name} --data ../shared/data/{train['data_dir']} "
+        "--split test --out EVAL",
+        f"python scripts/model_card.py {name} EVAL docs/model_cards/{name}.md",
+        "```",
+        "",
         "## Use",
         "",
         "Research use: segmenting lesions in 2D images like its training data. It is not a "
@@ -103,10 +126,12 @@ def main() -> None:
     parser.add_argument("eval_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--paper", nargs=2, type=float, metavar=("DSC", "HD95"))
+    parser.add_argument("--hardware", default="the training machine", help="where it trained")
     args = parser.parse_args()
     config = read_config(resolve_model(args.name))
     evaluation = read_json(args.eval_dir / "summary.json")
-    text = card(args.name, config, evaluation, tuple(args.paper) if args.paper else None)
+    paper = tuple(args.paper) if args.paper else None
+    text = card(args.name, config, evaluation, paper, args.hardware)
     write_text(args.out, text)
     print(f"wrote {args.out}")
 

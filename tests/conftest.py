@@ -42,6 +42,14 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch, taef2_dir) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_models(request, tmp_path_factory, monkeypatch) -> None:
+    """Tests see only the models they make (small and fast), unless marked ``shipped``: the
+    shipped 224-pixel model would otherwise be the default everywhere."""
+    if request.node.get_closest_marker("shipped") is None:
+        monkeypatch.setattr("wavegms.registry.SHIPPED_DIR", tmp_path_factory.mktemp("shipped"))
+
+
 def make_disk_pair(rng, size=(40, 48)):
     """A noisy grey image with a dark disk and the disk's 0/255 mask."""
     import numpy as np
