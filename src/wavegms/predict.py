@@ -175,7 +175,16 @@ class Segmenter:
     """A loaded model plus the settings it runs with. Thread-compatible, not thread-safe:
     use one Segmenter per worker."""
 
-    def __init__(self, model, device: str = "auto", threshold: float = 0.5, batch_size: int = 8):
+    def __init__(
+        self,
+        model,
+        device: str = "auto",
+        threshold: float = 0.5,
+        batch_size: int = 8,
+        traced: bool | None = None,
+    ):
+        """``traced``: run the TorchScript graph of :mod:`wavegms.traced` (default: on CPU,
+        where it is about a quarter faster); otherwise the eager model, batch by batch."""
         from .devices import resolve_device
 
         if not 0 <= threshold <= 1:
@@ -186,6 +195,8 @@ class Segmenter:
         self.model = model.to(self.device).eval()
         self.threshold = threshold
         self.batch_size = batch_size
+        self.traced = self.device.type == "cpu" if traced is None else traced
+        self._graph = None
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str = "auto", **kwargs) -> Segmenter:
@@ -200,7 +211,30 @@ class Segmenter:
     def _run(self, images: Sequence[np.ndarray]) -> np.ndarray:
         chunk = [model_input(im, self.image_size) for im in images]
         batch = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(self.device)
-        return self.model.predict_soft(batch)[:, 0].float().cpu().numpy()
+        graph = self._soft_mask_graph() if self.traced else None
+        if graph is not None:
+            with torch.no_grad():
+                soft = torch.cat([graph(batch[i : i + 1]) for i in range(len(batch))])
+        else:
+            soft = self.model.predict_soft(batch)
+        return soft[:, 0].float().cpu().numpy()
+
+    def _soft_mask_graph(self):
+        """The traced graph, built on first use; None (eager from then on) if tracing fails."""
+        if self._graph is None:
+            from .traced import trace_soft_mask
+
+            try:
+                self._graph = trace_soft_mask(self.model)
+            except Exception as err:  # a speed-up must never cost the result
+                warnings.warn(
+                    f"the traced CPU graph could not be built ({type(err).__name__}: {err}); "
+                    "using the eager model",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                self.traced = False
+        return self._graph
 
     def _reduce_batch(self, err: BaseException) -> None:
         """After running out of memory: halve the batch size for good, or give up at 1."""
