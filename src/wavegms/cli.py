@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--full-schedule",
         action="store_true",
-        help="on CPU too: targets encoded every batch, Dice on every batch (slower)",
+        help="on CPU too: targets encoded every batch, Dice through the decoder (slower)",
     )
     p.set_defaults(func=cmd_finetune)
 

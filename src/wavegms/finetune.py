@@ -35,7 +35,7 @@ class FinetuneRequest:
     batch_size: int = 4
     val_fraction: float = 0.2
     augment: bool = True
-    fast_cpu: bool = True  # on CPU: cached targets, Dice on the final head every 2nd batch
+    fast_cpu: bool = True  # on CPU: cached targets, no decoder in the loss (see below)
     seed: int = 2333
 
 
@@ -72,12 +72,13 @@ def finetune_config(request: FinetuneRequest) -> TrainConfig:
         augment=request.augment,
     )
     if request.fast_cpu and resolve_device(request.device).type == "cpu":
-        # The frozen encoder and the decoder are the CPU cost: encode the targets of a plain
-        # and an augmented view of each pair once, and decode only the final head, every
-        # second batch (the latent loss trains every batch).
+        # The frozen encoder and the decoder are the CPU cost. Encode the targets of a plain
+        # and an augmented view of each pair once, and train on the latent and alignment
+        # losses only: from a trained base model, 10 BUSI pairs x 10 epochs took 62 s and
+        # reached validation Dice 0.87, against 90 s and 0.84 with the Dice loss through the
+        # decoder every second batch (docs/performance.md).
         config.cached_views = 2 if request.augment else 1
-        config.seg_heads = ("out",)
-        config.seg_every = 2
+        config.seg_heads = ()
     config.validate()
     return config
 

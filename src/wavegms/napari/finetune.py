@@ -76,7 +76,9 @@ class FinetuneWidget(Container):
             label="validation fraction", min=0.05, max=0.9, step=0.05, value=s.val_fraction
         )
         self.augment = CheckBox(text="augmentation", value=s.augment)
-        self.fast_cpu = CheckBox(text="fast CPU schedule (final head only)", value=s.fast_cpu)
+        self.fast_cpu = CheckBox(
+            text="fast CPU schedule (cached targets, no decoder)", value=s.fast_cpu
+        )
         self.new_model = LineEdit(label="new model name", value="")
         self.train_button = PushButton(text="Fine-tune")
         self.stop_button = PushButton(text="Stop", enabled=False)

@@ -39,7 +39,7 @@ class FinetuneSettings:
     batch_size: int = 4
     val_fraction: float = 0.2
     augment: bool = True
-    fast_cpu: bool = True  # on CPU: decode only the final head, no cached views
+    fast_cpu: bool = True  # on CPU: cached targets, no decoder in the loss
 
 
 @dataclass
