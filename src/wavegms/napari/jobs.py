@@ -44,11 +44,14 @@ def load_segmenter(
 
     if not model:
         raise InputError("no model chosen (none installed yet? fine-tune or train one first)")
+    from ..devices import resolve_device
+
     path = resolve_model(model)
-    if current is not None and (current.path, current.device) == (path, device):
+    target = str(resolve_device(device))  # "auto" and "cpu" are one model on a CPU machine
+    if current is not None and (current.path, current.device) == (path, target):
         return current
     report(progress, "load", 0, 1, f"loading model {model}")
-    loaded = LoadedModel(Segmenter.load(path, device), path, device)
+    loaded = LoadedModel(Segmenter.load(path, target), path, target)
     report(progress, "load", 1, 1, f"model {model} on {loaded.segmenter.device}")
     return loaded
 
@@ -75,8 +78,9 @@ class ModelSlot:
         (together seconds). Failures are left for that click to report."""
         try:
             with self.hold(model, device) as segmenter:
-                size = segmenter.image_size
-                segmenter.predict_soft([np.zeros((size, size, 3), np.float32)])
+                # Not the model size: the resizing code and its imports are warmed up too.
+                size = segmenter.image_size + 8
+                segmenter.segment(np.zeros((size, size), np.uint8))
         except Exception:
             pass
 

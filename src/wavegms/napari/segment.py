@@ -58,6 +58,7 @@ class SegmentWidget(JobWidget):
         self.settings = load_settings(SegmentSettings)
         self.slot = ModelSlot()
         self._warming: threading.Thread | None = None
+        self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
         self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
@@ -115,15 +116,22 @@ class SegmentWidget(JobWidget):
     def warm_up(self, _value=None) -> None:
         """Load the chosen model in the background (see ``ModelSlot.warm_up``) when the form
         opens and when the model or device changes, while the user is still looking."""
-        if not self.model.value or (self._warming is not None and self._warming.is_alive()):
+        if not self.model.value:
             return
+        self._wanted = (self.model.value, self.device.value)
+        if self._warming is not None and self._warming.is_alive():
+            return  # the running warm-up picks up the new choice when it ends
         self._warming = threading.Thread(
-            target=self.slot.warm_up,
-            args=(self.model.value, self.device.value),
-            name="wavegms-warm-up",
-            daemon=True,
+            target=self._warm_up_until_current, name="wavegms-warm-up", daemon=True
         )
         self._warming.start()
+
+    def _warm_up_until_current(self) -> None:
+        while True:
+            wanted = self._wanted
+            self.slot.warm_up(*wanted)
+            if self._wanted == wanted:
+                return
 
     def refresh_models(self, select: str | None = None) -> None:
         """Re-list the models (e.g. after fine-tuning) and optionally select one."""
