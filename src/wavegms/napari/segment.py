@@ -121,8 +121,11 @@ class SegmentWidget(JobWidget):
         self._wanted = (self.model.value, self.device.value)
         if self._warming is not None and self._warming.is_alive():
             return  # the running warm-up picks up the new choice when it ends
+        # Not a daemon: killed at interpreter exit inside torch's C++ code, a daemon thread
+        # aborted the whole process ("terminate called without an active exception") when
+        # napari was closed right after a fine-tune had selected (and so warmed) a new model.
         self._warming = threading.Thread(
-            target=self._warm_up_until_current, name="wavegms-warm-up", daemon=True
+            target=self._warm_up_until_current, name="wavegms-warm-up", daemon=False
         )
         self._warming.start()
 
