@@ -24,12 +24,27 @@ def _row(summary: dict, key: str) -> str:
     return " | ".join(cells)
 
 
+def worst_cases(scores_csv: Path, n: int = 5) -> list[str]:
+    """Table rows of the ``n`` test images with the lowest DSC at 224."""
+    import csv
+
+    with open(scores_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["name"] not in ("mean", "std")]
+    rows.sort(key=lambda r: float(r["dsc_224"]))
+    return [
+        f"| {r['name']} | {float(r['dsc_224']):.1f} | {float(r['hd95_224']):.1f} | "
+        f"{int(float(r['pred_area_native']))} |"
+        for r in rows[:n]
+    ]
+
+
 def card(
     name: str,
     config: dict,
     evaluation: dict,
     paper: tuple[float, float] | None,
     hardware: str,
+    worst: list[str] | None = None,
 ) -> str:
     meta = config["metadata"]
     train = meta["config"]
@@ -85,6 +100,19 @@ def card(
         f"- {evaluation['hd95_convention']}.",
         f"- Mean ± {evaluation['std_definition']}.",
     ]
+    if worst:
+        lines += [
+            "",
+            "## Failure cases",
+            "",
+            "The test images it segments worst (DSC at 224; a predicted area of 0 means it found "
+            "no lesion). The images are not reproduced here (research data is not shipped): "
+            "open them from the dataset with the masks `wavegms evaluate` writes.",
+            "",
+            "| image | DSC % | HD95 px | predicted area (native px) |",
+            "|---|---|---|---|",
+            *worst,
+        ]
     if paper is not None:
         dsc = summary["dsc_224"]["mean"]
         hd = summary["hd95_224"]["mean"]
@@ -131,7 +159,8 @@ def main() -> None:
     config = read_config(resolve_model(args.name))
     evaluation = read_json(args.eval_dir / "summary.json")
     paper = tuple(args.paper) if args.paper else None
-    text = card(args.name, config, evaluation, paper, args.hardware)
+    worst = worst_cases(args.eval_dir / "scores.csv")
+    text = card(args.name, config, evaluation, paper, args.hardware, worst)
     write_text(args.out, text)
     print(f"wrote {args.out}")
 
