@@ -122,7 +122,9 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
     assert "tiny-ft" in list_models()
     config = json.loads((user_models_dir() / "tiny-ft.json").read_text())
     assert config["metadata"]["config"]["init_model"].endswith("tiny.safetensors")
-    assert config["metadata"]["config"]["seg_heads"] == ["out"]  # fast CPU schedule
+    # The fast CPU schedule: targets cached once (no augmentation: one view), no decoder.
+    assert config["metadata"]["config"]["seg_heads"] == []
+    assert config["metadata"]["config"]["cached_views"] == 1
     assert digest(base) == before  # the base model is untouched
     assert widget.plot.epochs == [1] and 0 <= widget.plot.dices[0] <= 1
     assert segment.model.value == "tiny-ft"  # selected in the Segment widget

@@ -245,6 +245,9 @@ def test_killed_while_adding_a_pair(tmp_path):
 
 def fail_large_batches(segmenter, monkeypatch, largest: int) -> list[int]:
     """Make the model raise CUDA's out-of-memory error for batches above ``largest``."""
+    # Out of memory is the GPU case, where the eager model runs batches (the traced graph is
+    # the CPU path and runs one image at a time).
+    segmenter.traced = False
     real = segmenter.model.predict_soft
     sizes: list[int] = []
 
