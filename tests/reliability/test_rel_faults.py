@@ -273,6 +273,7 @@ def images(n: int) -> list[np.ndarray]:
     "The batch size is halved with a ReducedBatchWarning until it fits; the same soft masks",
 )
 def test_out_of_memory_retries_smaller_batches(segmenter, monkeypatch):
+    segmenter.traced = False  # the eager path, as on a GPU (see fail_large_batches)
     expected = segmenter.predict_soft(images(7))
     segmenter.batch_size = 8
     sizes = fail_large_batches(segmenter, monkeypatch, largest=2)
