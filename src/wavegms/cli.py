@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import WaveGMSError
+from .finetune import FinetuneRequest  # torch-free: its defaults are the CLI's
 
 
 def _add_model_args(p: argparse.ArgumentParser, default_model: bool = True) -> None:
@@ -53,13 +54,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{100 * result.best_val_dice:.2f}; best model: {result.best_model}"
     )
     if args.export and result.best_model is not None:
-        from .model_io import load_model, save_model
-        from .registry import check_new_model_name
+        from .finetune import install_model
 
-        target = check_new_model_name(args.export)
-        model = load_model(result.best_model)
-        save_model(model, target, metadata=getattr(model, "metadata", {}))
-        print(f"saved as model {args.export!r}: {target}.safetensors")
+        target = install_model(result.run_dir, args.export)
+        print(f"saved as model {args.export!r}: {target}")
     return 0
 
 
@@ -158,7 +156,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import FinetuneRequest, finetune
+    from .finetune import finetune
     from .progress import TextProgressBar
 
     request = FinetuneRequest(
@@ -208,10 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="model to start from (default: the shipped default)")
     p.add_argument("--out", help="run folder (default: a new one in the user data folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--epochs", type=int, default=FinetuneRequest.epochs)
+    p.add_argument("--lr", type=float, default=FinetuneRequest.lr)
+    p.add_argument("--batch-size", type=int, default=FinetuneRequest.batch_size)
+    p.add_argument("--val-fraction", type=float, default=FinetuneRequest.val_fraction)
     p.add_argument("--no-augment", action="store_true", help="train on the pairs as they are")
     p.add_argument(
         "--full-schedule",

@@ -7,14 +7,15 @@ into the user model folder under a new name that may not exist yet.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError
+from .io import atomic_write
 from .progress import CancelToken, ProgressCallback
 
 if TYPE_CHECKING:  # torch is imported only when training starts (napari imports this early)
@@ -84,7 +85,8 @@ def finetune_config(request: FinetuneRequest) -> TrainConfig:
 
 
 def install_model(run_dir: str | Path, name: str) -> Path:
-    """Copy a run's best model into the user model folder as ``name`` (never overwriting).
+    """Copy a run's best model into the user model folder as ``name`` (never overwriting);
+    used by the dock, ``wavegms finetune`` and ``wavegms train --export``.
 
     Weights first, config last: a model is only listed once its config is in place.
     """
@@ -95,14 +97,8 @@ def install_model(run_dir: str | Path, name: str) -> Path:
     if not (weights.is_file() and config.is_file()):
         raise InputError("training stopped before its first epoch ended: no model to keep")
     target_weights, target_config = model_paths(check_new_model_name(name))
-    target_weights.parent.mkdir(parents=True, exist_ok=True)
     for source, target in ((weights, target_weights), (config, target_config)):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(target, partial(shutil.copyfile, source), target.suffix)
     return target_weights
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import WaveGMSError
+from ..finetune import FinetuneRequest
 from ..io import read_json, write_json
 from ..paths import data_dir
 
@@ -34,12 +35,13 @@ class FinetuneSettings:
     project: str = "default"
     base_model: str = ""
     device: str = "auto"
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_size: int = 4
-    val_fraction: float = 0.2
-    augment: bool = True
-    fast_cpu: bool = True  # on CPU: cached targets, no decoder in the loss
+    # The dock starts from the library's defaults (one place to change them).
+    epochs: int = FinetuneRequest.epochs
+    lr: float = FinetuneRequest.lr
+    batch_size: int = FinetuneRequest.batch_size
+    val_fraction: float = FinetuneRequest.val_fraction
+    augment: bool = FinetuneRequest.augment
+    fast_cpu: bool = FinetuneRequest.fast_cpu
 
 
 @dataclass
