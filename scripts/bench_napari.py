@@ -69,8 +69,8 @@ def dock_finetune(viewer, segment, data_dir: str, model: str, n: int, epochs: in
     """Collect ``n`` pairs in the dock, fine-tune, and report the wall time and the result."""
     from qtpy.QtWidgets import QApplication
 
-    from wavegms.data import dataset_pairs
-    from wavegms.io import read_image, read_mask
+    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.pairs import dataset_pairs
 
     _, dock = viewer.window.add_plugin_dock_widget("napari-wavegms", "Fine-tune")
     dock.project.value = "bench"
@@ -120,7 +120,7 @@ def main() -> None:
 
     viewer = napari.Viewer(show=True)
     if args.image:
-        from wavegms.io import read_image
+        from wavegms.data.images import read_image
 
         data = read_image(args.image)
     else:

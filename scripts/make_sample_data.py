@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=default, help="output folder")
     args = parser.parse_args(argv)
 
-    from wavegms.io import write_png
+    from wavegms.core.files import write_png
 
     mask = lesion_mask()
     image = ultrasound_image(mask).round().astype(np.uint8)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wavegms.io import read_json, write_text
-from wavegms.model_io import read_config
-from wavegms.registry import resolve_model
+from wavegms.core.files import read_json, write_text
+from wavegms.store.catalogue import resolve_model
+from wavegms.store.model_files import read_config
 
 
 def _row(summary: dict, key: str) -> str:

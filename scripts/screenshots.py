@@ -46,8 +46,8 @@ def model_files(args) -> tuple[str, list[Path]]:
     """(name, [weights, config]) of the model to show, resolved in the user's own folders."""
     if args.random_model:
         return "random", []
-    from wavegms.model_io import model_paths
-    from wavegms.registry import default_model, resolve_model
+    from wavegms.store.catalogue import default_model, resolve_model
+    from wavegms.store.model_files import model_paths
 
     name = args.model or default_model()
     if not name:
@@ -57,15 +57,15 @@ def model_files(args) -> tuple[str, list[Path]]:
 
 
 def install_model(name: str, files: list[Path]) -> None:
-    from wavegms.paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     target = user_models_dir()
     target.mkdir(parents=True, exist_ok=True)
     if not files:  # a random-weight model, valid but untrained
         import torch
 
-        from wavegms.model import ModelConfig, WaveGMS
-        from wavegms.model_io import save_model
+        from wavegms.net.model import ModelConfig, WaveGMS
+        from wavegms.store.model_files import save_model
 
         torch.manual_seed(0)
         meta = {"note": "random weights, for screenshots only"}
@@ -114,7 +114,7 @@ def new_viewer(napari, title: str):
 
 
 def shot_segment(napari, app, args, model: str, test_pairs) -> None:
-    from wavegms.io import read_image, read_mask
+    from wavegms.data.images import read_image, read_mask
 
     viewer = new_viewer(napari, "Wave-GMS: Segment")
     image_path, mask_path = test_pairs[0]
@@ -137,7 +137,7 @@ def shot_segment(napari, app, args, model: str, test_pairs) -> None:
 
 
 def shot_finetune(napari, app, args, model: str, train_pairs) -> None:
-    from wavegms.io import read_image, read_mask
+    from wavegms.data.images import read_image, read_mask
 
     viewer = new_viewer(napari, "Wave-GMS: Fine-tune")
     _, widget = viewer.window.add_plugin_dock_widget("napari-wavegms", "Fine-tune")

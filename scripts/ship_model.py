@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wavegms.io import read_json
-from wavegms.model_io import load_model, save_model
-from wavegms.registry import SHIPPED_DIR
+from wavegms.core.files import read_json
+from wavegms.store.catalogue import SHIPPED_DIR
+from wavegms.store.model_files import load_model, save_model
 
 
 def main() -> None:

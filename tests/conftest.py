@@ -47,7 +47,9 @@ def no_shipped_models(request, tmp_path_factory, monkeypatch) -> None:
     """Tests see only the models they make (small and fast), unless marked ``shipped``: the
     shipped 224-pixel model would otherwise be the default everywhere."""
     if request.node.get_closest_marker("shipped") is None:
-        monkeypatch.setattr("wavegms.registry.SHIPPED_DIR", tmp_path_factory.mktemp("shipped"))
+        monkeypatch.setattr(
+            "wavegms.store.catalogue.SHIPPED_DIR", tmp_path_factory.mktemp("shipped")
+        )
 
 
 def make_disk_pair(rng, size=(40, 48)):
@@ -89,9 +91,9 @@ def tiny_model_file(tmp_path) -> Path:
     """A valid model file (random weights, 32-pixel input) in the user models folder."""
     import torch
 
-    from wavegms.model import ModelConfig, WaveGMS
-    from wavegms.model_io import save_model
-    from wavegms.paths import user_models_dir
+    from wavegms.net.model import ModelConfig, WaveGMS
+    from wavegms.store.model_files import save_model
+    from wavegms.store.paths import user_models_dir
 
     torch.manual_seed(0)
     return save_model(WaveGMS(ModelConfig(image_size=32)), user_models_dir() / "tiny")

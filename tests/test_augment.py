@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wavegms.augment import AugmentConfig, augment_batch
-from wavegms.errors import InputError
+from wavegms.core.errors import InputError
+from wavegms.training.augment import AugmentConfig, augment_batch
 
 OFF = dict(hflip=0.0, vflip=0.0, rot90=0.0, jitter_p=0.0, ssr_p=0.0)
 

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from wavegms.cli import main
-from wavegms.registry import list_models
+from wavegms.store.catalogue import list_models
 
 
 def test_help_lists_every_command(capsys):

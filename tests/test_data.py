@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from wavegms.data import (
+from wavegms.core.errors import Cancelled, ImageReadError, InputError
+from wavegms.core.files import write_png
+from wavegms.core.progress import CancelToken, Progress
+from wavegms.data.pairs import (
     InMemoryDataset,
     Pair,
     carve_validation,
@@ -19,9 +22,6 @@ from wavegms.data import (
     load_pair,
     load_split,
 )
-from wavegms.errors import Cancelled, ImageReadError, InputError
-from wavegms.io import write_png
-from wavegms.progress import CancelToken, Progress
 
 
 def _make_dataset(

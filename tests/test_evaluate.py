@@ -15,17 +15,18 @@ import pytest
 import skimage.io
 from skimage.transform import resize
 
-from wavegms.errors import Cancelled, InputError, OutputExistsError
-from wavegms.evaluate import CSV_COLUMNS, EvaluationResult, evaluate_pairs, resize_soft
-from wavegms.metrics import HD95_CONVENTION
-from wavegms.progress import CancelToken
+from wavegms.core.errors import Cancelled, InputError, OutputExistsError
+from wavegms.core.progress import CancelToken
+from wavegms.data.preprocess import resize_soft
+from wavegms.scoring.evaluate import CSV_COLUMNS, EvaluationResult, evaluate_pairs
+from wavegms.scoring.metrics import HD95_CONVENTION
 
 SIZE = 32  # fake model size; small so the tests stay fast
 
 
 @dataclass(frozen=True)
 class FakePair:
-    """Same fields as wavegms.data.Pair (duck-typed by evaluate)."""
+    """Same fields as wavegms.data.pairs.Pair (duck-typed by evaluate)."""
 
     name: str
     image: Path
@@ -294,8 +295,8 @@ def test_input_errors(tmp_path):
 
 def test_import_does_not_load_torch_or_model():
     code = (
-        "import sys, wavegms.evaluate, wavegms.metrics; "
-        "bad = [m for m in ('torch', 'wavegms.model') if m in sys.modules]; "
+        "import sys, wavegms.scoring.evaluate, wavegms.scoring.metrics; "
+        "bad = [m for m in ('torch', 'wavegms.net.model') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

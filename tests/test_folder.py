@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from skimage.io import imread, imsave
 
-from wavegms.errors import InputError, OutputExistsError
-from wavegms.folder import segment_folder
-from wavegms.predict import Segmenter
-from wavegms.progress import CancelToken
+from wavegms.core.errors import InputError, OutputExistsError
+from wavegms.core.progress import CancelToken
+from wavegms.inference.folder import segment_folder
+from wavegms.inference.segmenter import Segmenter
 
 
 def _rows(path) -> list[dict]:

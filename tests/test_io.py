@@ -1,4 +1,4 @@
-"""Tests of wavegms.io: reading, normalising, binarising and atomic writing."""
+"""Tests of reading, normalising and binarising images and of atomic writes."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavegms import io as wio
-from wavegms.errors import ImageReadError, InputError, OutputExistsError
-from wavegms.io import (
+from wavegms.core.errors import ImageReadError, InputError, OutputExistsError
+from wavegms.core.files import read_json, write_json, write_png
+from wavegms.data import images as wio
+from wavegms.data.images import (
     IMAGE_SUFFIXES,
     binarise_mask,
     list_images,
     read_image,
-    read_json,
     read_mask,
     to_rgb01,
-    write_json,
-    write_png,
 )
 
 

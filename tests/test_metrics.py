@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from wavegms.errors import InputError
-from wavegms.metrics import (
+from wavegms.core.errors import InputError
+from wavegms.scoring.metrics import (
     HD95_CONVENTION,
     STD_DEFINITION,
     dice,

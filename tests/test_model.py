@@ -7,13 +7,13 @@ import pytest
 import pywt
 import torch
 
-from wavegms.autoencoders import load_autoencoder
-from wavegms.autoencoders.taef2 import TAEF2, load_taef2
-from wavegms.errors import ModelFileError, WeightsNotFoundError
-from wavegms.ewave import WaveletEncoder
-from wavegms.lmm import HEADS, LatentMappingModel
-from wavegms.model import ModelConfig, WaveGMS
-from wavegms.wavelets import haar_levels
+from wavegms.core.errors import ModelFileError, WeightsNotFoundError
+from wavegms.net.autoencoders import load_autoencoder
+from wavegms.net.autoencoders.taef2 import TAEF2, load_taef2
+from wavegms.net.ewave import WaveletEncoder
+from wavegms.net.lmm import HEADS, LatentMappingModel
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.net.wavelets import haar_levels
 
 
 def n_params(module: torch.nn.Module) -> int:

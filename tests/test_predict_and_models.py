@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from wavegms.errors import InputError, ModelFileError
-from wavegms.model import ModelConfig, WaveGMS
-from wavegms.model_io import load_model, model_paths, save_model
-from wavegms.predict import Segmenter, split_planes
-from wavegms.registry import check_new_model_name, list_models, resolve_model
+from wavegms.core.errors import InputError, ModelFileError
+from wavegms.data.preprocess import split_planes
+from wavegms.inference.segmenter import Segmenter
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store.catalogue import check_new_model_name, list_models, resolve_model
+from wavegms.store.model_files import load_model, model_paths, save_model
 
 
 def test_model_file_round_trip_is_exact(tmp_path):
@@ -114,7 +115,7 @@ def test_a_graph_that_cannot_be_traced_falls_back_to_eager(tiny_model_file, monk
     def broken(model):
         raise RuntimeError("no tracing today")
 
-    monkeypatch.setattr("wavegms.traced.trace_soft_mask", broken)
+    monkeypatch.setattr("wavegms.inference.traced.trace_soft_mask", broken)
     segmenter = Segmenter.load("tiny", device="cpu")
     image = np.zeros((16, 16, 3), np.float32)
     with pytest.warns(RuntimeWarning, match="no tracing today"):

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from wavegms.io import read_image, read_mask
-from wavegms.metrics import score
-from wavegms.model_io import read_config
-from wavegms.predict import Segmenter
-from wavegms.registry import default_model, resolve_model, shipped_models
+from wavegms.data.images import read_image, read_mask
+from wavegms.inference.segmenter import Segmenter
+from wavegms.scoring.metrics import score
+from wavegms.store.catalogue import default_model, resolve_model, shipped_models
+from wavegms.store.model_files import read_config
 
 pytestmark = pytest.mark.shipped
 

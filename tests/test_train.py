@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from wavegms.errors import InputError
-from wavegms.model_io import load_model
-from wavegms.progress import CancelToken
-from wavegms.train import TrainConfig, Trainer, lr_factor, train
+from wavegms.core.errors import InputError
+from wavegms.core.progress import CancelToken
+from wavegms.store.model_files import load_model
+from wavegms.training.trainer import TrainConfig, Trainer, lr_factor, train
 
 
 def config(data, out, **kw) -> TrainConfig:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import ModelConfig, WaveGMS, latent_to_mask
+from wavegms.net.model import ModelConfig, WaveGMS, latent_to_mask
 
 SD_VAE_CONFIG = {
     "in_channels": 3,
@@ -79,7 +79,7 @@ def cpu_peak_gflops(threads: int) -> float | None:
 
 
 def wavegms_path(model, image: np.ndarray, traced: bool = True):
-    from .predict import Segmenter
+    from wavegms.inference.segmenter import Segmenter
 
     segmenter = Segmenter(model, device="cpu", traced=traced)
     segmenter.segment(image, rgb=True)  # builds the traced graph (once per loaded model)
@@ -89,7 +89,7 @@ def wavegms_path(model, image: np.ndarray, traced: bool = True):
 def gms_path(size: int):
     from diffusers import AutoencoderKL
 
-    from .lmm import LatentMappingModel
+    from wavegms.net.lmm import LatentMappingModel
 
     vae = AutoencoderKL(**SD_VAE_CONFIG).eval().requires_grad_(False)
     lmm = LatentMappingModel(4).eval()
@@ -109,7 +109,7 @@ def run_bench(
 ) -> list[Timing]:
     """Median per-image latency (batch 1) of each path; prints nothing."""
     if model is None:
-        from .autoencoders import load_autoencoder
+        from wavegms.net.autoencoders import load_autoencoder
 
         model = WaveGMS(ModelConfig(image_size=size)).attach(load_autoencoder("taef2"))
     model.eval()
@@ -180,7 +180,7 @@ class FolderTiming:
 
 def _synthetic_folder(folder, n: int, shape: tuple[int, int]) -> None:
     """``n`` speckled grey PNGs of ``shape`` with a bright disc (ultrasound-like sizes)."""
-    from .io import write_png
+    from wavegms.core.files import write_png
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[: shape[0], : shape[1]]
@@ -196,9 +196,10 @@ def time_folder(model, n: int = 20, shape: tuple[int, int] = (472, 564)) -> Fold
     import tempfile
     from pathlib import Path
 
-    from .folder import output_paths, segment_folder
-    from .io import list_images, read_image, to_rgb01, write_png
-    from .predict import Segmenter
+    from wavegms.core.files import write_png
+    from wavegms.data.images import list_images, read_image, to_rgb01
+    from wavegms.inference.folder import output_paths, segment_folder
+    from wavegms.inference.segmenter import Segmenter
 
     segmenter = Segmenter(model, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,9 +240,9 @@ def time_finetune(
     import tempfile
     from pathlib import Path
 
-    from .data import dataset_pairs
-    from .finetune import FinetuneRequest, finetune_config
-    from .train import Trainer
+    from wavegms.data.pairs import dataset_pairs
+    from wavegms.training.finetune import FinetuneRequest, finetune_config
+    from wavegms.training.trainer import Trainer
 
     pairs = dataset_pairs(data_dir, split="train")[:n_images]
     with tempfile.TemporaryDirectory() as tmp:

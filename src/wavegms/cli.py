@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import WaveGMSError
-from .finetune import FinetuneRequest  # torch-free: its defaults are the CLI's
+from wavegms.core.errors import WaveGMSError
+from wavegms.training.finetune import FinetuneRequest  # torch-free: its defaults are the CLI's
 
 
 def _add_model_args(p: argparse.ArgumentParser, default_model: bool = True) -> None:
@@ -26,7 +26,7 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: bool = True) -> N
 
 
 def _model_name(arg: str | None) -> str:
-    from .registry import default_model
+    from wavegms.store.catalogue import default_model
 
     name = arg or default_model()
     if name is None:
@@ -35,8 +35,8 @@ def _model_name(arg: str | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .progress import TextProgressBar
-    from .train import TrainConfig, train
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.training.trainer import TrainConfig, train
 
     config = TrainConfig.from_yaml(
         args.config,
@@ -54,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{100 * result.best_val_dice:.2f}; best model: {result.best_model}"
     )
     if args.export and result.best_model is not None:
-        from .finetune import install_model
+        from wavegms.training.finetune import install_model
 
         target = install_model(result.run_dir, args.export)
         print(f"saved as model {args.export!r}: {target}")
@@ -62,10 +62,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import dataset_pairs
-    from .evaluate import evaluate_pairs
-    from .predict import Segmenter
-    from .progress import TextProgressBar
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.data.pairs import dataset_pairs
+    from wavegms.inference.segmenter import Segmenter
+    from wavegms.scoring.evaluate import evaluate_pairs
 
     name = _model_name(args.model)
     pairs = dataset_pairs(args.data, args.split_file, args.split)
@@ -86,9 +86,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .folder import segment_folder
-    from .predict import Segmenter
-    from .progress import TextProgressBar
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.inference.folder import segment_folder
+    from wavegms.inference.segmenter import Segmenter
 
     src = Path(args.input)
     if not src.exists():
@@ -106,13 +106,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench import format_extra, format_report, run_bench, time_finetune, time_folder
+    from wavegms.bench import format_extra, format_report, run_bench, time_finetune, time_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model = None
     if args.model:
-        from .registry import load_segmentation_model
+        from wavegms.store.catalogue import load_segmentation_model
 
         model = load_segmentation_model(args.model, "cpu")
     shape = (args.height, args.width)
@@ -121,8 +121,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     folder = None
     if args.folder:
         if model is None:
-            from .autoencoders import load_autoencoder
-            from .model import ModelConfig, WaveGMS
+            from wavegms.net.autoencoders import load_autoencoder
+            from wavegms.net.model import ModelConfig, WaveGMS
 
             model = WaveGMS(ModelConfig(image_size=args.size)).attach(load_autoencoder("taef2"))
         folder = time_folder(model, args.folder, shape)
@@ -139,8 +139,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .model_io import read_config
-    from .registry import list_models, shipped_models
+    from wavegms.store.catalogue import list_models, shipped_models
+    from wavegms.store.model_files import read_config
 
     models = list_models()
     if not models:
@@ -156,8 +156,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import finetune
-    from .progress import TextProgressBar
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.training.finetune import finetune
 
     request = FinetuneRequest(
         data_dir=args.data,

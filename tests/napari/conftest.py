@@ -74,8 +74,8 @@ def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
     os.environ.setdefault("WAVEGMS_TAEF2", str(folder))
     import torch
 
-    from wavegms.model import ModelConfig, WaveGMS
-    from wavegms.model_io import model_paths, save_model
+    from wavegms.net.model import ModelConfig, WaveGMS
+    from wavegms.store.model_files import model_paths, save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny"
@@ -86,7 +86,7 @@ def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture
 def tiny_model(tiny_model_files, wavegms_home, monkeypatch) -> str:
     """The tiny model installed as the user model ``tiny``; returns its name."""
-    from wavegms.paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     monkeypatch.setenv("WAVEGMS_TAEF2", os.environ["WAVEGMS_TAEF2"])
     target = user_models_dir()

@@ -50,7 +50,7 @@ def test_add_and_remove_pairs(viewer, tiny_model, wavegms_home):
     names = [p["name"] for p in manifest["pairs"]]
     assert names == ["scan_0_001", "scan_1_001"] and list(widget.pairs.choices) == names
     assert manifest["pairs"][0]["source"] == "scan 0"
-    from wavegms.io import read_image, read_mask
+    from wavegms.data.images import read_image, read_mask
 
     assert read_image(root / "images" / "scan_0_001.png").shape == (40, 40)
     mask = read_mask(root / "masks" / "scan_0_001.png")
@@ -102,8 +102,8 @@ def test_bad_input_is_reported(viewer, tiny_model, shown_errors):
 
 
 def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
-    from wavegms.paths import user_models_dir
-    from wavegms.registry import list_models
+    from wavegms.store.catalogue import list_models
+    from wavegms.store.paths import user_models_dir
 
     base = user_models_dir() / "tiny.safetensors"
     before = digest(base)
@@ -132,7 +132,7 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
 
 
 def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
-    from wavegms.registry import list_models
+    from wavegms.store.catalogue import list_models
 
     widget = dock
     add_pairs(viewer, widget, 2)
@@ -161,7 +161,7 @@ def test_settings_persist(viewer, tiny_model):
 
 
 def test_child_error_is_shown(viewer, dock, qtbot, shown_errors):
-    from wavegms.paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     (user_models_dir() / "broken.safetensors").write_bytes(b"junk")
     (user_models_dir() / "broken.json").write_text("{}")

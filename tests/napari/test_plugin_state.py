@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from wavegms.errors import InputError
+from wavegms.core.errors import InputError
 from wavegms.napari.settings import (
     BatchSettings,
     FinetuneSettings,
@@ -50,7 +50,7 @@ def test_training_set_add_remove_tidy(wavegms_home):
     assert not (pairs.images_dir / "orphan.png").exists()
     pairs.remove(["my_scan_001"])
     assert pairs.names() == ["my_scan_002"]
-    from wavegms.data import dataset_pairs
+    from wavegms.data.pairs import dataset_pairs
 
     assert [p.name for p in dataset_pairs(pairs.root, split=None)] == ["my_scan_002"]
     with pytest.raises(InputError, match="differ in size"):

@@ -125,16 +125,16 @@ def test_odd_image_layers(viewer, tiny_model, qtbot, shown_errors):
     "The error is shown, no layer is added, the widget is ready again and the next Segment works",
 )
 def test_error_in_the_worker(viewer, tiny_model, qtbot, shown_errors, monkeypatch):
-    from wavegms import predict
+    from wavegms.data import preprocess
 
-    monkeypatch.setattr(predict, "_available_memory", lambda: 1000)
+    monkeypatch.setattr(preprocess, "_available_memory", lambda: 1000)
     image = viewer.add_image(speckle((32, 32)), name="scan")
     widget = SegmentWidget(viewer)
     widget.run_button.native.click()
     wait_idle(qtbot, widget)
     assert "would need" in widget.status.value and shown_errors
     assert masks_of(viewer) == [] and widget.run_button.enabled
-    monkeypatch.setattr(predict, "_available_memory", lambda: None)
+    monkeypatch.setattr(preprocess, "_available_memory", lambda: None)
     widget.image.value = image
     widget.run_button.native.click()
     wait_idle(qtbot, widget)

@@ -128,7 +128,7 @@ def test_cancel_leaves_no_layer(viewer, tiny_model, qtbot):
 
 
 def test_bad_model_file_is_reported(viewer, tiny_model, qtbot, shown_errors):
-    from wavegms.paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     (user_models_dir() / "broken.safetensors").write_bytes(b"not a model")
     (user_models_dir() / "broken.json").write_text("{}")
@@ -152,7 +152,7 @@ def test_settings_persist(viewer, tiny_model, qtbot):
 
 
 def test_busi_image(viewer, tiny_model, qtbot, data_root):
-    from wavegms.io import read_image
+    from wavegms.data.images import read_image
 
     folder = data_root / "busi" / "images"
     if not folder.is_dir():

@@ -18,8 +18,8 @@ def tiny_network(taef2_dir):
     """A random-weight WaveGMS at 32 pixels with the real frozen TAEF2, built once."""
     import torch
 
-    from wavegms.autoencoders import load_autoencoder
-    from wavegms.model import ModelConfig, WaveGMS
+    from wavegms.net.autoencoders import load_autoencoder
+    from wavegms.net.model import ModelConfig, WaveGMS
 
     torch.manual_seed(0)
     return WaveGMS(ModelConfig(image_size=32)).attach(load_autoencoder("taef2", taef2_dir)).eval()
@@ -28,7 +28,7 @@ def tiny_network(taef2_dir):
 @pytest.fixture
 def segmenter(tiny_network):
     """A fresh Segmenter (its settings may be changed) around the shared tiny network."""
-    from wavegms.predict import Segmenter
+    from wavegms.inference.segmenter import Segmenter
 
     return Segmenter(tiny_network, device="cpu", batch_size=4)
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from wavegms import model_io
-from wavegms.errors import OutputWriteError, ReducedBatchWarning, WaveGMSError
-from wavegms.io import atomic_write
-from wavegms.model import ModelConfig, WaveGMS
-from wavegms.progress import CancelToken
-from wavegms.train import TrainConfig, train
+from wavegms.core.errors import OutputWriteError, ReducedBatchWarning, WaveGMSError
+from wavegms.core.files import atomic_write
+from wavegms.core.progress import CancelToken
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store import model_files as model_io
+from wavegms.training.trainer import TrainConfig, train
 
 from .cases import case
 
@@ -93,8 +93,8 @@ def test_stop_during_fine_tuning(tiny_dataset, tmp_path, tiny_model_file):
     "No model is installed, the user's models are unchanged and the base model is untouched",
 )
 def test_stop_before_the_first_epoch(tiny_dataset, tmp_path, tiny_model_file):
-    from wavegms.finetune import FinetuneRequest, finetune
-    from wavegms.paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
+    from wavegms.training.finetune import FinetuneRequest, finetune
 
     models_before = snapshot(user_models_dir())
     request = FinetuneRequest(
@@ -152,7 +152,7 @@ def test_killed_while_writing_a_checkpoint(tiny_dataset, tmp_path):
         f"""
         import os, signal
         from pathlib import Path
-        from wavegms.io import atomic_write
+        from wavegms.core.files import atomic_write
 
         def write(tmp):
             tmp.write_bytes(b"the first half of a new checkpoint")
@@ -176,7 +176,7 @@ def test_killed_while_writing_a_checkpoint(tiny_dataset, tmp_path):
     "file), not from an older epoch with newer weights",
 )
 def test_killed_between_the_checkpoint_files(tiny_dataset, tmp_path, monkeypatch):
-    from wavegms import train as train_module
+    from wavegms.training import trainer as train_module
 
     run = tmp_path / "run"
     train(config(tiny_dataset, run))
@@ -309,9 +309,9 @@ def test_out_of_memory_for_one_image(segmenter, monkeypatch):
     "WAVEGMS_TAEF2; no partial download left",
 )
 def test_no_network_for_the_weights(tmp_path, monkeypatch):
-    from wavegms.autoencoders import load_autoencoder, taef2
-    from wavegms.errors import WeightsNotFoundError
-    from wavegms.paths import cache_dir
+    from wavegms.core.errors import WeightsNotFoundError
+    from wavegms.net.autoencoders import load_autoencoder, taef2
+    from wavegms.store.paths import cache_dir
 
     monkeypatch.delenv("WAVEGMS_TAEF2")
     attempts: list[tuple] = []

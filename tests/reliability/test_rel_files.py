@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from skimage.io import imsave
 
-from wavegms.errors import ImageReadError, OutputExistsError, OutputWriteError, WaveGMSError
-from wavegms.evaluate import evaluate_pairs
-from wavegms.folder import segment_folder
-from wavegms.io import read_image
+from wavegms.core.errors import ImageReadError, OutputExistsError, OutputWriteError, WaveGMSError
+from wavegms.data.images import read_image
+from wavegms.inference.folder import segment_folder
+from wavegms.scoring.evaluate import evaluate_pairs
 
 from .cases import case
 
@@ -196,7 +196,7 @@ def test_output_folder_cannot_be_created(
     tmp_path, segmenter, monkeypatch, capsys, tiny_dataset, tiny_model_file
 ):
     from wavegms.cli import main
-    from wavegms.data import dataset_pairs
+    from wavegms.data.pairs import dataset_pairs
 
     src = tmp_path / "in"
     src.mkdir()
@@ -224,7 +224,7 @@ def test_output_folder_cannot_be_created(
     "replaced only with overwrite",
 )
 def test_existing_output_is_kept(tmp_path, segmenter, monkeypatch):
-    from wavegms.io import write_png
+    from wavegms.core.files import write_png
 
     src = tmp_path / "in"
     src.mkdir()

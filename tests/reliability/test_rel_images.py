@@ -1,4 +1,4 @@
-"""Input images through the library: io.to_rgb01, predict.split_planes and Segmenter.segment."""
+"""Input images through the library: to_rgb01, split_planes and Segmenter.segment."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from wavegms import predict
-from wavegms.errors import InputError
-from wavegms.io import to_rgb01
-from wavegms.predict import model_input, soft_to_shape, split_planes
+from wavegms.core.errors import InputError
+from wavegms.data import preprocess
+from wavegms.data.images import to_rgb01
+from wavegms.data.preprocess import model_input, soft_to_shape, split_planes
 
 from .cases import case
 
@@ -114,13 +114,12 @@ def smooth_colour_image(h, w) -> np.ndarray:
     "to the direct path; the soft mask is enlarged as resize_soft does (within 1e-5)",
 )
 def test_large_image_path_matches_the_direct_path(monkeypatch):
-    from wavegms.evaluate import resize_soft
-    from wavegms.predict import resize_image
+    from wavegms.data.preprocess import resize_image, resize_soft
 
     image = smooth_colour_image(1000, 900)
     direct = model_input(image, 32)
-    monkeypatch.setattr(predict, "LARGE_PLANE_PIXELS", 1000)
-    monkeypatch.setattr(predict, "BAND_VALUES", 50_000)  # many bands, as for a huge image
+    monkeypatch.setattr(preprocess, "LARGE_PLANE_PIXELS", 1000)
+    monkeypatch.setattr(preprocess, "BAND_VALUES", 50_000)  # many bands, as for a huge image
     lean = model_input(image, 32)
     k = 900 // 64  # blocks of 14 pixels; 1000 and 900 leave partial blocks at the edges
     full = to_rgb01(image).astype(np.float64)
@@ -146,7 +145,7 @@ def test_large_image_path_matches_the_direct_path(monkeypatch):
 )
 def test_masks_that_do_not_fit_are_refused_first(segmenter, monkeypatch):
     model_never_runs(segmenter, monkeypatch)
-    monkeypatch.setattr(predict, "_available_memory", lambda: 100 * 2**20)  # 100 MB free
+    monkeypatch.setattr(preprocess, "_available_memory", lambda: 100 * 2**20)  # 100 MB free
     stack = np.zeros((20, 1000, 1000), np.uint8)  # masks: 100 MB
     tracemalloc.start()
     try:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from skimage.io import imsave
 
-from wavegms.data import InMemoryDataset, dataset_pairs, load_pair
-from wavegms.errors import InputError, MaskWarning
-from wavegms.io import read_image, read_mask
+from wavegms.core.errors import InputError, MaskWarning
+from wavegms.data.images import read_image, read_mask
+from wavegms.data.pairs import InMemoryDataset, dataset_pairs, load_pair
 from wavegms.napari.training_set import TrainingSet
 
 from .cases import case
@@ -128,8 +128,8 @@ def test_label_valued_mask_file(tmp_path):
     "any model is built",
 )
 def test_image_and_mask_counts_differ(tmp_path, monkeypatch):
-    from wavegms import train as train_module
-    from wavegms.train import TrainConfig, train
+    from wavegms.training import trainer as train_module
+    from wavegms.training.trainer import TrainConfig, train
 
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)

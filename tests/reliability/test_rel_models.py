@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-from wavegms.errors import ModelFileError
-from wavegms.model import ModelConfig, WaveGMS
-from wavegms.model_io import load_model, model_paths, save_model
-from wavegms.predict import Segmenter
-from wavegms.registry import list_models, resolve_model
+from wavegms.core.errors import ModelFileError
+from wavegms.inference.segmenter import Segmenter
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store.catalogue import list_models, resolve_model
+from wavegms.store.model_files import load_model, model_paths, save_model
 
 from .cases import case
 from .payloads import write_payload
@@ -123,7 +123,7 @@ def test_pickle_refused_by_load_model(payload, tmp_path):
     "file is never created",
 )
 def test_pickle_refused_by_the_registry(payload, tmp_path):
-    from wavegms.paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     path, marker = payload
     pth = shutil.copy(path, tmp_path / "evil.pth")
@@ -183,7 +183,7 @@ def swapped_taef2(folder, marker):
     "ModelFileError 'not the pinned TAEF2 file (sha256 differs)'; the marker file is never created",
 )
 def test_swapped_taef2_weights(tmp_path):
-    from wavegms.autoencoders import load_autoencoder
+    from wavegms.net.autoencoders import load_autoencoder
 
     marker = tmp_path / "PWNED"
     folder = swapped_taef2(tmp_path / "taef2", marker)
@@ -199,7 +199,7 @@ def test_swapped_taef2_weights(tmp_path):
     "file'; the marker file is never created",
 )
 def test_taef2_loader_never_unpickles_code(tmp_path, monkeypatch):
-    from wavegms.autoencoders import load_autoencoder, taef2
+    from wavegms.net.autoencoders import load_autoencoder, taef2
 
     marker = tmp_path / "PWNED"
     folder = swapped_taef2(tmp_path / "taef2", marker)

@@ -19,10 +19,10 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QMessageBox
 
-from ..errors import OutputExistsError
-from .common import JobWidget, device_choices, model_choices, report_error
-from .jobs import BatchResult, ModelSlot, batch_job
-from .settings import BatchSettings, load_settings, save_settings
+from wavegms.core.errors import OutputExistsError
+from wavegms.napari.common import JobWidget, device_choices, model_choices, report_error
+from wavegms.napari.jobs import BatchResult, ModelSlot, batch_job
+from wavegms.napari.settings import BatchSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
     import napari

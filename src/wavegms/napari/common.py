@@ -11,21 +11,21 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal, Slot
 
-from ..errors import Cancelled, WaveGMSError
-from ..progress import CancelToken, Progress
-from .jobs import error_text
+from wavegms.core.errors import Cancelled, WaveGMSError
+from wavegms.core.progress import CancelToken, Progress
+from wavegms.napari.jobs import error_text
 
 
 def model_choices(_widget=None) -> list[str]:
     """Every model by name: shipped first, then the user's fine-tuned ones."""
-    from ..registry import list_models
+    from wavegms.store.catalogue import list_models
 
     return list(list_models())
 
 
 def device_choices(_widget=None) -> list[str]:
     """``auto`` first, then the devices this machine has."""
-    from ..devices import available_devices
+    from wavegms.core.devices import available_devices
 
     return available_devices()
 

@@ -27,9 +27,8 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
-from ..errors import InputError
-from ..finetune import FinetuneRequest, install_model, new_run_dir
-from .common import (
+from wavegms.core.errors import InputError
+from wavegms.napari.common import (
     LayerWatcher,
     ProgressDisplay,
     current_plane,
@@ -37,10 +36,11 @@ from .common import (
     model_choices,
     report_error,
 )
-from .finetune_job import train_process
-from .plot import LossPlot
-from .settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
-from .training_set import TrainingSet
+from wavegms.napari.finetune_job import train_process
+from wavegms.napari.plot import LossPlot
+from wavegms.napari.settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
+from wavegms.napari.training_set import TrainingSet
+from wavegms.training.finetune import FinetuneRequest, install_model, new_run_dir
 
 if TYPE_CHECKING:
     import napari
@@ -181,7 +181,7 @@ class FinetuneWidget(Container):
             report_error(self.status, err)
 
     def _start(self) -> None:
-        from ..registry import check_new_model_name
+        from wavegms.store.catalogue import check_new_model_name
 
         if self.training:
             return
@@ -288,7 +288,7 @@ class FinetuneWidget(Container):
         self.status.value = f"{how}: new model {self.new_name!r} ({path.name})"
 
     def _select_in_segment_widgets(self, name: str) -> None:
-        from .segment import SegmentWidget
+        from wavegms.napari.segment import SegmentWidget
 
         segment = load_settings(SegmentSettings)
         segment.model = name

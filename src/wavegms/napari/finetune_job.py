@@ -1,7 +1,7 @@
 """Fine-tuning in a separate process, for the fine-tune dock.
 
 The dock starts :func:`train_process` with a ``spawn`` context: the child imports torch, runs
-:func:`wavegms.train.train` and sends ``(kind, payload)`` messages through a queue:
+:func:`wavegms.training.trainer.train` and sends ``(kind, payload)`` messages through a queue:
 ``("progress", Progress)``, then one of ``("done", summary)`` or ``("error", text)``. Stop
 sets an event that the child turns into ``CancelToken.cancel()``; the trainer then stops at
 the next batch and keeps its last completed epoch. Memory is returned when the child ends.
@@ -11,7 +11,7 @@ Qt-free and torch-free at import time (the child imports it too).
 
 from __future__ import annotations
 
-from ..finetune import FinetuneRequest, finetune_config
+from wavegms.training.finetune import FinetuneRequest, finetune_config
 
 
 class Forwarder:
@@ -29,8 +29,8 @@ class Forwarder:
 
 def train_process(request: FinetuneRequest, messages, stop) -> None:
     """The child process: train, report through ``messages``, stop when ``stop`` is set."""
-    from ..progress import CancelToken
-    from ..train import train
+    from wavegms.core.progress import CancelToken
+    from wavegms.training.trainer import train
 
     cancel = CancelToken()
     try:
@@ -44,6 +44,6 @@ def train_process(request: FinetuneRequest, messages, stop) -> None:
         }
         messages.put(("done", summary))
     except Exception as err:
-        from .jobs import error_text
+        from wavegms.napari.jobs import error_text
 
         messages.put(("error", error_text(err)))

@@ -1,8 +1,8 @@
 """The work behind the Segment widget and the batch dialog, run in worker threads.
 
 Qt-free and torch-free at import time: each job imports the model code when it runs. Jobs
-take a ``progress`` callback receiving :class:`wavegms.progress.Progress` reports and a
-:class:`wavegms.progress.CancelToken`, and return a small result object.
+take a ``progress`` callback receiving :class:`wavegms.core.progress.Progress` reports and a
+:class:`wavegms.core.progress.CancelToken`, and return a small result object.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Cancelled, InputError, WaveGMSError
-from ..progress import CancelToken, ProgressCallback, report
+from wavegms.core.errors import Cancelled, InputError, WaveGMSError
+from wavegms.core.progress import CancelToken, ProgressCallback, report
 
 
 def error_text(err: BaseException) -> str:
@@ -39,12 +39,12 @@ def load_segmenter(
     current: LoadedModel | None, model: str, device: str, progress: ProgressCallback | None
 ) -> LoadedModel:
     """``current`` if it was loaded from this model and device, else a newly loaded one."""
-    from ..predict import Segmenter
-    from ..registry import resolve_model
+    from wavegms.inference.segmenter import Segmenter
+    from wavegms.store.catalogue import resolve_model
 
     if not model:
         raise InputError("no model chosen (none installed yet? fine-tune or train one first)")
-    from ..devices import resolve_device
+    from wavegms.core.devices import resolve_device
 
     path = resolve_model(model)
     target = str(resolve_device(device))  # "auto" and "cpu" are one model on a CPU machine
@@ -150,9 +150,9 @@ def batch_job(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> BatchResult:
-    """Segment a folder (``wavegms.folder.segment_folder``: ``OUT/masks``, ``OUT/soft``,
+    """Segment a folder (``wavegms.inference.folder.segment_folder``: ``OUT/masks``, ``OUT/soft``,
     ``OUT/results.csv``), or with ground truth (masks matched by file stem) evaluate it
-    (``wavegms.evaluate.evaluate_pairs``: the same masks plus ``OUT/scores.csv``)."""
+    (``wavegms.scoring.evaluate.evaluate_pairs``: the same masks plus ``OUT/scores.csv``)."""
     if not in_dir or not Path(in_dir).is_dir():
         raise InputError(f"input folder {in_dir!r} does not exist or is not a folder")
     if not out_dir:
@@ -169,8 +169,8 @@ def batch_job(
 
 
 def _evaluate_folder(segmenter, in_dir, gt_dir, out: Path, overwrite, progress, cancel):
-    from ..data import find_pairs
-    from ..evaluate import evaluate_pairs
+    from wavegms.data.pairs import find_pairs
+    from wavegms.scoring.evaluate import evaluate_pairs
 
     result = BatchResult(out)
     try:
@@ -190,7 +190,7 @@ def _evaluate_folder(segmenter, in_dir, gt_dir, out: Path, overwrite, progress, 
 
 
 def _segment_folder(segmenter, in_dir, out: Path, overwrite, progress, cancel):
-    from ..folder import segment_folder
+    from wavegms.inference.folder import segment_folder
 
     folder = segment_folder(segmenter, in_dir, out, overwrite, progress, cancel)
     return BatchResult(

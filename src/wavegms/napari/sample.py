@@ -10,7 +10,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 
 def ultrasound() -> list[tuple]:
     """An image layer and a labels layer (1 = lesion)."""
-    from ..io import read_image, read_mask
+    from wavegms.data.images import read_image, read_mask
 
     image = read_image(SAMPLE_DIR / "ultrasound.png")
     mask = read_mask(SAMPLE_DIR / "ultrasound_mask.png").astype("uint8")

@@ -21,16 +21,16 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
 
-from ..errors import InputError
-from .common import (
+from wavegms.core.errors import InputError
+from wavegms.napari.common import (
     JobWidget,
     LayerWatcher,
     device_choices,
     layer_data,
     model_choices,
 )
-from .jobs import ModelSlot, SegmentResult, segment_job
-from .settings import SegmentSettings, load_settings, save_settings
+from wavegms.napari.jobs import ModelSlot, SegmentResult, segment_job
+from wavegms.napari.settings import SegmentSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
     import napari
@@ -86,7 +86,7 @@ class SegmentWidget(JobWidget):
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _restore_choices(self) -> None:
-        from ..registry import default_model
+        from wavegms.store.catalogue import default_model
 
         models = self.model.choices
         for name in (self.settings.model, default_model()):

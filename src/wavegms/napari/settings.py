@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import WaveGMSError
-from ..finetune import FinetuneRequest
-from ..io import read_json, write_json
-from ..paths import data_dir
+from wavegms.core.errors import WaveGMSError
+from wavegms.core.files import read_json, write_json
+from wavegms.store.paths import data_dir
+from wavegms.training.finetune import FinetuneRequest
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 ``<data dir>/finetune/<project>/images/<name>.png``, ``masks/<name>.png`` and
 ``manifest.json`` (one entry per pair, in the order they were added). Every file is written
 atomically as soon as a pair is added, so closing napari loses nothing. The folder is an
-ordinary dataset folder for :class:`wavegms.train.TrainConfig` (no split file: all pairs).
+ordinary dataset folder for training (no split file: all pairs).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MaskWarning, WaveGMSError
-from ..io import binarise_mask, merged_labels_message, read_json, to_rgb01, write_json, write_png
-from ..paths import data_dir
+from wavegms.core.errors import InputError, MaskWarning, WaveGMSError
+from wavegms.core.files import read_json, write_json, write_png
+from wavegms.data.images import binarise_mask, merged_labels_message, to_rgb01
+from wavegms.store.paths import data_dir
 
 MANIFEST = "manifest.json"
 
@@ -45,7 +46,7 @@ class Entry:
 
 def foreground(labels: np.ndarray, what: str) -> np.ndarray:
     """A labels plane as a bool mask: integer labels > 0 (several different labels are merged,
-    with a :class:`~wavegms.errors.MaskWarning`), anything else by ``binarise_mask``."""
+    with a :class:`~wavegms.core.errors.MaskWarning`), anything else by ``binarise_mask``."""
     if not np.issubdtype(labels.dtype, np.integer):
         return binarise_mask(labels, what)
     mask = labels > 0

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
-from .io import IMAGE_SUFFIXES, PathLike, list_images, read_image, read_json, read_mask, to_rgb01
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.core.errors import InputError
+from wavegms.core.files import PathLike, read_json
+from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask, to_rgb01
 
 #: how many names an error message lists before it says "and N more"
 _SHOW = 10

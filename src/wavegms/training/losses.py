@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .lmm import SUPERVISED_HEADS
+from wavegms.net.lmm import SUPERVISED_HEADS
 
 
 def soft_dice_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import Cancelled
+from wavegms.core.errors import Cancelled
 
 
 @dataclass(frozen=True)

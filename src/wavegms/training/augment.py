@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from wavegms.core.errors import InputError
 
 # ITU-R BT.601 luma, used for grey levels (contrast, saturation) and YIQ (hue).
 _LUMA = (0.299, 0.587, 0.114)

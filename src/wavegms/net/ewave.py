@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .wavelets import haar_levels
+from wavegms.net.wavelets import haar_levels
 
 WIDTH = 16
 MULTIPLIERS = (1, 2, 2)

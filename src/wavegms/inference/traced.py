@@ -5,8 +5,8 @@ oneDNN's blocked layout).
 On the 2-core AVX2 machine this project is measured on, the 224 path runs in about 0.34 s per
 image instead of 0.43-0.51 s eager, with soft masks equal to the eager model's within 1e-5
 (docs/performance.md). A trace is specialised to its input shape, (1, 3, S, S) here, which is
-all :class:`wavegms.predict.Segmenter` feeds it; building it takes a few seconds once per
-loaded model.
+all :class:`~wavegms.inference.segmenter.Segmenter` feeds it; building it takes a few seconds
+once per loaded model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch import nn
 
-from .model import WaveGMS
+from wavegms.net.model import WaveGMS
 
 
 class _SoftMask(nn.Module):

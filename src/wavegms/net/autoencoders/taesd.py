@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import WeightsNotFoundError
-from . import FrozenAutoencoder
+from wavegms.core.errors import WeightsNotFoundError
+from wavegms.net.autoencoders import FrozenAutoencoder
 
 HUB_ID = "madebyollin/taesd"
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InputError, ModelFileError
-from .model_io import model_paths, refuse_pickle
+from wavegms.core.errors import InputError, ModelFileError
+from wavegms.store.model_files import model_paths, refuse_pickle
 
-SHIPPED_DIR = Path(__file__).parent / "weights"
+SHIPPED_DIR = Path(__file__).parent.parent / "weights"
 DEFAULT_MODEL = "busi"
 
 
@@ -31,7 +31,7 @@ def shipped_models() -> dict[str, Path]:
 
 
 def user_models() -> dict[str, Path]:
-    from .paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     return _models_in(user_models_dir())
 
@@ -65,7 +65,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 def check_new_model_name(name: str) -> Path:
     """Where a new user model called ``name`` goes; refuses shipped names and existing models
     so that nothing the user made, and no shipped model, is ever overwritten."""
-    from .paths import user_models_dir
+    from wavegms.store.paths import user_models_dir
 
     if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
         raise InputError(f"{name!r} is not a usable model name (letters, digits, - and _)")
@@ -79,9 +79,9 @@ def check_new_model_name(name: str) -> Path:
 
 def load_segmentation_model(name_or_path: str | Path, device: str = "auto", backend_path=None):
     """Load a model and attach its frozen autoencoder, ready for ``predict_soft``."""
-    from .autoencoders import load_autoencoder
-    from .devices import resolve_device
-    from .model_io import load_model
+    from wavegms.core.devices import resolve_device
+    from wavegms.net.autoencoders import load_autoencoder
+    from wavegms.store.model_files import load_model
 
     path = resolve_model(name_or_path)
     model = load_model(path)

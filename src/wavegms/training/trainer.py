@@ -22,18 +22,24 @@ import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from . import model_io
-from .augment import AugmentConfig, augment_batch
-from .autoencoders import load_autoencoder
-from .data import InMemoryDataset, carve_validation, dataset_pairs
-from .devices import resolve_device
-from .errors import Cancelled, InputError, ModelFileError
-from .io import atomic_write, ensure_folder, read_json, remove_stale_temporaries, write_json
-from .lmm import SUPERVISED_HEADS
-from .losses import alignment_loss, latent_loss, segmentation_loss
-from .model import ModelConfig, WaveGMS
-from .paths import runs_dir
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.core.devices import resolve_device
+from wavegms.core.errors import Cancelled, InputError, ModelFileError
+from wavegms.core.files import (
+    atomic_write,
+    ensure_folder,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
+from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.data.pairs import InMemoryDataset, carve_validation, dataset_pairs
+from wavegms.net.autoencoders import load_autoencoder
+from wavegms.net.lmm import SUPERVISED_HEADS
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store import model_files as model_io
+from wavegms.store.paths import runs_dir
+from wavegms.training.augment import AugmentConfig, augment_batch
+from wavegms.training.losses import alignment_loss, latent_loss, segmentation_loss
 
 STATE_VERSION = 1
 STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors' header
@@ -184,7 +190,7 @@ class Trainer:
         c = self.config
         autoencoder = load_autoencoder(c.backend, c.backend_path)
         if c.init_model:
-            from .registry import resolve_model
+            from wavegms.store.catalogue import resolve_model
 
             model = model_io.load_model(resolve_model(c.init_model))
             if model.config.backend != c.backend or model.config.image_size != c.image_size:

@@ -21,9 +21,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import InputError, OutputExistsError
-from .metrics import HD95_CONVENTION, OVERLAP_CONVENTION, STD_DEFINITION, score, summarise
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.core.errors import InputError, OutputExistsError
+from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.data.preprocess import mask_to_model_size, resize_soft
+from wavegms.scoring.metrics import (
+    HD95_CONVENTION,
+    OVERLAP_CONVENTION,
+    STD_DEFINITION,
+    score,
+    summarise,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -32,7 +39,6 @@ __all__ = [
     "PairLike",
     "SoftPredictor",
     "evaluate_pairs",
-    "resize_soft",
 ]
 
 METRIC_KEYS = (
@@ -59,7 +65,7 @@ class SoftPredictor(Protocol):
 
 
 class PairLike(Protocol):
-    """An image/mask pair (duck-typed ``wavegms.data.Pair``)."""
+    """An image/mask pair (duck-typed ``wavegms.data.pairs.Pair``)."""
 
     name: str
     image: Path
@@ -94,44 +100,6 @@ class EvaluationResult:
         lines.append(f"{OVERLAP_CONVENTION}")
         lines.append(HD95_CONVENTION)
         return "\n".join(lines)
-
-
-def resize_soft(soft: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinearly resize a 2-D soft mask to ``shape``; float32 in [0, 1]."""
-    from skimage.transform import resize
-
-    soft = np.asarray(soft, dtype=np.float32)
-    if soft.ndim != 2:
-        raise InputError(f"soft mask must be 2-D, got shape {soft.shape}")
-    shape = (int(shape[0]), int(shape[1]))
-    if soft.shape == shape:
-        return soft.copy()
-    # Smoothing only helps when shrinking; when enlarging it would just blur the boundary.
-    downsampling = any(o < i for o, i in zip(shape, soft.shape, strict=True))
-    out = resize(
-        soft,
-        shape,
-        order=1,
-        mode="edge",
-        anti_aliasing=downsampling,
-        preserve_range=True,
-    )
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def _resize_mask_nearest(mask: np.ndarray, size: int) -> np.ndarray:
-    """Ground truth at model size: nearest neighbour, then >= 0.5 (DESIGN.md section 7)."""
-    from skimage.transform import resize
-
-    out = resize(
-        mask.astype(np.float32),
-        (size, size),
-        order=0,
-        mode="edge",
-        anti_aliasing=False,
-        preserve_range=True,
-    )
-    return out >= 0.5
 
 
 def _fmt(value: Any) -> str:
@@ -176,7 +144,7 @@ def _score_row(
     name: str, soft: np.ndarray, mask: np.ndarray, size: int, threshold: float
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """One image's CSV row, plus its native binary and soft masks."""
-    gt_model = _resize_mask_nearest(mask, size)
+    gt_model = mask_to_model_size(mask, size)
     s_model = score(soft > threshold, gt_model)
     soft_native = resize_soft(soft, mask.shape)
     pred_native = soft_native > threshold
@@ -198,7 +166,7 @@ def _score_row(
 
 def _read_pair(pair: PairLike) -> tuple[np.ndarray, np.ndarray]:
     """An RGB float image and its boolean mask; InputError when unreadable or mismatched."""
-    from .io import read_image, read_mask, to_rgb01
+    from wavegms.data.images import read_image, read_mask, to_rgb01
 
     image = to_rgb01(read_image(pair.image))
     mask = np.asarray(read_mask(pair.mask), dtype=bool)
@@ -227,7 +195,7 @@ def evaluate_pairs(
     cancelled run leaves no CSV. With ``skip_unreadable``, a pair whose image or mask cannot
     be read (or whose sizes differ) is listed in ``result.skipped`` instead of ending the run.
     """
-    from .io import ensure_folder, write_json, write_png, write_text
+    from wavegms.core.files import ensure_folder, write_json, write_png, write_text
 
     pairs = list(pairs)
     if not pairs:

@@ -1,33 +1,22 @@
-"""Reading images and masks, normalising them to [0,1] RGB, and atomic PNG/JSON writes.
+"""Reading images and masks as viewers show them, and normalising them to [0,1] RGB.
 
 Every failure a user can cause (a missing file, a file that is not an image, an array of the
-wrong shape) raises a :mod:`wavegms.errors` exception whose message names the file or the
+wrong shape) raises a :mod:`wavegms.core.errors` exception whose message names the file or the
 problem, never a bare ``OSError`` from Pillow or imageio.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import re
-import secrets
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .errors import ImageReadError, InputError, MaskWarning, OutputExistsError, OutputWriteError
+from wavegms.core.errors import ImageReadError, InputError, MaskWarning
+from wavegms.core.files import PathLike, os_error_reason
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-PathLike = str | os.PathLike
-
-
-# --------------------------------------------------------------------------------------- reading
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -43,7 +32,7 @@ def read_image(path: PathLike) -> np.ndarray:
         what = "a broken symbolic link" if p.is_symlink() else "the file does not exist"
         raise ImageReadError(f"cannot read image {p}: {what}") from exc
     except OSError as exc:  # e.g. a symlink loop or a name that is too long
-        raise ImageReadError(f"cannot read image {p}: {_reason(exc)}") from exc
+        raise ImageReadError(f"cannot read image {p}: {os_error_reason(exc)}") from exc
     if p.is_dir():
         raise ImageReadError(f"cannot read image {p}: it is a folder, not a file")
 
@@ -54,23 +43,11 @@ def read_image(path: PathLike) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as exc:  # Pillow, imageio and tifffile raise many unrelated types
-        raise ImageReadError(f"cannot read image {p}: {_reason(exc)}") from exc
+        raise ImageReadError(f"cannot read image {p}: {os_error_reason(exc)}") from exc
     array = np.asarray(array)
     if array.size == 0:
         raise ImageReadError(f"cannot read image {p}: it holds no pixels")
     return array
-
-
-def _reason(exc: BaseException) -> str:
-    """A short human reason for a failed read."""
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc).strip() or type(exc).__name__
-    if "could not find a backend" in text.lower():  # imageio's words for "unknown format"
-        return "not an image in a format that can be read"
-    return text.splitlines()[0][:300]
 
 
 def check_numeric(array: np.ndarray, what: str) -> None:
@@ -210,7 +187,7 @@ def binarise_mask(array: np.ndarray, what: str = "mask") -> np.ndarray:
     1, 2, 3) and any label is foreground; other integers wider than 16 bits ``> 0``, because
     such arrays come from label images, never from mask files where half the dtype range would
     mean anything. Several different labels merged into one foreground give a
-    :class:`~wavegms.errors.MaskWarning` naming ``what``.
+    :class:`~wavegms.core.errors.MaskWarning` naming ``what``.
     """
     array = np.asarray(array)
     check_numeric(array, what)
@@ -244,21 +221,6 @@ def read_mask(path: PathLike) -> np.ndarray:
         raise InputError(f"mask {Path(path)}: {exc}") from exc
 
 
-def read_json(path: PathLike) -> Any:
-    """Read a UTF-8 JSON file; :class:`InputError` naming the file if it is missing or bad."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(f"cannot read JSON file {p}: the file does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read JSON file {p}: {_reason(exc)}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p} is not valid JSON: {exc}") from exc
-
-
 def list_images(folder: PathLike) -> list[Path]:
     """Sorted image files of ``folder`` (suffix in :data:`IMAGE_SUFFIXES`, any case).
 
@@ -275,170 +237,3 @@ def list_images(folder: PathLike) -> list[Path]:
         for p in d.iterdir()
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
     )
-
-
-# --------------------------------------------------------------------------------------- writing
-
-
-#: the names :func:`atomic_write` gives its temporary files: ``.<name>.<12 hex>.tmp[suffix]``
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9]+)?$")
-
-
-def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:
-    """Create ``folder`` (and its parents) if needed and check that files can be made in it.
-
-    Raises :class:`OutputWriteError` naming the folder, e.g. when a file stands where a folder
-    should be or the place is read-only, before any long work starts.
-    """
-    d = Path(folder)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError(f"cannot create the {what} {d}: {_reason(exc)}") from exc
-    if not os.access(d, os.W_OK | os.X_OK):
-        raise OutputWriteError(f"cannot write into the {what} {d}: permission denied")
-    return d
-
-
-def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
-
-    The rename is atomic on one filesystem, so readers see the old file or the new one, never
-    a half-written one; the temporary file is removed if anything fails. An ``OSError`` (a
-    read-only folder, a full disk) becomes an :class:`OutputWriteError` naming ``path``.
-    A process killed inside ``write`` leaves its temporary file behind (nothing can remove
-    it then): :func:`remove_stale_temporaries` clears such leftovers.
-    """
-    ensure_folder(path.parent, "folder")
-    # Not tempfile.mkstemp: it creates mode 0600 files, and the rename would keep that mode.
-    # os.open with 0o666 lets the umask decide, as for any normally created file.
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OutputWriteError(f"cannot write {path}: {_reason(exc)}") from exc
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
-            raise OutputWriteError(f"cannot write {path}: {_reason(exc)}") from exc
-        raise
-    return path
-
-
-def remove_stale_temporaries(folder: PathLike) -> list[Path]:
-    """Delete the temporary files that :func:`atomic_write` calls in ``folder`` left behind
-    when their process was killed; returns what was removed.
-
-    Only for folders one process writes at a time (a training run's folder): a temporary file
-    of a write still in progress elsewhere would be removed too.
-    """
-    d = Path(folder)
-    if not d.is_dir():
-        return []
-    removed = []
-    for p in d.iterdir():
-        if _TEMPORARY.match(p.name) and p.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed.append(p)
-    return removed
-
-
-def _png_array(array: np.ndarray) -> np.ndarray:
-    """Convert an array to something PNG stores losslessly (uint8 or uint16, 1/3/4 channels)."""
-    a = np.asarray(array)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.size == 0 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (2, 3, 4))):
-        raise InputError(f"cannot write an array of shape {a.shape} as PNG; expected HxW[xC]")
-    if a.dtype == bool:
-        return a.astype(np.uint8) * np.uint8(255)
-    if a.dtype in (np.uint8, np.uint16):
-        return a
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise InputError("cannot write an image with NaN or Inf values as PNG")
-        # A little slack for rounding in arithmetic that should have stayed in [0, 1].
-        if a.min() < -1e-3 or a.max() > 1 + 1e-3:
-            raise InputError(
-                f"float image values must lie in [0, 1] to be written as PNG "
-                f"(found {a.min():.4g} .. {a.max():.4g})"
-            )
-        return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer):
-        lo, hi = int(a.min()), int(a.max())
-        if lo >= 0 and hi <= 255:
-            return a.astype(np.uint8)
-        if lo >= 0 and hi <= 65535:
-            return a.astype(np.uint16)
-        raise InputError(f"integer values {lo} .. {hi} do not fit into a 16-bit PNG")
-    raise InputError(f"cannot write an array of data type {a.dtype} as PNG")
-
-
-def write_png(path: PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
-    """Write ``array`` atomically as a PNG file and return its path.
-
-    ``bool`` -> 0/255, floats in [0, 1] -> ``round(x * 255)`` uint8, uint8/uint16 as they are.
-    Raises :class:`OutputExistsError` if the file exists and ``overwrite`` is false, and
-    :class:`InputError` for a path not ending in ``.png`` or an array PNG cannot hold.
-    """
-    p = Path(path)
-    if p.suffix.lower() != ".png":
-        raise InputError(f"{p}: a PNG file name must end in .png")
-    data = _png_array(array)  # validate before touching the disk
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p} already exists (pass overwrite=True to replace it)")
-
-    from skimage import io as skio
-
-    def write(tmp: Path) -> None:
-        # check_contrast=False: masks and dark images are legitimate; no warning spam.
-        skio.imsave(str(tmp), data, check_contrast=False)
-
-    return atomic_write(p, write, ".png")
-
-
-def _json_default(obj: Any) -> Any:
-    """Serialise the numpy scalars/arrays and paths that metrics and configs tend to hold."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
-
-
-def write_text(path: PathLike, text: str) -> Path:
-    """Write ``text`` atomically as UTF-8 (newlines as given) and return the path."""
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8", newline="")
-
-    return atomic_write(Path(path), write)
-
-
-def write_json(path: PathLike, obj: Any) -> Path:
-    """Write ``obj`` atomically as UTF-8 JSON (indent 2) and return the path.
-
-    numpy scalars/arrays and paths are converted; NaN is written as ``NaN`` (Python's json
-    reads it back), since metrics such as HD95 can be undefined.
-    """
-    p = Path(path)
-    try:
-        text = json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"cannot write {p} as JSON: {exc}") from exc
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    return atomic_write(p, write, ".json")

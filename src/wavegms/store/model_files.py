@@ -13,9 +13,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ModelFileError
-from .io import atomic_write
-from .model import ModelConfig, WaveGMS
+from wavegms.core.errors import ModelFileError
+from wavegms.core.files import atomic_write
+from wavegms.net.model import ModelConfig, WaveGMS
 
 FORMAT = "wavegms-model"
 FORMAT_VERSION = 1
@@ -98,7 +98,7 @@ def read_config(path: str | Path) -> dict:
 def _model_config(config: dict, config_path: Path) -> ModelConfig:
     """The ``model`` section as a :class:`ModelConfig`, checked so that a damaged or foreign
     config fails here, with the file's name, not deep inside torch later."""
-    from .autoencoders import BACKENDS
+    from wavegms.net.autoencoders import BACKENDS
 
     try:
         model_config = ModelConfig(**config["model"])

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .autoencoders import FrozenAutoencoder
-from .ewave import WaveletEncoder
-from .lmm import LatentMappingModel
+from wavegms.net.autoencoders import FrozenAutoencoder
+from wavegms.net.ewave import WaveletEncoder
+from wavegms.net.lmm import LatentMappingModel
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InputError
-from .io import atomic_write
-from .progress import CancelToken, ProgressCallback
+from wavegms.core.errors import InputError
+from wavegms.core.files import atomic_write
+from wavegms.core.progress import CancelToken, ProgressCallback
 
 if TYPE_CHECKING:  # torch is imported only when training starts (napari imports this early)
-    from .train import TrainConfig, TrainResult
+    from wavegms.training.trainer import TrainConfig, TrainResult
 
 
 @dataclass
@@ -41,17 +41,17 @@ class FinetuneRequest:
 
 
 def new_run_dir(name: str) -> Path:
-    from .paths import runs_dir
+    from wavegms.store.paths import runs_dir
 
     return runs_dir() / f"finetune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def finetune_config(request: FinetuneRequest) -> TrainConfig:
     """The training config for a request: the base model's size and backend, all pairs."""
-    from .devices import resolve_device
-    from .model_io import read_config
-    from .registry import resolve_model
-    from .train import TrainConfig
+    from wavegms.core.devices import resolve_device
+    from wavegms.store.catalogue import resolve_model
+    from wavegms.store.model_files import read_config
+    from wavegms.training.trainer import TrainConfig
 
     base_path = resolve_model(request.base_model)
     base = read_config(base_path)["model"]
@@ -90,8 +90,8 @@ def install_model(run_dir: str | Path, name: str) -> Path:
 
     Weights first, config last: a model is only listed once its config is in place.
     """
-    from .model_io import model_paths
-    from .registry import check_new_model_name
+    from wavegms.store.catalogue import check_new_model_name
+    from wavegms.store.model_files import model_paths
 
     weights, config = model_paths(Path(run_dir) / "best")
     if not (weights.is_file() and config.is_file()):
@@ -109,8 +109,8 @@ def finetune(
 ) -> tuple[TrainResult, Path | None]:
     """Train, then install the best epoch as ``request.new_name``; returns the run's result
     and the installed weights (None when stopped before the first epoch ended)."""
-    from .registry import check_new_model_name
-    from .train import train
+    from wavegms.store.catalogue import check_new_model_name
+    from wavegms.training.trainer import train
 
     check_new_model_name(request.new_name)  # refuse before spending minutes on training
     result = train(finetune_config(request), progress, cancel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
+from wavegms.core.errors import InputError
 
 
 def available_devices() -> list[str]:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, OutputExistsError, WaveGMSError
-from .io import ensure_folder, list_images, read_image, write_png, write_text
-from .predict import Segmenter, model_input, soft_to_shape
-from .progress import CancelToken, ProgressCallback, report
+from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
+from wavegms.core.files import ensure_folder, write_png, write_text
+from wavegms.core.progress import CancelToken, ProgressCallback, report
+from wavegms.data.images import list_images, read_image
+from wavegms.data.preprocess import model_input, soft_to_shape
+from wavegms.inference.segmenter import Segmenter
 
 RESULTS_CSV = "results.csv"
 RESULTS_COLUMNS = ("name", "file", "height", "width", "mask_area")

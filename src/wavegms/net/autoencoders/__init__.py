@@ -53,11 +53,11 @@ def load_autoencoder(
     ``taesd`` a diffusers folder or hub id (default ``madebyollin/taesd``).
     """
     if backend == "taef2":
-        from .taef2 import load_taef2
+        from wavegms.net.autoencoders.taef2 import load_taef2
 
         return load_taef2(path, download=download)
     if backend == "taesd":
-        from .taesd import load_taesd
+        from wavegms.net.autoencoders.taesd import load_taesd
 
         return load_taesd(path)
     raise ValueError(f"unknown autoencoder backend {backend!r}; choose one of {BACKENDS}")

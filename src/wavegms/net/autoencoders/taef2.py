@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFileError, WeightsNotFoundError
-from ..paths import cache_dir
-from . import FrozenAutoencoder
+from wavegms.core.errors import ModelFileError, WeightsNotFoundError
+from wavegms.net.autoencoders import FrozenAutoencoder
+from wavegms.store.paths import cache_dir
 
 LATENT_CHANNELS = 32
 COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
-from .errors import InputError
+from wavegms.core.errors import InputError
 
 __all__ = [
     "HD95_CONVENTION",
