@@ -7,39 +7,77 @@ from pathlib import Path
 
 import pytest
 
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    """The shared research data folder (``$WAVEGMS_DATA``, else ``<repo>/../shared/data``).
-
-    It may not exist (e.g. on CI); tests that need it skip themselves when it is missing.
-    """
-    env = os.environ.get("WAVEGMS_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def research_data_root() -> Path:
+    """The research datasets (``$WAVEGMS_DATA``, else ``<repo>/../shared/data``)."""
+    return Path(os.environ.get("WAVEGMS_DATA") or SHARED / "data")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``data`` read BUSI or Kvasir-SEG, which are never shipped: without them
+    they are skipped with the reason, and every other test runs on a fresh clone alone."""
+    if item.get_closest_marker("data") is not None and not research_data_root().is_dir():
+        pytest.skip(
+            f"research data not found at {research_data_root()}: set WAVEGMS_DATA to the folder "
+            "holding busi/ and kvasir/ (see README, Datasets)"
+        )
+
+
+@pytest.fixture
+def data_root(request) -> Path:
+    """The research data folder, for tests marked ``data`` (checked, so none is forgotten)."""
+    assert request.node.get_closest_marker("data"), "a test using data_root must be marked data"
+    return research_data_root()
 
 
 @pytest.fixture(scope="session")
 def taef2_dir() -> Path:
-    """The genuine TAEF2 weights (``$WAVEGMS_TAEF2``, else ``<repo>/../shared/weights/taef2``)."""
+    """The original TAEF2 .pth files (``$WAVEGMS_TAEF2``, else ``<repo>/../shared/weights/taef2``),
+    for the tests that compare them with the weights shipped in the package."""
     path = Path(os.environ.get("WAVEGMS_TAEF2") or SHARED / "weights" / "taef2")
-    if not (path / "taef2_decoder.pth").is_file():
-        pytest.fail(f"TAEF2 weights not found in {path}: set WAVEGMS_TAEF2 (see README)")
+    if not all((path / f"taef2_{half}.pth").is_file() for half in ("encoder", "decoder")):
+        pytest.skip(f"original TAEF2 .pth files not found in {path}: set WAVEGMS_TAEF2")
     return path
 
 
 @pytest.fixture(autouse=True)
-def isolated_user_dirs(tmp_path_factory, monkeypatch, taef2_dir) -> Path:
-    """Every test gets its own user data/cache folders and the shared TAEF2 weights, so no test
-    reads or writes the real user's models, settings or cache."""
+def isolated_user_dirs(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own user data/cache folders, so no test reads or writes the real
+    user's models, settings or cache. TAEF2 comes from the package (or ``$WAVEGMS_TAEF2``)."""
     home = tmp_path_factory.mktemp("wavegms_home")
     monkeypatch.setenv("WAVEGMS_HOME", str(home))
-    monkeypatch.setenv("WAVEGMS_TAEF2", str(taef2_dir))
     return home
+
+
+@pytest.fixture(scope="session")
+def taef2():
+    """The frozen TAEF2 shipped in the package, loaded (and hashed) once per session."""
+    from wavegms.net.autoencoders.taef2 import BUNDLED_DIR, load_taef2
+
+    return load_taef2(BUNDLED_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_network(taef2):
+    """A random-weight WaveGMS at 32 pixels with the real frozen TAEF2, built once. For tests
+    that need a working model, not tests of loading one."""
+    import torch
+
+    from wavegms.net.model import ModelConfig, WaveGMS
+
+    torch.manual_seed(0)
+    return WaveGMS(ModelConfig(image_size=32)).attach(taef2).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_network):
+    """A CPU Segmenter around :func:`tiny_network`, shared by the session so its traced graph is
+    built once. Do not change its settings; build ``Segmenter(tiny_network, ...)`` for that."""
+    from wavegms.inference.segmenter import Segmenter
+
+    return Segmenter(tiny_network, device="cpu", batch_size=4)
 
 
 @pytest.fixture(autouse=True)

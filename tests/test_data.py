@@ -312,6 +312,7 @@ def test_in_memory_dataset_cancel_and_bad_size(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ real data
 
 
+@pytest.mark.data
 def test_real_busi_split(data_root: Path) -> None:
     busi = data_root / "busi"
     if not busi.is_dir():

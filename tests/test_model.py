@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import pywt
 import torch
+from safetensors import safe_open
 
 from wavegms.core.errors import ModelFileError, WeightsNotFoundError
 from wavegms.net.autoencoders import load_autoencoder
-from wavegms.net.autoencoders.taef2 import TAEF2, load_taef2
+from wavegms.net.autoencoders.taef2 import (
+    BUNDLED_DIR,
+    COMMIT,
+    HALVES,
+    SHA256,
+    TAEF2,
+    find_weights,
+    load_taef2,
+)
 from wavegms.net.ewave import WaveletEncoder
 from wavegms.net.lmm import HEADS, LatentMappingModel
 from wavegms.net.model import ModelConfig, WaveGMS
@@ -64,22 +76,21 @@ def test_inference_is_deterministic_training_samples():
     assert not torch.equal(z3, mu)
 
 
-def test_taef2_genuine_weights_round_trip_a_mask(taef2_dir):
-    ae = load_taef2(taef2_dir)
+def test_taef2_genuine_weights_round_trip_a_mask(taef2):
     yy, xx = np.mgrid[:128, :128]
     disk = ((yy - 60) ** 2 + (xx - 70) ** 2 < 35**2).astype(np.float32)
     x = torch.from_numpy(disk)[None, None].expand(1, 3, -1, -1) * 2 - 1
     with torch.no_grad():
-        z = ae.encode(x)
-        y = ae.decode(z)
+        z = taef2.encode(x)
+        y = taef2.decode(z)
     assert z.shape == (1, 32, 16, 16)
     pred = ((y.mean(1) + 1) / 2)[0].numpy() > 0.5
     dice = 2 * (pred & (disk > 0)).sum() / (pred.sum() + disk.sum())
     assert dice > 0.99
 
 
-def test_taef2_is_frozen_and_stays_in_eval_mode(taef2_dir):
-    ae = load_autoencoder("taef2", taef2_dir)
+def test_taef2_is_frozen_and_stays_in_eval_mode():
+    ae = load_autoencoder("taef2")
     ae.train()
     assert not ae.training and not any(m.training for m in ae.modules())
     assert not any(p.requires_grad for p in ae.parameters())
@@ -90,26 +101,52 @@ def test_taef2_is_frozen_and_stays_in_eval_mode(taef2_dir):
     assert not any(k.startswith("autoencoder.") for k in model.trainable_state_dict())
 
 
-def test_taef2_rejects_wrong_files(tmp_path, taef2_dir):
-    for name in ("taef2_encoder.pth", "taef2_decoder.pth"):
-        (tmp_path / name).write_bytes((taef2_dir / name).read_bytes()[:-10])
-    with pytest.raises(ModelFileError, match="sha256"):
-        load_taef2(tmp_path)
+def test_bundled_taef2_equals_the_original_pth(taef2_dir, taef2):
+    original = load_taef2(taef2_dir)
+    assert [f.suffix for f in find_weights(taef2_dir)] == [".pth", ".pth"]
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        z, z_original = taef2.encode(x), original.encode(x)
+        # fp16 tensors stored unchanged: bit-identical weights, hence identical outputs
+        assert torch.equal(z, z_original)
+        assert torch.equal(taef2.decode(z), original.decode(z))
 
 
-def test_taef2_missing_offline_names_the_files(tmp_path, monkeypatch):
-    monkeypatch.delenv("WAVEGMS_TAEF2")
-    monkeypatch.setenv("WAVEGMS_HOME", str(tmp_path))
-    with pytest.raises(WeightsNotFoundError, match=r"taef2_encoder\.pth") as err:
-        load_taef2(download=False)
-    assert str(tmp_path) in str(err.value)
-    with pytest.raises(WeightsNotFoundError, match="not found in"):
+def test_bundled_taef2_record_matches_the_pinned_files():
+    record = json.loads((BUNDLED_DIR / "SOURCE.json").read_text())
+    assert record["commit"] == COMMIT and record["repository"].endswith("madebyollin/taesd")
+    for name, entry in record["files"].items():
+        digest = hashlib.sha256((BUNDLED_DIR / name).read_bytes()).hexdigest()
+        assert digest == entry["sha256"] == SHA256[name]
+        assert entry["source_sha256"] == SHA256[entry["source"]]
+    assert sorted(record["files"]) == ["taef2_decoder.safetensors", "taef2_encoder.safetensors"]
+    assert "MIT License" in (BUNDLED_DIR / "LICENSE").read_text()
+
+
+def test_taef2_comes_from_the_package_unless_a_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("WAVEGMS_TAEF2", raising=False)
+    assert find_weights() == [BUNDLED_DIR / f"taef2_{h}.safetensors" for h in HALVES]
+    monkeypatch.setenv("WAVEGMS_TAEF2", str(tmp_path))
+    # A named folder without the files is an error, never a silent fall-back to other weights.
+    with pytest.raises(WeightsNotFoundError, match=r"WAVEGMS_TAEF2.*taef2_encoder\.pth"):
+        find_weights()
+    with pytest.raises(WeightsNotFoundError, match=r"not found in .*nowhere"):
         load_taef2(tmp_path / "nowhere")
 
 
-def test_taef2_layout_matches_checkpoint_keys_strictly(taef2_dir):
-    state = torch.load(taef2_dir / "taef2_decoder.pth", weights_only=True)
-    assert set(TAEF2().decoder.state_dict()) == set(state)
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_taef2_rejects_files_other_than_the_pinned_ones(tmp_path, suffix):
+    for half in HALVES:
+        (tmp_path / f"taef2_{half}{suffix}").write_bytes(b"\0" * 64)
+    with pytest.raises(ModelFileError, match=r"taef2_encoder\S* is not the pinned TAEF2.*sha256"):
+        load_taef2(tmp_path)
+
+
+def test_taef2_layout_matches_checkpoint_keys_strictly():
+    model = TAEF2()
+    for half in HALVES:
+        with safe_open(BUNDLED_DIR / f"taef2_{half}.safetensors", "pt") as weights:
+            assert set(getattr(model, half).state_dict()) == set(weights.keys())
 
 
 def test_taesd_backend_loads_a_local_diffusers_folder(tmp_path):
@@ -139,6 +176,6 @@ def test_taesd_missing_folder_is_a_clear_error(tmp_path):
         load_autoencoder("taesd", tmp_path / "missing")
 
 
-def test_backend_channel_mismatch_is_refused(taef2_dir):
+def test_backend_channel_mismatch_is_refused(taef2):
     with pytest.raises(ValueError, match="32 latent channels"):
-        WaveGMS(ModelConfig(latent_channels=4)).attach(load_taef2(taef2_dir))
+        WaveGMS(ModelConfig(latent_channels=4)).attach(taef2)

@@ -26,6 +26,7 @@ def test_busi_is_shipped_and_the_default():
     assert "/work" not in json.dumps(config) and "data_dir" not in config["metadata"]
 
 
+@pytest.mark.data
 def test_busi_segments_busi_test_images(data_root):
     folder = data_root / "busi"
     names = json.loads((folder / "split.json").read_text())["test"][:6]

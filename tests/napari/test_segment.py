@@ -151,6 +151,7 @@ def test_settings_persist(viewer, tiny_model, qtbot):
     assert (again.threshold.value, again.device.value, again.soft_mask.value) == (0.3, "cpu", True)
 
 
+@pytest.mark.data
 def test_busi_image(viewer, tiny_model, qtbot, data_root):
     from wavegms.data.images import read_image
 

@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite: a tiny random-weight model (32 pixels), payloads."""
+"""Fixtures of the reliability suite: a Segmenter around the tiny shared network, payloads."""
 
 from __future__ import annotations
 
@@ -13,21 +13,9 @@ from .payloads import write_payload
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-@pytest.fixture(scope="session")
-def tiny_network(taef2_dir):
-    """A random-weight WaveGMS at 32 pixels with the real frozen TAEF2, built once."""
-    import torch
-
-    from wavegms.net.autoencoders import load_autoencoder
-    from wavegms.net.model import ModelConfig, WaveGMS
-
-    torch.manual_seed(0)
-    return WaveGMS(ModelConfig(image_size=32)).attach(load_autoencoder("taef2", taef2_dir)).eval()
-
-
 @pytest.fixture
 def segmenter(tiny_network):
-    """A fresh Segmenter (its settings may be changed) around the shared tiny network."""
+    """A fresh Segmenter (its settings may be changed) around ``tiny_network`` (tests/conftest)."""
     from wavegms.inference.segmenter import Segmenter
 
     return Segmenter(tiny_network, device="cpu", batch_size=4)

@@ -44,18 +44,18 @@ class FrozenAutoencoder(nn.Module):
         raise NotImplementedError
 
 
-def load_autoencoder(
-    backend: str = "taef2", path: str | Path | None = None, *, download: bool = True
-) -> FrozenAutoencoder:
+def load_autoencoder(backend: str = "taef2", path: str | Path | None = None) -> FrozenAutoencoder:
     """Build a frozen backend by name.
 
-    ``path``: for ``taef2`` a folder with ``taef2_encoder.pth`` and ``taef2_decoder.pth``; for
-    ``taesd`` a diffusers folder or hub id (default ``madebyollin/taesd``).
+    ``path``: for ``taef2`` a folder with the original ``taef2_encoder.pth`` and
+    ``taef2_decoder.pth`` or their ``.safetensors`` conversion (default: ``$WAVEGMS_TAEF2``, else
+    the weights shipped in the package); for ``taesd`` a diffusers folder or hub id (default
+    ``madebyollin/taesd``).
     """
     if backend == "taef2":
         from wavegms.net.autoencoders.taef2 import load_taef2
 
-        return load_taef2(path, download=download)
+        return load_taef2(path)
     if backend == "taesd":
         from wavegms.net.autoencoders.taesd import load_taesd
 

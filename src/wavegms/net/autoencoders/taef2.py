@@ -4,6 +4,9 @@ The original checkpoints (madebyollin/taesd, MIT) are fp16 state dicts of two ``
 networks. The modules below reproduce that layout index for index so the files load with strict
 key checks. TAESD's layout plus a "pool" branch on the blocks at 1/8 resolution, which diffusers'
 ``AutoencoderTiny`` has no slot for, hence this module.
+
+The package ships the weights as fp16 safetensors (``wavegms/weights/taef2/``, converted from the
+originals by ``scripts/convert_taef2.py``, same tensors and keys), so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -11,26 +14,30 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import torch
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from wavegms.core.errors import ModelFileError, WeightsNotFoundError
 from wavegms.net.autoencoders import FrozenAutoencoder
-from wavegms.store.paths import cache_dir
 
 LATENT_CHANNELS = 32
+REPOSITORY = "https://github.com/madebyollin/taesd"
 COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
 URL = "https://raw.githubusercontent.com/madebyollin/taesd/" + COMMIT + "/{file}"
+HALVES = ("encoder", "decoder")
+#: Every accepted file, pinned: the originals and their conversion shipped in the package.
 SHA256 = {
     "taef2_encoder.pth": "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
     "taef2_decoder.pth": "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
+    "taef2_encoder.safetensors": "ed439d4f19057d2a3b8fb43e3caa9aff37f5b9fdbf707cddff57f5a8ae8d5068",
+    "taef2_decoder.safetensors": "79b69df8dd742e179d3b929905310a39901a805840f9b2b8968d1bbf5f65d642",
 }
+FORMATS = (".safetensors", ".pth")  # a folder's files are read in the first format it has all of
 ENV_VAR = "WAVEGMS_TAEF2"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "weights" / "taef2"
 
 
 def conv(c_in: int, c_out: int, **kwargs) -> nn.Conv2d:
@@ -114,72 +121,38 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _candidate_dirs(path: str | Path | None) -> list[Path]:
-    if path is not None:
-        return [Path(path).expanduser()]
-    dirs = []
-    if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
-    dirs.append(cache_dir() / "taef2")
-    return dirs
+def weight_files(folder: Path) -> list[Path] | None:
+    """The encoder and decoder files of ``folder`` in one format (see :data:`FORMATS`)."""
+    for suffix in FORMATS:
+        files = [folder / f"taef2_{half}{suffix}" for half in HALVES]
+        if all(f.is_file() for f in files):
+            return files
+    return None
 
 
-def find_weights(path: str | Path | None = None, *, download: bool = True) -> Path:
-    """The folder holding both TAEF2 files: ``path``, ``$WAVEGMS_TAEF2``, the user cache, or
-    a download into the user cache (checked against the pinned sha256)."""
-    candidates = _candidate_dirs(path)
-    for folder in candidates:
-        if all((folder / f).is_file() for f in SHA256):
-            return folder
+def find_weights(path: str | Path | None = None) -> list[Path]:
+    """The encoder and decoder files: in ``path`` if given, else in ``$WAVEGMS_TAEF2`` if set,
+    else the ones shipped in the package. A folder named but lacking them is an error, never
+    a silent fall-back to other weights."""
     if path is not None:
+        folder, origin = Path(path).expanduser(), "the given folder"
+    elif os.environ.get(ENV_VAR):
+        folder, origin = Path(os.environ[ENV_VAR]).expanduser(), f"{ENV_VAR}"
+    else:
+        folder, origin = BUNDLED_DIR, "the package (reinstall napari-wavegms)"
+    files = weight_files(folder)
+    if files is None:
+        wanted = " or ".join(", ".join(f"taef2_{h}{s}" for h in HALVES) for s in FORMATS)
         raise WeightsNotFoundError(
-            f"TAEF2 weights not found in {candidates[0]}: it must hold {', '.join(SHA256)}"
+            f"TAEF2 weights not found in {folder} (from {origin}): it must hold {wanted}"
         )
-    target = cache_dir() / "taef2"
-    if not download:
-        raise WeightsNotFoundError(_missing_message(target))
-    for file in SHA256:
-        if not (target / file).is_file():
-            _download(file, target)
-    return target
-
-
-def _missing_message(target: Path) -> str:
-    urls = "\n".join(f"  {URL.format(file=f)}" for f in SHA256)
-    return (
-        "TAEF2 weights are needed and could not be downloaded. Download these two files:\n"
-        f"{urls}\ninto {target} (or any folder named by the {ENV_VAR} environment variable)."
-    )
-
-
-def _download(file: str, target: Path) -> None:
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{file}.", suffix=".part")
-    except OSError as err:
-        raise WeightsNotFoundError(
-            f"{_missing_message(target)}\n(cannot write into {target}: {err})"
-        ) from err
-    os.close(fd)
-    try:
-        try:
-            urllib.request.urlretrieve(URL.format(file=file), tmp)
-        except (urllib.error.URLError, OSError) as err:
-            raise WeightsNotFoundError(
-                f"{_missing_message(target)}\n(download failed: {err})"
-            ) from err
-        if sha256(Path(tmp)) != SHA256[file]:
-            raise WeightsNotFoundError(f"downloaded {file} does not match its pinned sha256")
-        os.replace(tmp, target / file)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return files
 
 
 def _load_state(file: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a pinned TAEF2 file. Two locks against a swapped, malicious file:
-    its sha256 must be the pinned one, and even then it is unpickled with
-    ``weights_only=True``, which builds tensors and containers but never calls code."""
+    """The state dict of a pinned TAEF2 file. Its sha256 must be the pinned one; a .pth is
+    moreover unpickled with ``weights_only=True`` (tensors and containers, never code), and a
+    .safetensors file holds nothing but tensors by design."""
     try:
         data = file.read_bytes()  # hashed and loaded from the same bytes: no swap in between
     except OSError as err:
@@ -187,20 +160,24 @@ def _load_state(file: Path) -> dict[str, torch.Tensor]:
     if hashlib.sha256(data).hexdigest() != SHA256[file.name]:
         raise ModelFileError(
             f"{file} is not the pinned TAEF2 file (sha256 differs); it was not loaded. "
-            f"Replace it with {URL.format(file=file.name)}"
+            f"Reinstall napari-wavegms, or use the original {URL.format(file=file.name)}"
         )
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError for forbidden content, RuntimeError, EOFError
+        if file.suffix == ".safetensors":
+            state = load_safetensors(data)
+        else:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # SafetensorError, UnpicklingError (forbidden content), EOFError
         raise ModelFileError(f"{file} is not a plain TAEF2 weights file: {err}") from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFileError(f"{file} does not hold a TAEF2 state dict")
     return {k: v.float() for k, v in state.items()}
 
 
-def load_taef2(path: str | Path | None = None, *, download: bool = True) -> TAEF2:
-    folder = find_weights(path, download=download)
+def load_taef2(path: str | Path | None = None) -> TAEF2:
+    """Frozen TAEF2 from ``path``, ``$WAVEGMS_TAEF2`` or the package (see :func:`find_weights`)."""
+    encoder_file, decoder_file = find_weights(path)
     model = TAEF2()
-    model.encoder.load_state_dict(_load_state(folder / "taef2_encoder.pth"), strict=True)
-    model.decoder.load_state_dict(_load_state(folder / "taef2_decoder.pth"), strict=True)
+    model.encoder.load_state_dict(_load_state(encoder_file), strict=True)
+    model.decoder.load_state_dict(_load_state(decoder_file), strict=True)
     return model.freeze()
