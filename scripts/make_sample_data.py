@@ -2,7 +2,11 @@
 
 Made from scratch (no patient data, nothing downloaded), so the project may ship it:
 
-    python scripts/make_sample_data.py            # writes sample_data/ultrasound.png, ..._mask.png
+    python scripts/make_sample_data.py   # sample_data/images/ultrasound.png, masks/ultrasound.png
+
+laid out like a dataset (``images/`` and ``masks/``, same file name), so that
+``wavegms segment sample_data/images out`` segments the image only. (The napari plugin's
+**Open Sample** reads its own copy, ``src/wavegms/napari/sample_data/``.)
 
 The image is 256x256 uint8: Rayleigh-distributed speckle over a depth-dependent background
 with a bright near-field band, a fan-shaped field of view, and a dark, blurry-edged elliptical
@@ -58,9 +62,13 @@ def main(argv: list[str] | None = None) -> None:
 
     mask = lesion_mask()
     image = ultrasound_image(mask).round().astype(np.uint8)
-    write_png(args.out / "ultrasound.png", image, overwrite=True)
-    write_png(args.out / "ultrasound_mask.png", mask, overwrite=True)
-    print(f"wrote {args.out / 'ultrasound.png'} and {args.out / 'ultrasound_mask.png'}")
+    image_path, mask_path = (
+        args.out / "images" / "ultrasound.png",
+        args.out / "masks" / "ultrasound.png",
+    )
+    write_png(image_path, image, overwrite=True)
+    write_png(mask_path, mask, overwrite=True)
+    print(f"wrote {image_path} and {mask_path}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def dataset(args) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
         split = json.loads((root / "split.json").read_text())
         return pairs(root, split["test"][:4]), pairs(root, split["train"][: args.pairs])
     sample = REPO / "sample_data"
-    pair = (sample / "ultrasound.png", sample / "ultrasound_mask.png")
+    pair = (sample / "images" / "ultrasound.png", sample / "masks" / "ultrasound.png")
     return [pair], [pair] * max(2, args.pairs)
 
 

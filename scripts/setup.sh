@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: Debian packages for Qt under a virtual X server, a virtual
 # environment in .venv with the CPU build of torch, and this package with its test extras.
+# With --if-needed it does nothing when .venv was set up by this same setup.sh for this same
+# pyproject.toml (a stamp in .venv holds their hash, written once setup has succeeded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+stamp=.venv/.wavegms-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d" " -f1)
+if [ "${1:-}" = "--if-needed" ] && [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  exit 0
+fi
 
 # Qt's xcb platform plugin and Xvfb (napari tests run on a virtual X server).
 debs=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0
@@ -26,3 +34,4 @@ python3 -m venv .venv
 # Exactly this torch: it is a CPU wheel on local disk here; a looser request pulls a CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+echo "$want" > "$stamp"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run lint and the whole test suite. No network needed by tests.
+# Run lint and the whole test suite, setting up first when needed (scripts/setup.sh --if-needed:
+# a fresh clone, or pyproject.toml / setup.sh changed since the last setup). Tests need no
+# network. Research datasets (BUSI, Kvasir-SEG) are read from WAVEGMS_DATA, default
+# ../shared/data; without them the tests marked `data` are skipped, with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-# Shared research files live beside the project and are never copied into it.
-export WAVEGMS_TAEF2="${WAVEGMS_TAEF2:-$(cd .. && pwd)/shared/weights/taef2}"
+bash scripts/setup.sh --if-needed
 export WAVEGMS_DATA="${WAVEGMS_DATA:-$(cd .. && pwd)/shared/data}"
 unset QT_QPA_PLATFORM  # napari needs a real (virtual) X server: pytest-xvfb starts one
 .venv/bin/ruff check src tests scripts

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
+import subprocess
+import sys
 
 import pytest
 
-from wavegms.cli import main
+from wavegms import __version__
+from wavegms.cli import build_parser, main
 from wavegms.store.catalogue import list_models
 
 
@@ -17,6 +22,83 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("train", "finetune", "evaluate", "segment", "bench", "models"):
         assert command in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"wavegms {__version__}"
+
+
+def test_every_option_has_help_and_shows_its_default():
+    subparsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    for name, parser in subparsers.choices.items():
+        text = " ".join(parser.format_help().split())  # unwrapped
+        for action in parser._actions:
+            assert action.help, f"{name} {action.dest} has no help text"
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert f"(default: {action.default})" in text, f"{name} {action.dest}"
+
+
+# Each case exits 2 with a one-line error before torch is imported (so it takes about a second,
+# not the tens of seconds of loading torch and a model).
+CHEAP_ERRORS = {
+    "output is a file": (["segment", "{images}", "{file}"], "is a file"),
+    "threshold": (["segment", "{images}", "{out}", "--threshold", "1.5"], "[0, 1]"),
+    "evaluate threshold": (["evaluate", "--data", "{root}", "--threshold", "-0.1"], "[0, 1]"),
+    "empty folder": (["segment", "{empty}", "{out}"], "it is empty"),
+    "dataset root": (["segment", "{root}", "{out}"], "did you mean {root}/images?"),
+    "no images": (["segment", "{other}", "{out}"], "it holds notes.txt"),
+    "unreadable": (["segment", "{broken}", "{out}"], "none of the 1 image files"),
+}
+
+
+def test_argument_errors_come_before_torch_is_imported(tiny_dataset, tmp_path):
+    places = {"images": tiny_dataset / "images", "root": tiny_dataset, "out": tmp_path / "o"}
+    for name in ("empty", "other", "broken"):
+        places[name] = tmp_path / name
+        places[name].mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not an image")
+    (tmp_path / "broken" / "scan.png").write_text("not a PNG")
+    places["file"] = tmp_path / "other" / "notes.txt"
+    cases = {
+        case: ([arg.format(**places) for arg in argv], needle.format(**places))
+        for case, (argv, needle) in CHEAP_ERRORS.items()
+    }
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from wavegms.cli import main\n"
+        "results = {}\n"
+        "for case, argv in json.loads(sys.argv[1]).items():\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        results[case] = [main(argv), err.getvalue()]\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'results': results}))\n"
+    )
+    argvs = json.dumps({case: argv for case, (argv, _) in cases.items()})
+    run = subprocess.run(
+        [sys.executable, "-c", script, argvs], capture_output=True, text=True, check=True
+    )
+    report = json.loads(run.stdout)
+    for case, (_, needle) in cases.items():
+        code, err = report["results"][case]
+        assert code == 2 and needle in err and err.count("\n") == 1, (case, err)
+    assert not report["torch"]
+    assert not places["out"].exists()
+
+
+def test_model_and_device_errors_come_before_the_model_loads(
+    tiny_dataset, tmp_path, capsys, monkeypatch
+):
+    images, out = str(tiny_dataset / "images"), str(tmp_path / "o")
+    assert main(["segment", images, out, "--model", "nope"]) == 2
+    assert "no model named or at 'nope'" in capsys.readouterr().err
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["segment", images, out, "--device", "cuda"]) == 2
+    assert "no CUDA GPU is available" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_then_evaluate_then_segment(tiny_dataset, tmp_path, capsys):

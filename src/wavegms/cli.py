@@ -184,13 +184,91 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except where the help text already says what happens
+    without it (no default value, or a flag that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Argument errors found before any model is loaded: the cheap ones first (paths,
+    threshold, the input folder's images), then the ones that need torch (model name,
+    device), so a typo is reported at once rather than after torch and the model load."""
+    out = getattr(args, "output", None) or getattr(args, "out", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise WaveGMSError(f"--threshold must lie in [0, 1], not {threshold}")
+    if args.command == "segment":
+        check_input_images(Path(args.input))
+    for model in (getattr(args, name, None) for name in ("model", "base", "init_model")):
+        if model:
+            from wavegms.store.catalogue import resolve_model
+
+            resolve_model(model)
+    device = getattr(args, "device", None)
+    if device and device != "auto":
+        from wavegms.core.devices import resolve_device
+
+        resolve_device(device)
+
+
+def check_input_images(folder: Path) -> None:
+    """The input of ``segment`` holds at least one readable image; otherwise one line saying
+    what it holds instead (a dataset root's ``images/`` folder, other files, nothing)."""
+    from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image
+
+    if not folder.exists():
+        raise WaveGMSError(f"input {folder} does not exist")
+    if not folder.is_dir():
+        raise WaveGMSError(f"input {folder} is not a folder; segment takes a folder of images")
+    images = list_images(folder)
+    reasons = []
+    for image in images:  # usually the first one reads: one decode, not the whole folder
+        try:
+            read_image(image)
+            return
+        except WaveGMSError as err:
+            reasons.append(str(err))
+    if images:
+        raise WaveGMSError(
+            f"none of the {len(images)} image files in {folder} is readable: " + reasons[0]
+        )
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    with_images = [p for p in entries if p.is_dir() and list_images(p)]
+    if with_images:
+        guess = next((p for p in with_images if p.name == "images"), with_images[0])
+        raise WaveGMSError(
+            f"no images in {folder}; it holds a folder {guess.name}/ with images — "
+            f"did you mean {guess}?"
+        )
+    held = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:5])
+    more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+    kinds = " ".join(IMAGE_SUFFIXES)
+    what = f"it holds {held}{more}" if entries else "it is empty"
+    raise WaveGMSError(f"no images ({kinds}) in {folder}; {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from wavegms import __version__
+
     parser = argparse.ArgumentParser(
         prog="wavegms", description="Wave-GMS medical image segmentation"
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train or fine-tune (resumes an interrupted run)")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=summary, description=summary, formatter_class=HelpFormatter
+        )
+
+    p = command("train", "train or fine-tune (resumes an interrupted run)")
     p.add_argument("--config", required=True, help="YAML training config, e.g. configs/busi.yaml")
     p.add_argument("--data", help="override data_dir (folder with images/, masks/, split.json)")
     p.add_argument("--out", help="run folder (default: <user data dir>/runs/<name>)")
@@ -200,16 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", metavar="NAME", help="save the best model as a user model NAME")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("finetune", help="fine-tune a model on a folder of corrected pairs")
+    p = command("finetune", "fine-tune a model on a folder of corrected pairs")
     p.add_argument("--data", required=True, help="folder with images/ and masks/ (all used)")
     p.add_argument("--name", required=True, help="name of the new model (must be new)")
     p.add_argument("--base", help="model to start from (default: the shipped default)")
     p.add_argument("--out", help="run folder (default: a new one in the user data folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--epochs", type=int, default=FinetuneRequest.epochs)
-    p.add_argument("--lr", type=float, default=FinetuneRequest.lr)
-    p.add_argument("--batch-size", type=int, default=FinetuneRequest.batch_size)
-    p.add_argument("--val-fraction", type=float, default=FinetuneRequest.val_fraction)
+    p.add_argument("--epochs", type=int, default=FinetuneRequest.epochs, help="training epochs")
+    p.add_argument("--lr", type=float, default=FinetuneRequest.lr, help="learning rate")
+    p.add_argument(
+        "--batch-size", type=int, default=FinetuneRequest.batch_size, help="pairs per step"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=FinetuneRequest.val_fraction,
+        help="share of the pairs kept aside to pick the best epoch",
+    )
     p.add_argument("--no-augment", action="store_true", help="train on the pairs as they are")
     p.add_argument(
         "--full-schedule",
@@ -218,39 +303,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="score a model on a dataset split (CSV + PNG masks)")
+    p = command("evaluate", "score a model on a dataset split (CSV + PNG masks)")
     _add_model_args(p)
     p.add_argument("--data", required=True, help="folder with images/, masks/ and split.json")
-    p.add_argument("--split", default="test", help="split name in the split file (default test)")
+    p.add_argument("--split", default="test", help="split name in the split file")
     p.add_argument("--split-file", help="split JSON (default: <data>/split.json)")
     p.add_argument("--out", help="output folder (default: ./wavegms-eval-<model>-<split>)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("segment", help="segment every image of a folder")
+    p = command("segment", "segment every image of a folder")
     p.add_argument("input", help="folder of images (png, jpg, bmp, tif)")
     p.add_argument("output", help="output folder: masks/, soft/ and results.csv")
     _add_model_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_segment)
 
-    p = sub.add_parser("bench", help="inference latency and memory vs a GMS-sized path")
+    p = command("bench", "inference latency and memory vs a GMS-sized path")
     p.add_argument("--model", help="model to time (default: random weights, same cost)")
-    p.add_argument("--size", type=int, default=224, help="model input size")
+    p.add_argument("--size", type=int, default=224, help="model input size (pixels)")
     p.add_argument("--height", type=int, default=472, help="input image height")
     p.add_argument("--width", type=int, default=564, help="input image width")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
     p.add_argument("--threads", type=int, default=2, help="torch threads (0: torch default)")
     p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
     p.add_argument("--folder", type=int, default=20, help="images in the folder test (0: skip)")
     p.add_argument("--finetune-data", help="dataset folder: time fine-tuning on 10 of its pairs")
-    p.add_argument("--finetune-epochs", type=int, default=10)
+    p.add_argument(
+        "--finetune-epochs", type=int, default=10, help="epochs of the fine-tuning timing"
+    )
     p.add_argument(
         "--finetune-baseline", action="store_true", help="also time the full (slow) schedule"
     )
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("models", help="list shipped and user models")
+    p = command("models", "list shipped and user models")
     p.set_defaults(func=cmd_models)
     return parser
 
@@ -258,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         return args.func(args)
     except WaveGMSError as err:
         print(f"wavegms {args.command}: error: {err}", file=sys.stderr)
