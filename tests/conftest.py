@@ -21,7 +21,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("data") is not None and not research_data_root().is_dir():
         pytest.skip(
             f"research data not found at {research_data_root()}: set WAVEGMS_DATA to the folder "
-            "holding busi/ and kvasir/ (see README, Datasets)"
+            "holding busi/ and kvasir_seg/ (see README, Datasets)"
         )
 
 
@@ -73,11 +73,16 @@ def tiny_network(taef2):
 
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_network):
-    """A CPU Segmenter around :func:`tiny_network`, shared by the session so its traced graph is
-    built once. Do not change its settings; build ``Segmenter(tiny_network, ...)`` for that."""
+    """A CPU Segmenter around :func:`tiny_network`, shared by the session, its traced graph
+    built once here. Do not change its settings: ``copy.copy`` it (the copy shares the model
+    and the graph, not the settings)."""
+    import numpy as np
+
     from wavegms.inference.segmenter import Segmenter
 
-    return Segmenter(tiny_network, device="cpu", batch_size=4)
+    segmenter = Segmenter(tiny_network, device="cpu", batch_size=4)
+    segmenter.predict_soft([np.zeros((32, 32), np.uint8)])  # builds the traced graph
+    return segmenter
 
 
 @pytest.fixture(autouse=True)

@@ -218,6 +218,15 @@ def check_args(args: argparse.Namespace) -> None:
         resolve_device(device)
 
 
+def _holds_images(folder: Path) -> bool:
+    from wavegms.data.images import list_images
+
+    try:
+        return bool(list_images(folder))
+    except OSError:  # a folder we may not read is not the one the user meant
+        return False
+
+
 def check_input_images(folder: Path) -> None:
     """The input of ``segment`` holds at least one readable image; otherwise one line saying
     what it holds instead (a dataset root's ``images/`` folder, other files, nothing)."""
@@ -227,20 +236,23 @@ def check_input_images(folder: Path) -> None:
         raise WaveGMSError(f"input {folder} does not exist")
     if not folder.is_dir():
         raise WaveGMSError(f"input {folder} is not a folder; segment takes a folder of images")
-    images = list_images(folder)
-    reasons = []
+    try:
+        images = list_images(folder)
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as err:
+        raise WaveGMSError(f"cannot read input folder {folder}: {err.strerror}") from err
+    first_reason = None
     for image in images:  # usually the first one reads: one decode, not the whole folder
         try:
             read_image(image)
             return
         except WaveGMSError as err:
-            reasons.append(str(err))
+            first_reason = first_reason or str(err)
     if images:
         raise WaveGMSError(
-            f"none of the {len(images)} image files in {folder} is readable: " + reasons[0]
+            f"none of the {len(images)} image files in {folder} is readable: {first_reason}"
         )
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    with_images = [p for p in entries if p.is_dir() and list_images(p)]
+    with_images = [p for p in entries if p.is_dir() and _holds_images(p)]
     if with_images:
         guess = next((p for p in with_images if p.name == "images"), with_images[0])
         raise WaveGMSError(

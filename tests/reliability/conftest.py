@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -14,11 +15,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
-def segmenter(tiny_network):
-    """A fresh Segmenter (its settings may be changed) around ``tiny_network`` (tests/conftest)."""
-    from wavegms.inference.segmenter import Segmenter
-
-    return Segmenter(tiny_network, device="cpu", batch_size=4)
+def segmenter(tiny_segmenter):
+    """A Segmenter of its own (its settings may be changed) that shares the session's tiny
+    network and traced graph (tests/conftest.py), so no test pays for tracing again."""
+    return copy.copy(tiny_segmenter)
 
 
 @pytest.fixture
