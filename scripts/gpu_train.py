@@ -8,9 +8,11 @@ path and prints ``nvidia-smi``). Settings come from the environment:
 - ``BUDGET``: training time of each run, e.g. ``7m`` (default), ``60s``.
 - ``PACK``: the folder made by ``scripts/gpu_pack.py`` (default ``gpu_pack``).
 - ``RUNS``: parent of the run folders (default ``/tmp/wavegms_gpu_runs``).
-- ``END_BY``: seconds after the start by which everything has ended (default 540, so that the
+- ``END_BY``: seconds after the start by which everything has ended (default 510, so that the
   whole command ends inside one 10-minute call with a minute to spare).
 - ``COPY_EVERY``: seconds between copies of each run's best model into ``OUT`` (default 30).
+- ``CONFIG_OVERRIDES``: a YAML mapping applied to both configs, e.g. ``{image_size: 64}`` for
+  a CPU rehearsal that must finish epochs within a minute.
 
 Eight files at most come back, two folders deep at most; this run leaves seven:
 ``OUT/<run>/best.safetensors``, ``best.json`` and ``history.json`` for each run (copied every
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from wavegms.core.files import atomic_write, write_json, write_text
@@ -74,6 +77,26 @@ def plan() -> list[Run]:
     ]
 
 
+def config_file(run: Run, runs_root: Path, overrides: dict) -> Path:
+    """The run's config file, or a copy next to the run folders with ``overrides`` applied."""
+    if not overrides:
+        return Path(run.config)
+    raw = yaml.safe_load(Path(run.config).read_text(encoding="utf-8"))
+    path = runs_root / f"{run.name}.yaml"
+    write_text(path, yaml.safe_dump({**raw, **overrides}, sort_keys=False))
+    return path
+
+
+def parse_overrides(text: str) -> dict:
+    try:
+        overrides = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise SystemExit(f"error: CONFIG_OVERRIDES is not YAML: {err}") from err
+    if not isinstance(overrides, dict):
+        raise SystemExit(f"error: CONFIG_OVERRIDES must be a mapping, got {text!r}")
+    return overrides
+
+
 def parse_duration(text: str) -> float:
     """``90s``, ``8m``, ``1.5h`` or plain seconds -> seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
@@ -106,7 +129,7 @@ def make_random_pairs(folder: Path, count: int, size: int = 224) -> None:
     write_json(folder / "split.json", {"train": names})
 
 
-def smoke(config_path: str, device: str, folder: Path) -> dict:
+def smoke(config_path: Path, device: str, folder: Path) -> dict:
     """One training step of the GPU config's full objective at batch 12 on random data (bf16
     autocast on CUDA, as the config asks), then the validation forward in eval mode."""
     import torch
@@ -158,11 +181,13 @@ def budget_flag_supported() -> bool:
     return "--time-budget" not in unknown
 
 
-def launch(run: Run, pack: Path, runs_root: Path, device: str, budget: str | None) -> None:
+def launch(
+    run: Run, config: Path, pack: Path, runs_root: Path, device: str, budget: str | None
+) -> None:
     run_dir = runs_root / run.name
     run.log = runs_root / f"{run.name}.log"
     command = [
-        *(sys.executable, "-m", "wavegms.cli", "train", "--config", run.config),
+        *(sys.executable, "-m", "wavegms.cli", "train", "--config", str(config)),
         *("--data", str(pack / run.dataset), "--out", str(run_dir), "--device", device),
     ]
     if budget is not None:
@@ -237,7 +262,8 @@ def run_facts(run: Run, run_dir: Path) -> dict:
         "peak_gpu_memory_used_mib_all_processes": run.peak_gpu_mib or None,
     }
     best_path, history_path = run_dir / "best.json", run_dir / "history.json"
-    best = json.loads(best_path.read_text()) if best_path.is_file() else {}
+    # the trainer's facts about the best model sit in the model file's "metadata"
+    best = json.loads(best_path.read_text())["metadata"] if best_path.is_file() else {}
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     seconds = [row["seconds"] for row in history if "seconds" in row]
     images = best.get("train_images")
@@ -290,7 +316,7 @@ def main() -> int:
     budget_s = parse_duration(budget_text)
     pack = Path(os.environ.get("PACK", "gpu_pack"))
     runs_root = Path(os.environ.get("RUNS", "/tmp/wavegms_gpu_runs"))
-    end_by = started + float(os.environ.get("END_BY", "540")) - FINAL_S
+    end_by = started + float(os.environ.get("END_BY", "510")) - FINAL_S
     copy_every = float(os.environ.get("COPY_EVERY", "30"))
     if not (pack / "pack.json").is_file():
         raise SystemExit(f"error: {pack} is not a pack: run scripts/gpu_pack.py first")
@@ -298,12 +324,16 @@ def main() -> int:
         raise SystemExit("error: RUNS must not lie inside OUT (only 8 files come back)")
     os.environ.setdefault("WAVEGMS_TAEF2", str((pack / "taef2").resolve()))
     os.environ.setdefault("WAVEGMS_HOME", str((runs_root / "home").resolve()))
+    overrides = parse_overrides(os.environ.get("CONFIG_OVERRIDES", ""))
+    runs_root.mkdir(parents=True, exist_ok=True)
     runs = plan()
+    configs = {run.name: config_file(run, runs_root, overrides) for run in runs}
     facts: dict = {"started": started, "device": device, "budget_s": budget_s}
+    facts["config_overrides"] = overrides
 
     log(f"smoke step on {device} (batch 12, full objective)")
     try:
-        facts["smoke"] = smoke(runs[0].config, device, runs_root / "smoke")
+        facts["smoke"] = smoke(configs[runs[0].name], device, runs_root / "smoke")
     except Exception as err:  # any failure here means the lease must not be spent training
         text = traceback.format_exc()
         print(text, file=sys.stderr, flush=True)
@@ -319,7 +349,8 @@ def main() -> int:
     if not with_flag:
         log("this trainer has no --time-budget: the kit stops each run at its budget")
     for run in runs:
-        launch(run, pack, runs_root, device, budget_text if with_flag else None)
+        budget = budget_text if with_flag else None
+        launch(run, configs[run.name], pack, runs_root, device, budget)
     stop_at = min(max(r.started for r in runs) + budget_s + (GRACE_S if with_flag else 0), end_by)
     next_copy = time.time() + copy_every
     while any(r.process and r.process.poll() is None for r in runs):

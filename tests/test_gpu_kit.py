@@ -15,6 +15,8 @@ from PIL import Image
 
 from wavegms.core.errors import InputError
 from wavegms.data.pairs import dataset_pairs, load_pair
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store.model_files import save_model
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SIZE = 32
@@ -157,7 +159,7 @@ def test_facts_come_from_the_history(gpu_train, tmp_path):
     history = [{"epoch": 1, "seconds": 3.0}, {"epoch": 2, "seconds": 1.0}]
     (run_dir / "history.json").write_text(json.dumps(history))
     best = {"epoch": 2, "val_dice": 0.5, "train_images": 10, "val_images": 2}
-    (run_dir / "best.json").write_text(json.dumps(best))
+    save_model(WaveGMS(ModelConfig(image_size=SIZE)), run_dir / "best", metadata=best)
     run = gpu_train.Run("toy", "configs/gpu_busi.yaml", "toy", started=100.0, ended=130.0)
 
     facts = gpu_train.run_facts(run, run_dir)
