@@ -9,7 +9,7 @@ path and prints ``nvidia-smi``). Settings come from the environment:
 - ``PACK``: the folder made by ``scripts/gpu_pack.py`` (default ``gpu_pack``).
 - ``RUNS``: parent of the run folders (default ``/tmp/wavegms_gpu_runs``).
 - ``END_BY``: seconds after the start by which everything has ended (default 510, so that the
-  whole command ends inside one 10-minute call with a minute to spare).
+  whole command ends inside one 10-minute call with 1.5 minutes to spare).
 - ``COPY_EVERY``: seconds between copies of each run's best model into ``OUT`` (default 30).
 - ``CONFIG_OVERRIDES``: a YAML mapping applied to both configs, e.g. ``{image_size: 64}`` for
   a CPU rehearsal that must finish epochs within a minute.
