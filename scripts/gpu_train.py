@@ -11,6 +11,7 @@ path and prints ``nvidia-smi``). Settings come from the environment:
 - ``END_BY``: seconds after the start by which everything has ended (default 510, so that the
   whole command ends inside one 10-minute call with 1.5 minutes to spare).
 - ``COPY_EVERY``: seconds between copies of each run's best model into ``OUT`` (default 30).
+- ``SMOKE_LIMIT``: seconds the smoke step may take before the command gives up (default 240).
 - ``CONFIG_OVERRIDES``: a YAML mapping applied to both configs, e.g. ``{image_size: 64}`` for
   a CPU rehearsal that must finish epochs within a minute.
 
@@ -31,7 +32,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +50,9 @@ GRACE_S = 45.0
 
 #: seconds kept at the end for the last copies and the facts
 FINAL_S = 20.0
+
+#: the exit code when the smoke step fails: nothing is trained then
+SMOKE_FAILED = 3
 
 #: images of the smoke step's random dataset: 13 training images (one batch of 12) + 1 validation
 SMOKE_IMAGES = 14
@@ -168,6 +171,30 @@ def smoke(config_path: Path, device: str, folder: Path) -> dict:
         facts["peak_memory_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         torch.cuda.empty_cache()
     return facts
+
+
+def smoke_child(config_path: str, device: str, folder: str) -> int:
+    """The smoke step as a child process (``gpu_train.py smoke CONFIG DEVICE FOLDER``), so
+    that a CUDA call that hangs can be given up on, and the runs start on a clean GPU."""
+    facts = smoke(Path(config_path), device, Path(folder))
+    write_json(Path(folder) / "smoke.json", facts)
+    return 0
+
+
+def run_smoke(config: Path, device: str, folder: Path, limit_s: float) -> dict:
+    """The smoke step's facts; raises RuntimeError with the reason if it fails or hangs."""
+    command = [sys.executable, __file__, "smoke", str(config), device, str(folder)]
+    errors = folder.with_name(f"{folder.name}.log")
+    try:
+        with errors.open("w") as stderr:
+            done = subprocess.run(command, timeout=limit_s, stderr=stderr)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the smoke step did not end within {limit_s:.0f} s") from None
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"the smoke step failed (exit code {done.returncode}):\n{log_tail(errors, 30)}"
+        )
+    return json.loads((folder / "smoke.json").read_text())
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -332,15 +359,15 @@ def main() -> int:
     facts["config_overrides"] = overrides
 
     log(f"smoke step on {device} (batch 12, full objective)")
+    smoke_limit = float(os.environ.get("SMOKE_LIMIT", "240"))
     try:
-        facts["smoke"] = smoke(configs[runs[0].name], device, runs_root / "smoke")
-    except Exception as err:  # any failure here means the lease must not be spent training
-        text = traceback.format_exc()
-        print(text, file=sys.stderr, flush=True)
-        facts["smoke_error"] = f"{type(err).__name__}: {err}"
+        facts["smoke"] = run_smoke(configs[runs[0].name], device, runs_root / "smoke", smoke_limit)
+    except RuntimeError as err:  # the lease must not be spent training on a broken device
+        log(str(err))
+        facts["smoke_error"] = str(err)
         write_json(out / "gpu_facts.json", facts)
-        write_log(out, [], text)
-        return 3
+        write_log(out, [], str(err))
+        return SMOKE_FAILED
     smoke_text = json.dumps(facts["smoke"])
     log(f"smoke step passed: {smoke_text}")
 
@@ -385,4 +412,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["smoke"]:
+        sys.exit(smoke_child(*sys.argv[2:5]))
     sys.exit(main())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -188,3 +190,24 @@ def test_gpu_configs_ask_for_the_papers_objective():
         assert config.seg_heads == ("level2", "level1", "out")
         assert (config.batch_size, config.lr, config.device) == (12, 0.002, "cuda")
         assert config.augment and config.cached_views == 0 and config.seg_every == 1
+
+
+def test_a_failing_smoke_step_stops_the_command_before_training(gpu_pack, toy_source, tmp_path):
+    pack, out, runs = tmp_path / "pack", tmp_path / "out", tmp_path / "runs"
+    gpu_pack.make_pack(pack, {"busi": toy_source}, size=SIZE, wheels=False)
+    env = dict(os.environ, OUT=str(out), PACK=str(pack), RUNS=str(runs), DEVICE="nonsense")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "gpu_train.py")],
+        cwd=SCRIPTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr
+    facts = json.loads((out / "gpu_facts.json").read_text())
+    assert "unknown device 'nonsense'" in facts["smoke_error"]
+    assert "runs" not in facts
+    assert "unknown device 'nonsense'" in (out / "train_log.txt").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_facts.json", "train_log.txt"]
+    assert not (runs / "busi").exists()
