@@ -15,7 +15,7 @@ path and prints ``nvidia-smi``). Settings come from the environment:
 - ``CONFIG_OVERRIDES``: a YAML mapping applied to both configs, e.g. ``{image_size: 64}`` for
   a CPU rehearsal that must finish epochs within a minute.
 
-Eight files at most come back, two folders deep at most; this run leaves seven:
+Eight files at most come back, two folders deep at most, and this run leaves all eight:
 ``OUT/<run>/best.safetensors``, ``best.json`` and ``history.json`` for each run (copied every
 ``COPY_EVERY`` seconds, so a run cut short still returns its best model),
 ``OUT/gpu_facts.json`` (speed, memory, epochs, wall time) and ``OUT/train_log.txt``.
