@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,13 +38,15 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from wavegms.core.errors import InputError
 from wavegms.core.files import atomic_write, write_json, write_text
+from wavegms.training.config import parse_duration
 
 #: the files of a run folder that come back
 RESULT_FILES = ("best.safetensors", "best.json", "history.json")
 
-#: seconds a run may go on after its budget before it is stopped (the budget ends a run after
-#: a whole epoch; this covers the last epoch, validation and the final checkpoint)
+#: seconds a run may go on after its budget before the kit stops it (the trainer plans its
+#: epochs to end inside the budget; this covers an epoch slower than planned)
 GRACE_S = 45.0
 
 #: seconds kept at the end for the last copies and the facts
@@ -100,14 +101,6 @@ def parse_overrides(text: str) -> dict:
     return overrides
 
 
-def parse_duration(text: str) -> float:
-    """``90s``, ``8m``, ``1.5h`` or plain seconds -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not match:
-        raise SystemExit(f"error: BUDGET must look like 90s, 8m, 1.5h or 420, got {text!r}")
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
-
-
 def log(message: str) -> None:
     print(f"[gpu_train {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -137,7 +130,8 @@ def smoke(config_path: Path, device: str, folder: Path) -> dict:
     autocast on CUDA, as the config asks), then the validation forward in eval mode."""
     import torch
 
-    from wavegms.training.trainer import TrainConfig, train
+    from wavegms.training.config import TrainConfig
+    from wavegms.training.trainer import train
 
     shutil.rmtree(folder, ignore_errors=True)
     make_random_pairs(folder / "data", SMOKE_IMAGES)
@@ -200,25 +194,14 @@ def run_smoke(config: Path, device: str, folder: Path, limit_s: float) -> dict:
 # ------------------------------------------------------------------------------------ runs
 
 
-def budget_flag_supported() -> bool:
-    """Whether this version of ``wavegms train`` takes ``--time-budget``."""
-    from wavegms.cli import build_parser
-
-    _, unknown = build_parser().parse_known_args(["train", "--config", "x", "--time-budget", "1"])
-    return "--time-budget" not in unknown
-
-
-def launch(
-    run: Run, config: Path, pack: Path, runs_root: Path, device: str, budget: str | None
-) -> None:
+def launch(run: Run, config: Path, pack: Path, runs_root: Path, device: str, budget: str) -> None:
     run_dir = runs_root / run.name
     run.log = runs_root / f"{run.name}.log"
     command = [
         *(sys.executable, "-m", "wavegms.cli", "train", "--config", str(config)),
         *("--data", str(pack / run.dataset), "--out", str(run_dir), "--device", device),
+        *("--time-budget", budget),
     ]
-    if budget is not None:
-        command += ["--time-budget", budget]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # The runs share the CPU cores (data, augmentation, Python overhead) evenly.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
@@ -340,7 +323,10 @@ def main() -> int:
     out = Path(os.environ["OUT"])
     device = os.environ.get("DEVICE", "cuda")
     budget_text = os.environ.get("BUDGET", "7m")
-    budget_s = parse_duration(budget_text)
+    try:
+        budget_s = parse_duration(budget_text)
+    except InputError as err:
+        raise SystemExit(f"error: BUDGET: {err}") from None
     pack = Path(os.environ.get("PACK", "gpu_pack"))
     runs_root = Path(os.environ.get("RUNS", "/tmp/wavegms_gpu_runs"))
     end_by = started + float(os.environ.get("END_BY", "510")) - FINAL_S
@@ -371,14 +357,9 @@ def main() -> int:
     smoke_text = json.dumps(facts["smoke"])
     log(f"smoke step passed: {smoke_text}")
 
-    with_flag = budget_flag_supported()
-    facts["time_budget_flag"] = with_flag
-    if not with_flag:
-        log("this trainer has no --time-budget: the kit stops each run at its budget")
     for run in runs:
-        budget = budget_text if with_flag else None
-        launch(run, configs[run.name], pack, runs_root, device, budget)
-    stop_at = min(max(r.started for r in runs) + budget_s + (GRACE_S if with_flag else 0), end_by)
+        launch(run, configs[run.name], pack, runs_root, device, budget_text)
+    stop_at = min(max(r.started for r in runs) + budget_s + GRACE_S, end_by)
     next_copy = time.time() + copy_every
     while any(r.process and r.process.poll() is None for r in runs):
         time.sleep(1)

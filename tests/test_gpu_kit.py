@@ -144,17 +144,6 @@ def test_wheel_pins_satisfy_pyproject(gpu_pack):
         assert version in SpecifierSet(wanted[name.lower()])
 
 
-def test_durations(gpu_train):
-    assert [gpu_train.parse_duration(t) for t in ("90s", "8m", "1.5h", "420")] == [
-        90,
-        480,
-        5400,
-        420,
-    ]
-    with pytest.raises(SystemExit):
-        gpu_train.parse_duration("eight minutes")
-
-
 def test_facts_come_from_the_history(gpu_train, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -183,7 +172,7 @@ def test_copy_back_brings_the_best_model_and_history(gpu_train, tmp_path):
 
 
 def test_gpu_configs_ask_for_the_papers_objective():
-    from wavegms.training.trainer import TrainConfig
+    from wavegms.training.config import TrainConfig
 
     for name in ("gpu_busi", "gpu_kvasir_seg"):
         config = TrainConfig.from_yaml(SCRIPTS.parent / "configs" / f"{name}.yaml")
@@ -192,22 +181,36 @@ def test_gpu_configs_ask_for_the_papers_objective():
         assert config.augment and config.cached_views == 0 and config.seg_every == 1
 
 
-def test_a_failing_smoke_step_stops_the_command_before_training(gpu_pack, toy_source, tmp_path):
-    pack, out, runs = tmp_path / "pack", tmp_path / "out", tmp_path / "runs"
-    gpu_pack.make_pack(pack, {"busi": toy_source}, size=SIZE, wheels=False)
-    env = dict(os.environ, OUT=str(out), PACK=str(pack), RUNS=str(runs), DEVICE="nonsense")
-    done = subprocess.run(
+def run_kit(gpu_pack, source: Path, tmp_path: Path, **settings: str):
+    """scripts/gpu_train.py on a pack of ``source`` (as "busi"), with OUT and RUNS in tmp."""
+    pack = tmp_path / "pack"
+    gpu_pack.make_pack(pack, {"busi": source}, size=SIZE, wheels=False)
+    env = dict(os.environ, OUT=str(tmp_path / "out"), PACK=str(pack), RUNS=str(tmp_path / "runs"))
+    return subprocess.run(
         [sys.executable, str(SCRIPTS / "gpu_train.py")],
         cwd=SCRIPTS.parent,
-        env=env,
+        env={**env, **settings},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_a_failing_smoke_step_stops_the_command_before_training(gpu_pack, toy_source, tmp_path):
+    done = run_kit(gpu_pack, toy_source, tmp_path, DEVICE="nonsense")
     assert done.returncode == 3, done.stderr
+    out = tmp_path / "out"
     facts = json.loads((out / "gpu_facts.json").read_text())
     assert "unknown device 'nonsense'" in facts["smoke_error"]
     assert "runs" not in facts
     assert "unknown device 'nonsense'" in (out / "train_log.txt").read_text()
     assert sorted(p.name for p in out.iterdir()) == ["gpu_facts.json", "train_log.txt"]
-    assert not (runs / "busi").exists()
+    assert not (tmp_path / "runs" / "busi").exists()
+
+
+def test_a_bad_budget_is_a_one_line_error(gpu_pack, toy_source, tmp_path):
+    done = run_kit(gpu_pack, toy_source, tmp_path, BUDGET="soon")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: BUDGET: time budget 'soon' is not a positive duration such as 90s, 8m, 1.5h or 300"
+    ]
