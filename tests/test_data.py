@@ -14,7 +14,6 @@ from wavegms.core.errors import Cancelled, ImageReadError, InputError
 from wavegms.core.files import write_png
 from wavegms.core.progress import CancelToken, Progress
 from wavegms.data.pairs import (
-    InMemoryDataset,
     Pair,
     carve_validation,
     dataset_pairs,
@@ -22,6 +21,7 @@ from wavegms.data.pairs import (
     load_pair,
     load_split,
 )
+from wavegms.training.dataset import InMemoryDataset
 
 
 def _make_dataset(

@@ -8,10 +8,13 @@ import json
 import pytest
 import torch
 
+from wavegms.cli import main
 from wavegms.core.errors import InputError
 from wavegms.core.progress import CancelToken
 from wavegms.store.model_files import load_model
-from wavegms.training.trainer import TrainConfig, Trainer, lr_factor, train
+from wavegms.training import trainer as trainer_module
+from wavegms.training.config import TrainConfig, parse_duration
+from wavegms.training.trainer import Trainer, lr_factor, train
 
 
 def config(data, out, **kw) -> TrainConfig:
@@ -110,3 +113,123 @@ def test_bad_settings_are_clear_errors(tiny_dataset, tmp_path):
         config(tiny_dataset, tmp_path, image_size=30).validate()
     with pytest.raises(InputError, match="seg_heads"):
         config(tiny_dataset, tmp_path, seg_heads=("level3",)).validate()
+
+
+class FakeClock:
+    """A clock that advances ``per_batch`` seconds with every training batch reported."""
+
+    def __init__(self, per_batch: float) -> None:
+        self.now, self.per_batch = 0.0, per_batch
+
+    def __call__(self) -> float:
+        return self.now
+
+    def progress(self, p) -> None:
+        if p.stage == "batch":
+            self.now += self.per_batch
+
+
+@pytest.mark.parametrize(("per_batch", "planned"), [(5.0, 4), (4.0, 5)])
+def test_time_budget_fixes_the_epochs_from_measured_epoch_time(
+    tiny_dataset, tmp_path, monkeypatch, per_batch, planned
+):
+    # 4 training images in batches of 2: an epoch is 2 batches, i.e. 2 * per_batch seconds.
+    # After 2 epochs, (45 - 4 * per_batch) s are left; 95 % of it is planned.
+    fake = FakeClock(per_batch)
+    monkeypatch.setattr(trainer_module, "clock", fake)
+    run = config(tiny_dataset, tmp_path / "run", epochs=50, time_budget_s=45, augment=False)
+    result = train(run, progress=fake.progress)
+    epoch_s = 2 * per_batch
+    assert planned == 2 + int(0.95 * (45 - 2 * epoch_s) // epoch_s)
+    assert result.epochs_done == planned and not result.cancelled
+    assert fake.now < 45  # ended by itself, inside the budget
+    decision = result.history[1]
+    assert decision["planned_epochs"] == planned
+    assert decision["budget_seconds_per_epoch"] == pytest.approx(epoch_s)
+    # the cosine runs over the planned epochs, not the 50 asked for
+    for row in result.history:
+        assert row["lr"] == pytest.approx(run.lr * lr_factor(row["epoch"] - 1, planned, 1))
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["planned_epochs"] == planned
+
+
+def test_a_resumed_budget_run_keeps_its_schedule(tiny_dataset, tmp_path, monkeypatch):
+    fake = FakeClock(5.0)
+    monkeypatch.setattr(trainer_module, "clock", fake)
+    args = config(tiny_dataset, tmp_path / "whole", epochs=50, time_budget_s=45)
+    whole = train(args, progress=fake.progress)
+    cancel = CancelToken()
+
+    def stop_after_third_epoch(p):
+        fake.progress(p)
+        if p.stage == "epoch" and p.done == 3:
+            cancel.cancel()
+
+    fake.now = 0.0
+    args = config(tiny_dataset, tmp_path / "split", epochs=50, time_budget_s=45)
+    part = train(args, stop_after_third_epoch, cancel)
+    assert part.cancelled and part.epochs_done == 3
+    fake.now, fake.per_batch = 0.0, 100.0  # a slower machine now: the plan stays as it was
+    resumed = train(config(tiny_dataset, tmp_path / "split", epochs=50, time_budget_s=45))
+    assert resumed.epochs_done == whole.epochs_done == 4
+    for a, b in zip(whole.history, resumed.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["lr"] == pytest.approx(b["lr"])
+
+
+def test_time_budget_durations():
+    assert [parse_duration(t) for t in ("90s", "8m", "1.5h", "300", " 2M ")] == [
+        90,
+        480,
+        5400,
+        300,
+        120,
+    ]
+    for bad in ("", "ten", "0", "-5m", "8 minutes", "1e3"):
+        with pytest.raises(InputError, match="time budget"):
+            parse_duration(bad)
+
+
+def test_cli_rejects_a_bad_time_budget_in_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(f"data_dir: {tmp_path}\n")
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--time-budget", "8 min"]) == 2
+    err = capsys.readouterr().err
+    assert "time budget '8 min'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- data_dir: x\n", "must be a mapping of settings"),
+        ("just some text\n", "must be a mapping of settings"),
+        ("epochs: 3\n", "needs data_dir"),
+        ("data_dir: x\nepochs: ten\n", "epochs must be a whole number, not 'ten'"),
+        ("data_dir: x\nepochs: 2.5\n", "epochs must be a whole number"),
+        ("data_dir: x\nepochs: yes\n", "epochs must be a whole number"),
+        ("data_dir: x\nbatch_size: 0\n", "batch_size must lie between 1 and"),
+        ("data_dir: x\nlr: fast\n", "lr must be a number, not 'fast'"),
+        ("data_dir: x\nlr: 20\n", "lr must lie between"),
+        ("data_dir: x\nval_fraction: 1\n", "val_fraction must be between 0 and 1"),
+        ("data_dir: x\ntime_budget_s: -1\n", "time_budget_s must lie between"),
+        ("data_dir: x\nseed: -1\n", "seed must lie between"),
+        ("data_dir: x\naugment: 1\n", "augment must be true or false"),
+        ("data_dir: x\ndevice: 0\n", "device must be a non-empty text"),
+        ("data_dir: x\nseg_heads: out\n", "seg_heads must be a list"),
+        ("data_dir: x\naugmentation: {flip: 1}\n", "unknown augmentation setting"),
+        ("data_dir: x\naugmentation: {hflip: 2}\n", "probability hflip"),
+        ("data_dir: x\naugmentation: {hflip: often}\n", "augmentation setting hflip"),
+    ],
+)
+def test_every_bad_setting_is_a_one_line_error(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as err:
+        TrainConfig.from_yaml(path)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_numbers_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data_dir: x\nlr: 2e-3\nepochs: 7\nseg_heads: [out]\n")
+    config = TrainConfig.from_yaml(path, epochs=None, time_budget_s=90.0)
+    assert (config.lr, config.epochs, config.seg_heads) == (0.002, 7, ("out",))
+    assert config.time_budget_s == 90.0 and config.split == "train"

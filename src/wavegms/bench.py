@@ -234,15 +234,17 @@ def time_finetune(
     data_dir: str, base_model: str, n_images: int = 10, epochs: int = 10, fast: bool = True
 ) -> FinetuneTiming:
     """Wall time of fine-tuning ``base_model`` on the first ``n_images`` training pairs of
-    ``data_dir`` (CPU), from the request to the trained model, as ``wavegms finetune`` does
-    it (the model is not installed)."""
+    ``data_dir`` (CPU), from the request to the installed model, by the one ``finetune()``
+    that ``wavegms finetune`` and the dock run. The model it installs (under a name of its
+    own) is removed again afterwards."""
     import shutil
     import tempfile
     from pathlib import Path
 
     from wavegms.data.pairs import dataset_pairs
-    from wavegms.training.finetune import FinetuneRequest, finetune_config
-    from wavegms.training.trainer import Trainer
+    from wavegms.store.catalogue import resolve_model
+    from wavegms.store.model_files import model_paths
+    from wavegms.training.finetune import FinetuneRequest, finetune
 
     pairs = dataset_pairs(data_dir, split="train")[:n_images]
     with tempfile.TemporaryDirectory() as tmp:
@@ -252,17 +254,20 @@ def time_finetune(
         for p in pairs:
             shutil.copyfile(p.image, root / "images" / Path(p.image).name)
             shutil.copyfile(p.mask, root / "masks" / Path(p.mask).name)
+        name = f"wavegms-bench-{time.strftime('%Y%m%d-%H%M%S')}"
         request = FinetuneRequest(
-            str(root), base_model, "bench", out_dir=str(Path(tmp) / "run"), device="cpu",
-            epochs=epochs, fast_cpu=fast,
+            str(root), str(resolve_model(base_model)), name, out_dir=str(Path(tmp) / "run"),
+            device="cpu", epochs=epochs, fast_cpu=fast,
         )  # fmt: skip
         start = time.perf_counter()
-        trainer = Trainer(finetune_config(request))
-        result = trainer.run()
+        outcome = finetune(request)
         seconds = time.perf_counter() - start
+        if outcome.installed is not None:  # installed by this call, under its own name
+            for path in model_paths(outcome.installed):
+                path.unlink(missing_ok=True)
     label = "fast CPU schedule" if fast else "full schedule"
     return FinetuneTiming(
-        label, seconds, result.best_val_dice, len(trainer.train_set), len(trainer.val_set), epochs
+        label, seconds, outcome.best_val_dice, outcome.train_images, outcome.val_images, epochs
     )
 
 

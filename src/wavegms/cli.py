@@ -36,8 +36,10 @@ def _model_name(arg: str | None) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from wavegms.core.progress import TextProgressBar
-    from wavegms.training.trainer import TrainConfig, train
+    from wavegms.training.config import TrainConfig, parse_duration
+    from wavegms.training.trainer import train
 
+    budget = parse_duration(args.time_budget) if args.time_budget is not None else None
     config = TrainConfig.from_yaml(
         args.config,
         data_dir=args.data,
@@ -45,8 +47,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         device=args.device,
         init_model=args.init_model,
+        time_budget_s=budget,
     )
     print(f"run folder: {config.run_dir()} (running again resumes from the last epoch)")
+    if budget is not None:
+        print(f"time budget {budget:g} s: the number of epochs is fixed after the first two")
     result = train(config, progress=TextProgressBar())
     state = "stopped" if result.cancelled else "finished"
     print(
@@ -172,14 +177,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         fast_cpu=not args.full_schedule,
     )
-    result, installed = finetune(request, progress=TextProgressBar())
-    state = "stopped" if result.cancelled else "finished"
-    print(f"{state} after {result.epochs_done} epoch(s) in {result.run_dir}")
-    if installed is None:
+    outcome = finetune(request, progress=TextProgressBar())
+    state = "stopped" if outcome.cancelled else "finished"
+    print(f"{state} after {outcome.epochs_done} epoch(s) in {outcome.run_dir}")
+    if outcome.installed is None:
         raise WaveGMSError("no epoch finished: no model was saved")
     print(
-        f"best validation Dice {100 * result.best_val_dice:.2f}; saved as model "
-        f"{args.name!r} ({installed})"
+        f"best validation Dice {100 * outcome.best_val_dice:.2f} (epoch {outcome.best_epoch}, "
+        f"{outcome.val_images} validation images); saved as model {args.name!r} "
+        f"({outcome.installed})"
     )
     return 0
 
@@ -288,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="override the device")
     p.add_argument("--init-model", help="start from this model (fine-tuning)")
     p.add_argument("--export", metavar="NAME", help="save the best model as a user model NAME")
+    p.add_argument(
+        "--time-budget",
+        metavar="TIME",
+        help="wall-clock budget, e.g. 90s, 8m, 1.5h or seconds: the run fits its epochs to it",
+    )
     p.set_defaults(func=cmd_train)
 
     p = command("finetune", "fine-tune a model on a folder of corrected pairs")

@@ -20,7 +20,8 @@ from wavegms.core.files import atomic_write
 from wavegms.core.progress import CancelToken
 from wavegms.net.model import ModelConfig, WaveGMS
 from wavegms.store import model_files as model_io
-from wavegms.training.trainer import TrainConfig, train
+from wavegms.training.config import TrainConfig
+from wavegms.training.trainer import train
 
 from .cases import case
 
@@ -103,8 +104,8 @@ def test_stop_before_the_first_epoch(tiny_dataset, tmp_path, tiny_model_file):
     )  # fmt: skip
     cancel = CancelToken()
     cancel.cancel()
-    result, installed = finetune(request, cancel=cancel)
-    assert result.cancelled and result.epochs_done == 0 and installed is None
+    outcome = finetune(request, cancel=cancel)
+    assert outcome.cancelled and outcome.epochs_done == 0 and outcome.installed is None
     assert snapshot(user_models_dir()) == models_before
 
 
@@ -176,7 +177,7 @@ def test_killed_while_writing_a_checkpoint(tiny_dataset, tmp_path):
     "file), not from an older epoch with newer weights",
 )
 def test_killed_between_the_checkpoint_files(tiny_dataset, tmp_path, monkeypatch):
-    from wavegms.training import trainer as train_module
+    from wavegms.training import checkpoint as train_module
 
     run = tmp_path / "run"
     train(config(tiny_dataset, run))

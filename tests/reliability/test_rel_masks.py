@@ -11,8 +11,9 @@ from skimage.io import imsave
 
 from wavegms.core.errors import InputError, MaskWarning
 from wavegms.data.images import read_image, read_mask
-from wavegms.data.pairs import InMemoryDataset, dataset_pairs, load_pair
+from wavegms.data.pairs import dataset_pairs, load_pair
 from wavegms.napari.training_set import TrainingSet
+from wavegms.training.dataset import InMemoryDataset
 
 from .cases import case
 
@@ -129,7 +130,8 @@ def test_label_valued_mask_file(tmp_path):
 )
 def test_image_and_mask_counts_differ(tmp_path, monkeypatch):
     from wavegms.training import trainer as train_module
-    from wavegms.training.trainer import TrainConfig, train
+    from wavegms.training.config import TrainConfig
+    from wavegms.training.trainer import train
 
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)

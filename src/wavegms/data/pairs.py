@@ -1,4 +1,4 @@
-"""Image/mask folders, JSON splits, validation carving and in-memory datasets.
+"""Image/mask folders, JSON splits and validation carving.
 
 A dataset folder looks like ``<data_dir>/images``, ``<data_dir>/masks`` and
 ``<data_dir>/split.json``; images and masks share a file stem (their suffixes may differ).
@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from wavegms.core.errors import InputError
 from wavegms.core.files import PathLike, read_json
-from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask, to_rgb01
 
 #: how many names an error message lists before it says "and N more"
@@ -231,48 +229,3 @@ def load_pair(pair: Pair, size: int | None = None) -> tuple[np.ndarray, np.ndarr
             mask = resize(mask, shape, order=0, anti_aliasing=False, preserve_range=True)
             mask = mask.astype(bool)
     return image, mask
-
-
-# ---------------------------------------------------------------------------------------- dataset
-
-
-class InMemoryDataset(torch.utils.data.Dataset):
-    """All pairs loaded once, resized to ``size x size``, held as uint8 tensors.
-
-    uint8 keeps memory at a quarter of float32 (880 Kvasir pairs at 224: about 130 MB).
-    ``__getitem__`` gives ``(image float32 3xSxS in [0,1], mask float32 1xSxS in {0,1})``;
-    ``.images`` (N,3,S,S), ``.masks`` (N,1,S,S, values 0/1) and ``.names`` give whole-tensor
-    access, e.g. to move the whole set to the GPU once.
-    """
-
-    def __init__(
-        self,
-        pairs: Sequence[Pair],
-        size: int,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> None:
-        if int(size) < 1:
-            raise InputError(f"size must be a positive number of pixels, got {size}")
-        self.size = int(size)
-        self.names: list[str] = [p.name for p in pairs]
-        n = len(pairs)
-        self.images = torch.empty((n, 3, self.size, self.size), dtype=torch.uint8)
-        self.masks = torch.empty((n, 1, self.size, self.size), dtype=torch.uint8)
-        report(progress, "load", 0, n, "loading images")
-        for i, pair in enumerate(pairs):
-            check_cancel(cancel)
-            image, mask = load_pair(pair, self.size)
-            self.images[i] = torch.from_numpy(
-                np.round(image * 255.0).astype(np.uint8).transpose(2, 0, 1)
-            )
-            self.masks[i, 0] = torch.from_numpy(mask.astype(np.uint8))
-            report(progress, "load", i + 1, n, pair.name)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[index].to(torch.float32) / 255.0
-        mask = self.masks[index].to(torch.float32)
-        return image, mask

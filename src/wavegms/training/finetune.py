@@ -19,7 +19,7 @@ from wavegms.core.files import atomic_write
 from wavegms.core.progress import CancelToken, ProgressCallback
 
 if TYPE_CHECKING:  # torch is imported only when training starts (napari imports this early)
-    from wavegms.training.trainer import TrainConfig, TrainResult
+    from wavegms.training.config import TrainConfig
 
 
 @dataclass
@@ -40,20 +40,31 @@ class FinetuneRequest:
     seed: int = 2333
 
 
+@dataclass
+class FinetuneOutcome:
+    """What a fine-tuning did; plain values, so it crosses a process boundary as a dict."""
+
+    run_dir: Path
+    installed: Path | None  # weights of the newly installed model; None: no epoch ended
+    best_val_dice: float
+    best_epoch: int  # 1-based epoch whose weights were installed (0 if none)
+    epochs_done: int
+    train_images: int
+    val_images: int
+    cancelled: bool
+
+
 def new_run_dir(name: str) -> Path:
     from wavegms.store.paths import runs_dir
 
     return runs_dir() / f"finetune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def finetune_config(request: FinetuneRequest) -> TrainConfig:
+def _train_config(request: FinetuneRequest, base_path: Path, device: str) -> TrainConfig:
     """The training config for a request: the base model's size and backend, all pairs."""
-    from wavegms.core.devices import resolve_device
-    from wavegms.store.catalogue import resolve_model
     from wavegms.store.model_files import read_config
-    from wavegms.training.trainer import TrainConfig
+    from wavegms.training.config import TrainConfig
 
-    base_path = resolve_model(request.base_model)
     base = read_config(base_path)["model"]
     config = TrainConfig(
         data_dir=request.data_dir,
@@ -69,10 +80,10 @@ def finetune_config(request: FinetuneRequest) -> TrainConfig:
         lr=request.lr,
         warmup_epochs=min(1, request.epochs - 1),
         seed=request.seed,
-        device=request.device,
+        device=device,
         augment=request.augment,
     )
-    if request.fast_cpu and resolve_device(request.device).type == "cpu":
+    if request.fast_cpu and device == "cpu":
         # The frozen encoder and the decoder are the CPU cost. Encode the targets of a plain
         # and an augmented view of each pair once, and train on the latent and alignment
         # losses only: from a trained base model, 10 BUSI pairs x 10 epochs took 62 s and
@@ -84,9 +95,36 @@ def finetune_config(request: FinetuneRequest) -> TrainConfig:
     return config
 
 
+def _check_keepable(weights: Path, config: Path) -> None:
+    """Refuse a best model that would segment nothing: validation Dice 0 or weights that are
+    not finite (a diverged run). Such a model is never installed under a name."""
+    import torch
+    from safetensors.torch import load_file
+
+    from wavegms.store.model_files import read_config
+
+    dice = read_config(config).get("metadata", {}).get("val_dice")
+    if isinstance(dice, int | float) and not dice > 0:
+        raise InputError(
+            f"the best epoch of {weights.parent} has validation Dice {dice}: the model finds "
+            "nothing, so it is not kept (check that the masks mark the structure in white)"
+        )
+    bad = [
+        k
+        for k, v in load_file(weights).items()
+        if v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise InputError(
+            f"training diverged: {len(bad)} weight tensor(s) of {weights} are not finite "
+            f"(e.g. {bad[0]}); the model is not kept (try a lower learning rate)"
+        )
+
+
 def install_model(run_dir: str | Path, name: str) -> Path:
     """Copy a run's best model into the user model folder as ``name`` (never overwriting);
-    used by the dock, ``wavegms finetune`` and ``wavegms train --export``.
+    used by :func:`finetune` and ``wavegms train --export``. A model whose validation Dice
+    is 0 or whose weights are not finite is refused.
 
     Weights first, config last: a model is only listed once its config is in place.
     """
@@ -97,6 +135,7 @@ def install_model(run_dir: str | Path, name: str) -> Path:
     if not (weights.is_file() and config.is_file()):
         raise InputError("training stopped before its first epoch ended: no model to keep")
     target_weights, target_config = model_paths(check_new_model_name(name))
+    _check_keepable(weights, config)
     for source, target in ((weights, target_weights), (config, target_config)):
         atomic_write(target, partial(shutil.copyfile, source), target.suffix)
     return target_weights
@@ -106,14 +145,27 @@ def finetune(
     request: FinetuneRequest,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> tuple[TrainResult, Path | None]:
-    """Train, then install the best epoch as ``request.new_name``; returns the run's result
-    and the installed weights (None when stopped before the first epoch ended)."""
-    from wavegms.store.catalogue import check_new_model_name
+) -> FinetuneOutcome:
+    """Resolve base model, device and config once; train; install the best epoch as
+    ``request.new_name``. Stopped before the first epoch ended: nothing is installed."""
+    from wavegms.core.devices import resolve_device
+    from wavegms.store.catalogue import check_new_model_name, resolve_model
     from wavegms.training.trainer import train
 
     check_new_model_name(request.new_name)  # refuse before spending minutes on training
-    result = train(finetune_config(request), progress, cancel)
-    if result.best_model is None:
-        return result, None
-    return result, install_model(result.run_dir, request.new_name)
+    base_path = resolve_model(request.base_model)
+    device = str(resolve_device(request.device))
+    result = train(_train_config(request, base_path, device), progress, cancel)
+    installed = None
+    if result.best_model is not None:
+        installed = install_model(result.run_dir, request.new_name)
+    return FinetuneOutcome(
+        run_dir=result.run_dir,
+        installed=installed,
+        best_val_dice=max(0.0, result.best_val_dice),
+        best_epoch=result.best_epoch,
+        epochs_done=result.epochs_done,
+        train_images=result.train_images,
+        val_images=result.val_images,
+        cancelled=result.cancelled,
+    )

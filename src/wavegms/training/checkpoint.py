@@ -1,0 +1,105 @@
+"""A run folder's files: the resumable ``last.*``, the ``best.*`` model and ``history.json``.
+
+``last.safetensors`` holds everything needed to resume exactly: the trainable weights
+(``model.*``), the optimiser moments (``optim.<index>.<key>``), the random-number states
+(``rng.*``), and in its header the resume state (epoch, best Dice, history, the epochs a time
+budget fixed, config, optimiser settings), also written to ``last.json`` for people.
+``best.safetensors`` + ``best.json`` is an ordinary model file. Every file is written
+atomically, so stopping or killing a run at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from wavegms.core.errors import ModelFileError
+from wavegms.core.files import atomic_write, read_json, write_json
+from wavegms.net.model import WaveGMS
+from wavegms.store import model_files
+
+STATE_VERSION = 1
+STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors' header
+RNG_PREFIX = "rng."
+
+
+def save_last(
+    run_dir: Path,
+    model: WaveGMS,
+    optimizer: torch.optim.Optimizer,
+    rng_states: dict[str, torch.Tensor],
+    state: dict,
+) -> None:
+    """Write ``last.safetensors`` (tensors + resume state) and then ``last.json``."""
+    tensors = {f"model.{k}": v for k, v in model.trainable_state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, moments in opt["state"].items():
+        for key, value in moments.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
+    tensors.update(rng_states)
+    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
+    meta = {"state_version": STATE_VERSION, **state, "param_groups": opt["param_groups"]}
+    # The resume state also travels inside the weights file, so that one atomic write holds
+    # the whole checkpoint: a run killed between the two files still resumes consistently.
+    # last.json is for people (and for versions that only read it).
+    header = {STATE_KEY: json.dumps(meta)}
+    atomic_write(run_dir / "last.safetensors", lambda t: save_file(tensors, t, metadata=header))
+    write_json(run_dir / "last.json", meta)
+
+
+def load_last(
+    run_dir: Path, model: WaveGMS, optimizer: torch.optim.Optimizer
+) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """Restore weights and optimiser from ``last.*``; returns (resume state, RNG states), or
+    None when the run has no checkpoint yet."""
+    checkpoint = _read_last(run_dir)
+    if checkpoint is None:
+        return None
+    meta, tensors = checkpoint
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state, strict=False)
+    moments: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            moments.setdefault(int(idx), {})[key] = v
+    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
+    return meta, {k: v for k, v in tensors.items() if k.startswith(RNG_PREFIX)}
+
+
+def _read_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    meta_path, weights = run_dir / "last.json", run_dir / "last.safetensors"
+    if not weights.exists():
+        return None
+    try:
+        with safe_open(weights, "pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise ModelFileError(
+            f"the checkpoint {weights} is damaged ({err}); delete last.safetensors and "
+            "last.json in that folder to start the run again"
+        ) from err
+    if STATE_KEY in header:
+        return json.loads(header[STATE_KEY]), tensors
+    if meta_path.exists():  # a checkpoint written before the state moved into it
+        return read_json(meta_path), tensors
+    return None
+
+
+def save_best(run_dir: Path, model: WaveGMS, metadata: dict) -> None:
+    """The best epoch so far, as an ordinary model file ``best.safetensors`` + ``best.json``."""
+    model_files.save_model(model, run_dir / "best", metadata=metadata, overwrite=True)
+
+
+def best_model_path(run_dir: Path) -> Path | None:
+    weights = model_files.model_paths(run_dir / "best")[0]
+    return weights if weights.exists() else None
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    write_json(run_dir / "history.json", history)

@@ -1,0 +1,165 @@
+"""The frozen autoencoder's targets for each training batch, on one of two schedules.
+
+The losses compare E_wave/LMM outputs with the frozen encoder's latents of the image (z_I,
+alignment) and of the mask (z_M, latent loss). Both schedules give a :class:`Batch` of
+images, masks and those targets on the device, and differ only in when the encoder runs:
+
+- :class:`OnlineTargets` augments every batch on the device and encodes its targets there:
+  the paper's schedule, and the right one on a GPU;
+- :class:`CachedViews` encodes ``cached_views`` views of every training image once (view 0
+  unaugmented, the rest augmented), keeps them in the run folder, and samples one view per
+  image per batch: the CPU schedule, where the encoder would otherwise dominate each step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from wavegms.core.files import atomic_write
+from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.training.augment import augment_batch
+from wavegms.training.config import TrainConfig
+from wavegms.training.dataset import InMemoryDataset
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # N,3,S,S in [0, 1]
+    masks: torch.Tensor  # N,1,S,S in {0, 1}
+    z_image: torch.Tensor  # frozen latent of the image (alignment target)
+    z_mask: torch.Tensor  # frozen latent of the mask (latent-loss target)
+
+
+class FrozenTargets(Protocol):
+    def prepare(self, progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
+        """Work done once before the first epoch of a session (may raise Cancelled)."""
+
+    def batch(self, indices: torch.Tensor) -> Batch:
+        """The training images ``indices`` with their targets, on the device."""
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
+    enabled = amp and device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def encode_targets(
+    autoencoder, images: torch.Tensor, masks: torch.Tensor, amp: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_image, z_mask) in float32; masks are encoded as 3-channel images in [-1, 1]."""
+    with autocast(images.device, amp):
+        z_image = autoencoder.encode(images * 2 - 1).float()
+        z_mask = autoencoder.encode(masks.expand(-1, 3, -1, -1) * 2 - 1).float()
+    return z_image, z_mask
+
+
+class OnlineTargets:
+    """Augment each batch on the device, then encode its targets."""
+
+    def __init__(
+        self,
+        train_set: InMemoryDataset,
+        config: TrainConfig,
+        autoencoder,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        self.config, self.autoencoder, self.device = config, autoencoder, device
+        # The whole set moves to the device once (uint8: 880 Kvasir pairs at 224 are 130 MB).
+        self.images = train_set.images.to(device)
+        self.masks = train_set.masks.to(device)
+        # The trainer's (CPU) generator draws the augmentations: augment_batch takes its
+        # per-sample decisions on the host anyway, the ops run on the device, and one stream
+        # (saved in the checkpoint) makes a run the same on every device and on resume.
+        self.generator = generator
+
+    def prepare(self, progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
+        pass
+
+    def batch(self, indices: torch.Tensor) -> Batch:
+        rows = indices.to(self.device)
+        images = self.images[rows].float().div_(255)
+        masks = self.masks[rows].float()
+        if self.config.augment:
+            images, masks = augment_batch(
+                images, masks, self.config.augmentation, generator=self.generator
+            )
+        z_image, z_mask = encode_targets(self.autoencoder, images, masks, self.config.amp)
+        return Batch(images, masks, z_image, z_mask)
+
+
+class CachedViews:
+    """Encode ``cached_views`` views of each training image once; sample one per batch row."""
+
+    def __init__(
+        self,
+        train_set: InMemoryDataset,
+        config: TrainConfig,
+        autoencoder,
+        device: torch.device,
+        generator: torch.Generator,
+        run_dir: Path,
+    ) -> None:
+        self.train_set, self.config, self.autoencoder = train_set, config, autoencoder
+        self.device, self.generator = device, generator
+        self.path = run_dir / f"views{config.cached_views}.safetensors"
+        self.views: dict[str, torch.Tensor] = {}
+
+    def prepare(self, progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
+        """Load the views of this run folder, or compute and save them (deterministic from the
+        seed, with a generator of their own, so the training RNG stream is the same either
+        way)."""
+        if self.path.exists():
+            self.views = load_file(self.path)
+            return
+        c, n = self.config, len(self.train_set)
+        gen = torch.Generator().manual_seed(c.seed + 1)
+        keys = ("image", "mask", "z_image", "z_mask")
+        chunks: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        for view in range(c.cached_views):
+            for indices in torch.arange(n).split(c.batch_size):
+                check_cancel(cancel)
+                images = self.train_set.images[indices].float().div_(255)
+                masks = self.train_set.masks[indices].float()
+                if view > 0 and c.augment:
+                    images, masks = augment_batch(images, masks, c.augmentation, generator=gen)
+                z_image, z_mask = encode_targets(
+                    self.autoencoder, images.to(self.device), masks.to(self.device), c.amp
+                )
+                chunks["image"].append(images.mul(255).round().to(torch.uint8))
+                chunks["mask"].append(masks.to(torch.uint8))
+                chunks["z_image"].append(z_image.half().cpu())
+                chunks["z_mask"].append(z_mask.half().cpu())
+                done = view * n + int(indices[-1]) + 1
+                report(progress, "targets", done, c.cached_views * n, "encoding frozen targets")
+        views = {k: torch.cat(v) for k, v in chunks.items()}
+        atomic_write(self.path, lambda t: save_file(views, t), ".safetensors")
+        self.views = views
+
+    def batch(self, indices: torch.Tensor) -> Batch:
+        view = torch.randint(self.config.cached_views, (len(indices),), generator=self.generator)
+        rows = view * len(self.train_set) + indices
+        v = self.views
+        images = v["image"][rows].float().div_(255)
+        masks = v["mask"][rows].float()
+        z_image, z_mask = v["z_image"][rows].float(), v["z_mask"][rows].float()
+        return Batch(*(t.to(self.device) for t in (images, masks, z_image, z_mask)))
+
+
+def frozen_targets(
+    config: TrainConfig,
+    train_set: InMemoryDataset,
+    autoencoder,
+    device: torch.device,
+    generator: torch.Generator,
+    run_dir: Path,
+) -> FrozenTargets:
+    """The schedule the config asks for: cached views when ``cached_views`` > 0."""
+    if config.cached_views:
+        return CachedViews(train_set, config, autoencoder, device, generator, run_dir)
+    return OnlineTargets(train_set, config, autoencoder, device, generator)

@@ -1,0 +1,74 @@
+"""finetune(): one request in, a trained model installed under a new name, or a clear refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from wavegms.core.errors import InputError
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store.catalogue import list_models
+from wavegms.store.model_files import save_model
+from wavegms.store.paths import user_models_dir
+from wavegms.training import trainer as trainer_module
+from wavegms.training.finetune import FinetuneRequest, finetune, install_model
+
+
+def request(data, run, **kw) -> FinetuneRequest:
+    settings = dict(
+        data_dir=str(data), base_model="tiny", new_name="mine", out_dir=str(run), device="cpu",
+        epochs=2, batch_size=2,
+    )  # fmt: skip
+    return FinetuneRequest(**{**settings, **kw})
+
+
+def test_finetune_installs_its_best_epoch(tiny_dataset, tiny_model_file, tmp_path):
+    base = tiny_model_file.read_bytes()
+    outcome = finetune(request(tiny_dataset, tmp_path / "run"))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    dices = [row["val_dice"] for row in history]
+    assert outcome.epochs_done == 2 and not outcome.cancelled
+    assert outcome.best_val_dice == max(dices) > 0
+    assert outcome.best_epoch == 1 + dices.index(max(dices))
+    # every pair of the folder is used (no split file): 8 pairs, a fifth of them validate
+    assert (outcome.train_images, outcome.val_images) == (6, 2)
+    assert outcome.installed == list_models()["mine"]
+    assert outcome.installed.read_bytes() == (tmp_path / "run" / "best.safetensors").read_bytes()
+    kept = json.loads(outcome.installed.with_suffix(".json").read_text())["metadata"]
+    assert kept["epoch"] == outcome.best_epoch and kept["val_dice"] == outcome.best_val_dice
+    assert tiny_model_file.read_bytes() == base
+
+
+def test_an_existing_name_is_refused_before_any_training(
+    tiny_dataset, tiny_model_file, tmp_path, monkeypatch
+):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the name was taken")
+
+    monkeypatch.setattr(trainer_module, "train", no_training)
+    with pytest.raises(InputError, match="'tiny' already exists"):
+        finetune(request(tiny_dataset, tmp_path / "run", new_name="tiny"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_that_finds_nothing_is_not_installed(
+    tiny_dataset, tiny_model_file, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(trainer_module.Trainer, "validate", lambda self: 0.0)
+    with pytest.raises(InputError, match="validation Dice 0"):
+        finetune(request(tiny_dataset, tmp_path / "run", epochs=1))
+    assert "mine" not in list_models()
+    assert (tmp_path / "run" / "best.safetensors").is_file()  # the run itself stays
+
+
+def test_non_finite_weights_are_not_installed(tmp_path):
+    torch.manual_seed(0)
+    model = WaveGMS(ModelConfig(image_size=32))
+    with torch.no_grad():
+        next(model.lmm.parameters()).view(-1)[0] = float("nan")
+    save_model(model, tmp_path / "run" / "best", metadata={"val_dice": 0.8})
+    with pytest.raises(InputError, match="not finite"):
+        install_model(tmp_path / "run", "mine")
+    assert not any(user_models_dir().glob("mine*"))
