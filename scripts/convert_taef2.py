@@ -5,10 +5,10 @@
 The source folder defaults to ``$WAVEGMS_TAEF2``. Each source file must match its pinned sha256
 and is unpickled with ``weights_only=True`` (tensors only, never code). Writes into
 ``src/wavegms/weights/taef2/``: ``taef2_encoder.safetensors``, ``taef2_decoder.safetensors``
-(the tensors unchanged: fp16, original keys), ``LICENSE`` (copied from the source folder) and
-``SOURCE.json`` (repository, commit, sha256 of every source and written file). If the written
-sha256 changed, update the ``.safetensors`` entries of ``SHA256`` in
-``wavegms/net/autoencoders/taef2.py`` (the loader refuses files it does not pin).
+(the tensors unchanged: fp16, original keys), ``LICENSE`` (the source's licence under a
+line naming the converted files) and ``SOURCE.json`` (repository, commit, sha256 of every
+source and written file). If the written sha256 changed, update the ``.safetensors``
+entries of ``SHA256`` in ``wavegms/net/autoencoders/taef2.py`` (the loader refuses files it does not pin).
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ def main() -> None:
             "dtype": "float16",
         }
         print(f"{target}: {record['files'][target.name]['sha256']}")
-    write_text(args.out / "LICENSE", (source / "LICENSE").read_text())
+    # The original licence text, under a line that says which files it covers here.
+    notice = (
+        f"The files taef2_encoder.safetensors and taef2_decoder.safetensors in this folder are a\n"
+        f"conversion (same fp16 tensors) of taef2_encoder.pth and taef2_decoder.pth from\n"
+        f"{REPOSITORY}\nat commit {COMMIT}, distributed under this licence:\n\n"
+    )
+    write_text(args.out / "LICENSE", notice + (source / "LICENSE").read_text())
     write_json(args.out / "SOURCE.json", record)
     print(f"wrote {args.out / 'SOURCE.json'}")
 
