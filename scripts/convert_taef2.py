@@ -8,7 +8,8 @@ and is unpickled with ``weights_only=True`` (tensors only, never code). Writes i
 (the tensors unchanged: fp16, original keys), ``LICENSE`` (the source's licence under a
 line naming the converted files) and ``SOURCE.json`` (repository, commit, sha256 of every
 source and written file). If the written sha256 changed, update the ``.safetensors``
-entries of ``SHA256`` in ``wavegms/net/autoencoders/taef2.py`` (the loader refuses files it does not pin).
+entries of ``SHA256`` in ``wavegms/net/autoencoders/taef2.py`` (the loader refuses files it
+does not pin).
 """
 
 from __future__ import annotations
