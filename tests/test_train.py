@@ -238,3 +238,15 @@ def test_yaml_numbers_and_overrides(tmp_path):
     config = TrainConfig.from_yaml(path, epochs=None, time_budget_s=90.0)
     assert (config.lr, config.epochs, config.seg_heads) == (0.002, 7, ("out",))
     assert config.time_budget_s == 90.0 and config.split == "train"
+
+
+def test_cli_train_passes_the_time_budget_to_the_run(tiny_dataset, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data_dir: {tiny_dataset}\nimage_size: 32\nepochs: 1\nbatch_size: 2\n"
+        "val_fraction: 0.34\nwarmup_epochs: 1\nseg_heads: [out]\ndevice: cpu\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--time-budget", "1.5h"]) == 0
+    assert "time budget 5400 s" in capsys.readouterr().out
+    assert json.loads((run / "last.json").read_text())["config"]["time_budget_s"] == 5400
