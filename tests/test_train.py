@@ -129,23 +129,28 @@ class FakeClock:
             self.now += self.per_batch
 
 
-@pytest.mark.parametrize(("per_batch", "planned"), [(5.0, 4), (4.0, 5)])
+@pytest.mark.parametrize(
+    ("per_batch", "decided_after", "planned"),
+    [
+        # 4 training images in batches of 2: an epoch is 2 batches, 2 * per_batch seconds.
+        (5.0, 2, 4),  # 10 s epochs: after 2, 25 s left, 95 % of it fits 2 more
+        (4.0, 2, 5),  # 8 s epochs: after 2, 29 s left, 95 % of it fits 3 more
+        (15.0, 1, 1),  # 30 s epochs: after 1, 15 s left, a second one would not fit
+    ],
+)
 def test_time_budget_fixes_the_epochs_from_measured_epoch_time(
-    tiny_dataset, tmp_path, monkeypatch, per_batch, planned
+    tiny_dataset, tmp_path, monkeypatch, per_batch, decided_after, planned
 ):
-    # 4 training images in batches of 2: an epoch is 2 batches, i.e. 2 * per_batch seconds.
-    # After 2 epochs, (45 - 4 * per_batch) s are left; 95 % of it is planned.
     fake = FakeClock(per_batch)
     monkeypatch.setattr(trainer_module, "clock", fake)
     run = config(tiny_dataset, tmp_path / "run", epochs=50, time_budget_s=45, augment=False)
     result = train(run, progress=fake.progress)
-    epoch_s = 2 * per_batch
-    assert planned == 2 + int(0.95 * (45 - 2 * epoch_s) // epoch_s)
     assert result.epochs_done == planned and not result.cancelled
     assert fake.now < 45  # ended by itself, inside the budget
-    decision = result.history[1]
-    assert decision["planned_epochs"] == planned
-    assert decision["budget_seconds_per_epoch"] == pytest.approx(epoch_s)
+    decisions = [row for row in result.history if "planned_epochs" in row]
+    assert [row["epoch"] for row in decisions] == [decided_after]
+    assert decisions[0]["planned_epochs"] == planned
+    assert decisions[0]["budget_seconds_per_epoch"] == pytest.approx(2 * per_batch)
     # the cosine runs over the planned epochs, not the 50 asked for
     for row in result.history:
         assert row["lr"] == pytest.approx(run.lr * lr_factor(row["epoch"] - 1, planned, 1))
@@ -233,3 +238,15 @@ def test_yaml_numbers_and_overrides(tmp_path):
     config = TrainConfig.from_yaml(path, epochs=None, time_budget_s=90.0)
     assert (config.lr, config.epochs, config.seg_heads) == (0.002, 7, ("out",))
     assert config.time_budget_s == 90.0 and config.split == "train"
+
+
+def test_cli_train_passes_the_time_budget_to_the_run(tiny_dataset, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data_dir: {tiny_dataset}\nimage_size: 32\nepochs: 1\nbatch_size: 2\n"
+        "val_fraction: 0.34\nwarmup_epochs: 1\nseg_heads: [out]\ndevice: cpu\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--time-budget", "1.5h"]) == 0
+    assert "time budget 5400 s" in capsys.readouterr().out
+    assert json.loads((run / "last.json").read_text())["config"]["time_budget_s"] == 5400

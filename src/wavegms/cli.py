@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(f"run folder: {config.run_dir()} (running again resumes from the last epoch)")
     if budget is not None:
-        print(f"time budget {budget:g} s: the number of epochs is fixed after the first two")
+        print(f"time budget {budget:g} s: the epochs are counted once the first ones are timed")
     result = train(config, progress=TextProgressBar())
     state = "stopped" if result.cancelled else "finished"
     print(

@@ -79,8 +79,10 @@ class TrainConfig:
     align_weight: float = 1.0
     checkpoint_every: int = 1
     max_batches_per_epoch: int | None = None  # cap for smoke tests and short schedules
-    # Wall-clock budget: after the first epochs the run fixes its number of epochs (at most
-    # ``epochs``) to what fits, and the cosine schedule runs over those.
+    # Wall-clock budget, counted from the start of train(): once the first epochs are timed
+    # the run fixes its number of epochs (at most ``epochs``) to what fits, and the cosine
+    # runs over those. A resumed run keeps that number; one resumed before it was fixed
+    # times its own first epochs against the whole budget again.
     time_budget_s: float | None = None
 
     @classmethod

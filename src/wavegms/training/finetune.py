@@ -95,20 +95,11 @@ def _train_config(request: FinetuneRequest, base_path: Path, device: str) -> Tra
     return config
 
 
-def _check_keepable(weights: Path, config: Path) -> None:
-    """Refuse a best model that would segment nothing: validation Dice 0 or weights that are
-    not finite (a diverged run). Such a model is never installed under a name."""
+def _check_finite(weights: Path) -> None:
+    """Refuse weights that are not finite (a diverged run): such a model is never installed."""
     import torch
     from safetensors.torch import load_file
 
-    from wavegms.store.model_files import read_config
-
-    dice = read_config(config).get("metadata", {}).get("val_dice")
-    if isinstance(dice, int | float) and not dice > 0:
-        raise InputError(
-            f"the best epoch of {weights.parent} has validation Dice {dice}: the model finds "
-            "nothing, so it is not kept (check that the masks mark the structure in white)"
-        )
     bad = [
         k
         for k, v in load_file(weights).items()
@@ -123,8 +114,8 @@ def _check_keepable(weights: Path, config: Path) -> None:
 
 def install_model(run_dir: str | Path, name: str) -> Path:
     """Copy a run's best model into the user model folder as ``name`` (never overwriting);
-    used by :func:`finetune` and ``wavegms train --export``. A model whose validation Dice
-    is 0 or whose weights are not finite is refused.
+    used by :func:`finetune` and ``wavegms train --export``. Weights that are not finite
+    are refused.
 
     Weights first, config last: a model is only listed once its config is in place.
     """
@@ -135,7 +126,7 @@ def install_model(run_dir: str | Path, name: str) -> Path:
     if not (weights.is_file() and config.is_file()):
         raise InputError("training stopped before its first epoch ended: no model to keep")
     target_weights, target_config = model_paths(check_new_model_name(name))
-    _check_keepable(weights, config)
+    _check_finite(weights)
     for source, target in ((weights, target_weights), (config, target_config)):
         atomic_write(target, partial(shutil.copyfile, source), target.suffix)
     return target_weights
@@ -158,6 +149,12 @@ def finetune(
     result = train(_train_config(request, base_path, device), progress, cancel)
     installed = None
     if result.best_model is not None:
+        if not result.best_val_dice > 0:
+            raise InputError(
+                f"the fine-tuned model found nothing in the validation images (Dice "
+                f"{result.best_val_dice:g}), so it is not kept as {request.new_name!r}; check "
+                f"that the masks mark the structure in white (run folder {result.run_dir})"
+            )
         installed = install_model(result.run_dir, request.new_name)
     return FinetuneOutcome(
         run_dir=result.run_dir,

@@ -222,16 +222,17 @@ class Trainer:
         return self.planned_epochs or self.config.epochs
 
     def _fit_budget(self, row: dict, epochs_timed: int, loop_seconds: float) -> bool:
-        """Once the first epochs of this session are timed, fix the number of epochs to what
-        fits the time budget left (recorded in ``row``); True when it decided now."""
+        """Once the first epochs of this session are timed (or sooner, when the next epoch
+        would not fit), fix the number of epochs to what fits the time budget left; the
+        decision is recorded in ``row``. True when it decided now."""
         budget = self.config.time_budget_s
         if budget is None or self.planned_epochs is not None:
-            return False
-        if epochs_timed < BUDGET_MEASURED_EPOCHS:
             return False
         per_epoch = loop_seconds / epochs_timed  # excludes loading and target caching
         left = budget - (clock() - self.started)
         fits = BUDGET_MARGIN * left / per_epoch if per_epoch > 0 else math.inf
+        if epochs_timed < BUDGET_MEASURED_EPOCHS and fits >= 1:
+            return False
         more = self.config.epochs if math.isinf(fits) else max(0, math.floor(fits))
         self.planned_epochs = min(self.config.epochs, self.epoch + more)
         row["planned_epochs"] = self.planned_epochs
