@@ -12,8 +12,8 @@ from wavegms.core.errors import InputError, ModelFileError
 from wavegms.data.preprocess import split_planes
 from wavegms.inference.segmenter import Segmenter
 from wavegms.net.model import ModelConfig, WaveGMS
-from wavegms.store.catalogue import check_new_model_name, list_models, resolve_model
-from wavegms.store.model_files import load_model, model_paths, save_model
+from wavegms.store.catalogue import check_new_model_name, list_models, model_paths, resolve_model
+from wavegms.store.model_files import load_model, save_model
 
 
 def test_model_file_round_trip_is_exact(tmp_path):

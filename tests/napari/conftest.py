@@ -75,7 +75,8 @@ def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
     import torch
 
     from wavegms.net.model import ModelConfig, WaveGMS
-    from wavegms.store.model_files import model_paths, save_model
+    from wavegms.store.catalogue import model_paths
+    from wavegms.store.model_files import save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny"

@@ -2,17 +2,68 @@
 
 Shipped models live in ``wavegms/weights/`` and are read-only; the user's live in the user
 data directory (``paths.user_models_dir``). A name that is also an existing path is a path.
+
+Torch-free: listing models, reading their JSON configs, resolving names and refusing pickles
+happen when a napari widget opens, on the GUI thread. Weights are read and written by
+``store.model_files`` (torch), imported only by :func:`load_segmentation_model`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from wavegms.core.errors import InputError, ModelFileError
-from wavegms.store.model_files import model_paths, refuse_pickle
 
 SHIPPED_DIR = Path(__file__).parent.parent / "weights"
 DEFAULT_MODEL = "busi"
+FORMAT = "wavegms-model"
+FORMAT_VERSION = 1
+#: suffixes of pickle-based files (torch.save, joblib, Lightning): loading one runs code
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def refuse_pickle(path: str | Path) -> None:
+    """Raise :class:`ModelFileError` for a pickle-based file, without opening it."""
+    p = Path(path)
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFileError(
+            f"{p} is a pickle-based file ({p.suffix}); it is not loaded, because unpickling "
+            "can run any code hidden in the file. napari-wavegms reads only its own model "
+            "files: <name>.safetensors beside <name>.json"
+        )
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """``x``, ``x.safetensors`` or ``x.json`` -> (weights path, config path)."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def read_config(path: str | Path) -> dict:
+    refuse_pickle(path)
+    _, config_path = model_paths(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ModelFileError(f"model config {config_path} not found") from err
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8 text
+        raise ModelFileError(f"cannot read model config {config_path}: {err}") from err
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise ModelFileError(f"model config {config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{config_path} is not a Wave-GMS model config")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{config_path} has format version {version}; this napari-wavegms reads up to "
+            f"{FORMAT_VERSION}. Update napari-wavegms to use it."
+        )
+    return config
 
 
 def _models_in(folder: Path) -> dict[str, Path]:
