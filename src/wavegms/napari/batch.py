@@ -17,11 +17,14 @@ from magicgui.widgets import (
     FloatSpinBox,
     TextEdit,
 )
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QMessageBox
 
 from wavegms.core.errors import OutputExistsError
-from wavegms.napari.common import JobWidget, device_choices, model_choices, report_error
+from wavegms.napari.feedback import report_error
+from wavegms.napari.fields import device_choices, find_devices, model_choices, on_edit_finished
 from wavegms.napari.jobs import BatchResult, ModelSlot, batch_job
+from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import BatchSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ def _folder(value) -> str:
     return "" if value in (None, "", Path(".")) else str(value)
 
 
-class BatchWidget(JobWidget):
+class BatchWidget(JobForm):
     """The form inside the batch dialog."""
 
     cancel_message = "cancelling after the current image…"
@@ -65,7 +68,14 @@ class BatchWidget(JobWidget):
         self.model.value = s.model if s.model in self.model.choices else self.model.value
         if s.device in self.device.choices:
             self.device.value = s.device
-        self.changed.connect(self._save_settings)  # any choice the user makes is kept
+        fields = (self.input_dir, self.output_dir, self.gt_dir, self.model, self.device)
+        on_edit_finished((*fields, self.threshold), self._save_settings, self.status)
+        QTimer.singleShot(0, lambda: find_devices(self._devices_found))  # imports torch
+
+    def _devices_found(self) -> None:
+        self.device.reset_choices()
+        if self.device.value == "auto" and self.settings.device in self.device.choices:
+            self.device.value = self.settings.device
 
     def _save_settings(self, _value=None) -> None:
         self.settings = BatchSettings(
@@ -83,7 +93,7 @@ class BatchWidget(JobWidget):
         s = self.settings
         self.error = self.result = None
         self.report.value = ""
-        self.start_job(
+        self.start_thread(
             batch_job,
             "batch segmentation",
             in_dir=s.input_dir,

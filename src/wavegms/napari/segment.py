@@ -1,13 +1,14 @@
 """The Segment widget: an image layer in, a Labels layer ``<image> mask`` out.
 
-The model runs in a napari worker thread; the loaded model stays on the widget (loaded and run
-once in the background when the form opens) and is reloaded only when the model or the
-device changes. Errors are shown, never raised into napari.
+The model runs in a napari worker thread, which also reads the layer's (possibly lazy) data
+and compares the mask layer it would replace with what was last written there; the GUI thread
+only places the result. The loaded model stays on the widget (loaded and run once in the
+background once the form is shown) and is reloaded only when the model or the device changes.
+Errors are shown, never raised into napari.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -20,16 +21,13 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
 
 from wavegms.core.errors import InputError
-from wavegms.napari.common import (
-    JobWidget,
-    LayerWatcher,
-    device_choices,
-    layer_data,
-    model_choices,
-)
+from wavegms.napari.fields import device_choices, find_devices, model_choices, on_edit_finished
 from wavegms.napari.jobs import ModelSlot, SegmentResult, segment_job
+from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
+from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import SegmentSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
@@ -44,12 +42,7 @@ def soft_name(image: Image) -> str:
     return f"{image.name} soft mask"
 
 
-def data_shape(layer) -> tuple:
-    """The shape of a layer's full-resolution data, without loading lazy (dask) arrays."""
-    return tuple((layer.data[0] if layer.multiscale else layer.data).shape)
-
-
-class SegmentWidget(JobWidget):
+class SegmentWidget(JobForm):
     """Segment the chosen image layer with the chosen model."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -61,7 +54,10 @@ class SegmentWidget(JobWidget):
         self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
+        self.target_mask: Labels | None = None  # the mask layer the result would replace
         self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
+        self._touched: set[int] = set()  # ids of mask layers painted or set since we wrote
+        self._writing = False  # our own writes are no user edits
         # image layer -> the labels layer its last result went to
         self._mask_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.image = ComboBox(label="image", choices=self._image_choices)
@@ -74,12 +70,16 @@ class SegmentWidget(JobWidget):
         self.extend([self.image, self.model, self.device, self.threshold, self.soft_mask])
         self.add_job_controls()
         self._restore_choices()
-        self.changed.connect(self._save_settings)  # any choice the user makes is kept
+        fields = (self.model, self.device, self.threshold, self.soft_mask)
+        on_edit_finished(fields, self._save_settings, self.status)
         self.watcher = LayerWatcher(viewer, self._on_layers_changed)
         self._select_selected_image()
         self.model.changed.connect(self.warm_up)
         self.device.changed.connect(self.warm_up)
-        self.warm_up()
+        # Both import torch (in worker threads): started once the event loop runs, so that
+        # building the form imports nothing heavy.
+        QTimer.singleShot(0, self.warm_up)
+        QTimer.singleShot(0, lambda: find_devices(self._devices_found))
 
     # -- choices ---------------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
@@ -94,6 +94,11 @@ class SegmentWidget(JobWidget):
                 self.model.value = name
                 break
         if self.settings.device in self.device.choices:
+            self.device.value = self.settings.device
+
+    def _devices_found(self) -> None:
+        self.device.reset_choices()
+        if self.device.value == "auto" and self.settings.device in self.device.choices:
             self.device.value = self.settings.device
 
     def _on_layers_changed(self) -> None:
@@ -160,15 +165,19 @@ class SegmentWidget(JobWidget):
         if not self.model.value:
             raise InputError("no model available: train or fine-tune one first")
         self.target, self.target_shape = layer, data_shape(layer)
-        self.start_job(
+        self.target_mask = self._mask_layer(layer)
+        self._touched.discard(id(self.target_mask))
+        self.start_thread(
             segment_job,
             f"segmenting {layer.name}",
-            data=layer_data(layer),
+            data=layer_source(layer),  # read in the worker: lazy data loads there
             rgb=bool(layer.rgb),
             model=self.model.value,
             device=self.device.value,
             threshold=float(self.threshold.value),
             slot=self.slot,
+            mask_data=None if self.target_mask is None else self.target_mask.data,
+            mask_digest=self._written.get(id(self.target_mask), ""),
         )
 
     def on_returned(self, result: SegmentResult) -> None:
@@ -177,7 +186,7 @@ class SegmentWidget(JobWidget):
             self.status.value = problem
             show_warning(problem)
             return
-        self.show_result(self.target, result.binary, result.soft)
+        self.show_result(self.target, result)
 
     def _target_changed(self) -> str:
         """Why a finished result no longer fits its image layer ('' if it does): the user may
@@ -193,54 +202,70 @@ class SegmentWidget(JobWidget):
         return ""
 
     # -- output layers ---------------------------------------------------------------------
-    def show_result(self, image: Image, binary: np.ndarray, soft: np.ndarray) -> None:
+    def _mask_layer(self, image: Image) -> Labels | None:
+        """The layer ``image``'s result goes to: the one its last result went to, else a
+        layer named ``<image> mask`` (maybe the user's own)."""
+        existing = self._mask_layers.get(image)
+        if existing in self.viewer.layers:
+            return existing
+        name = mask_name(image)
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+
+    def _edited(self, layer, result: SegmentResult) -> bool:
+        """Whether ``layer`` holds anything but what this widget last wrote: the worker
+        compared its data (if it was the layer checked when the job started), and paint or
+        data events since then count too. A layer we never wrote is the user's."""
+        if id(layer) not in self._written or id(layer) in self._touched:
+            return True
+        return layer is not self.target_mask or result.mask_edited
+
+    def show_result(self, image: Image, result: SegmentResult) -> None:
         """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``.
 
         A mask layer the user has painted on since it was written is never replaced: the new
         result goes to a new layer beside it, so corrections are not lost.
         """
         geometry = {"scale": image.scale, "translate": image.translate}
-        labels = binary.astype(np.uint8)
-        name = mask_name(image)
-        existing = self._mask_layers.get(image)
-        if existing not in self.viewer.layers:
-            existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        labels, soft = result.labels, result.soft
+        existing = self._mask_layer(image)
+        edited = existing is not None and self._edited(existing, result)
         kept = ""
-        if (
-            isinstance(existing, Labels)
-            and existing.data.shape == labels.shape
-            and not self._edited(existing)
-        ):
-            existing.data = labels
-            existing.scale, existing.translate = geometry["scale"], geometry["translate"]
-            layer = existing
-        else:
-            if existing is not None and not self._edited(existing):
-                self.viewer.layers.remove(existing)
-            elif existing is not None:
-                kept = f"; your edited {existing.name!r} was kept"
-            layer = self.viewer.add_labels(labels, name=name, **geometry)
-        self._written[id(layer)] = _digest(layer.data)
+        self._writing = True
+        try:
+            if isinstance(existing, Labels) and existing.data.shape == labels.shape and not edited:
+                existing.data = labels
+                existing.scale, existing.translate = geometry["scale"], geometry["translate"]
+                layer = existing
+            else:
+                if existing is not None and not edited:
+                    self.viewer.layers.remove(existing)
+                elif existing is not None:
+                    kept = f"; your edited {existing.name!r} was kept"
+                layer = self.viewer.add_labels(labels, name=mask_name(image), **geometry)
+                layer.events.paint.connect(self._on_mask_edited)
+                layer.events.data.connect(self._on_mask_edited)
+        finally:
+            self._writing = False
+        self._written[id(layer)] = result.digest
+        self._touched.discard(id(layer))
         self._mask_layers[image] = layer
         if self.soft_mask.value:
-            name = soft_name(image)
-            if name in self.viewer.layers and self.viewer.layers[name].data.shape == soft.shape:
-                self.viewer.layers[name].data = soft
-            else:
-                if name in self.viewer.layers:
-                    self.viewer.layers.remove(name)
-                self.viewer.add_image(
-                    soft, name=name, colormap="magma", contrast_limits=(0, 1),
-                    blending="additive", opacity=0.5, **geometry,
-                )  # fmt: skip
-        area = int(binary.sum())
+            self._show_soft(image, soft, geometry)
+        area = int(labels.sum())
         self.status.value = f"done: {layer.name} ({area} foreground pixels){kept}"
 
-    def _edited(self, layer) -> bool:
-        """Whether ``layer`` differs from what this widget last wrote into it (or is not
-        ours at all: a layer the user made or loaded under the same name)."""
-        return self._written.get(id(layer)) != _digest(np.asarray(layer.data))
+    def _show_soft(self, image: Image, soft: np.ndarray, geometry: dict) -> None:
+        name = soft_name(image)
+        if name in self.viewer.layers and self.viewer.layers[name].data.shape == soft.shape:
+            self.viewer.layers[name].data = soft
+            return
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_image(
+            soft, name=name, colormap="magma", contrast_limits=(0, 1),
+            blending="additive", opacity=0.5, **geometry,
+        )  # fmt: skip
 
-
-def _digest(data: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(data).view(np.uint8), digest_size=16).hexdigest()
+    def _on_mask_edited(self, event) -> None:
+        if not self._writing:
+            self._touched.add(id(event.source))
