@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -11,7 +12,9 @@ from napari_helpers import disc_mask, speckle, wait_idle
 
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
+from wavegms.napari.settings import blank_request
 from wavegms.napari.training_set import TrainingSet
+from wavegms.training.finetune import FinetuneRequest
 
 pytestmark = pytest.mark.napari
 
@@ -154,6 +157,10 @@ def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
 
 def test_settings_persist(viewer, tiny_model):
     widget = FinetuneWidget(viewer)
+    # The form's fields are FinetuneRequest's, starting from its defaults.
+    fresh = dataclasses.replace(widget.form_request(), base_model="", device="auto")
+    assert fresh == blank_request()
+    assert set(widget.fields) <= {f.name for f in dataclasses.fields(FinetuneRequest)}
     widget.project.value = "liver"
     widget.epochs.value, widget.lr.value, widget.val_fraction.value = 7, 0.0005, 0.3
     widget.augment.value = widget.fast_cpu.value = False

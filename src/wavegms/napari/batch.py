@@ -17,12 +17,17 @@ from magicgui.widgets import (
     FloatSpinBox,
     TextEdit,
 )
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QMessageBox
 
 from wavegms.core.errors import OutputExistsError
 from wavegms.napari.feedback import report_error
-from wavegms.napari.fields import device_choices, find_devices, model_choices, on_edit_finished
+from wavegms.napari.fields import (
+    after_build,
+    device_choices,
+    find_devices,
+    model_choices,
+    on_edit_finished,
+)
 from wavegms.napari.jobs import BatchResult, ModelSlot, batch_job
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import BatchSettings, load_settings, save_settings
@@ -70,7 +75,7 @@ class BatchWidget(JobForm):
             self.device.value = s.device
         fields = (self.input_dir, self.output_dir, self.gt_dir, self.model, self.device)
         on_edit_finished((*fields, self.threshold), self._save_settings, self.status)
-        QTimer.singleShot(0, lambda: find_devices(self._devices_found))  # imports torch
+        after_build(lambda: find_devices(self._devices_found))  # imports torch
 
     def _devices_found(self) -> None:
         self.device.reset_choices()

@@ -13,6 +13,7 @@ from functools import partial
 from magicgui.widgets import FileEdit
 from magicgui.widgets.bases import ValueWidget
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QAbstractSpinBox, QLineEdit
 
 from wavegms.napari.feedback import guarded
@@ -44,14 +45,14 @@ def _listed(names: list[str]) -> None:
     global _devices
     _devices = names
     while _waiting:
-        _waiting.pop(0)()
+        _unless_closed(_waiting.pop(0))
 
 
 def find_devices(then: Callable[[], None]) -> None:
     """List this machine's devices in a worker thread (that imports torch), then call
     ``then`` in the GUI thread; at once if they are listed already."""
     if _devices is not None:
-        then()
+        _unless_closed(then)
         return
     _waiting.append(then)
     if len(_waiting) == 1:  # one listing at a time; later callers wait for it
@@ -59,6 +60,20 @@ def find_devices(then: Callable[[], None]) -> None:
         worker.returned.connect(_listed)
         worker.errored.connect(lambda _err: _waiting.clear())  # the lists keep auto and cpu
         worker.start()
+
+
+def after_build(callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the event loop runs, i.e. after the form has been built (work
+    started there, such as importing torch in a worker, does not delay the form)."""
+    QTimer.singleShot(0, partial(_unless_closed, callback))
+
+
+def _unless_closed(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except RuntimeError as err:  # the form was closed before: its Qt widgets are deleted
+        if "deleted" not in str(err):
+            raise
 
 
 class LayerChoices:

@@ -26,13 +26,13 @@ from magicgui.widgets import (
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QTimer
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
 from wavegms.napari.feedback import report_error
 from wavegms.napari.fields import (
     LayerChoices,
+    after_build,
     device_choices,
     find_devices,
     model_choices,
@@ -101,7 +101,7 @@ class FinetuneWidget(JobForm):
         on_edit_finished([self.project], self._project_edited, self.status)
         kept = [w for name, w in self.fields.items() if name != "new_name"]
         on_edit_finished(kept, self._save_settings, self.status)
-        QTimer.singleShot(0, lambda: find_devices(self._devices_found))  # imports torch
+        after_build(lambda: find_devices(self._devices_found))  # imports torch
         self.refresh_pairs()
 
     # -- the request the form shows --------------------------------------------------------

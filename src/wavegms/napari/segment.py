@@ -21,10 +21,15 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QTimer
 
 from wavegms.core.errors import InputError
-from wavegms.napari.fields import device_choices, find_devices, model_choices, on_edit_finished
+from wavegms.napari.fields import (
+    after_build,
+    device_choices,
+    find_devices,
+    model_choices,
+    on_edit_finished,
+)
 from wavegms.napari.jobs import ModelSlot, SegmentResult, segment_job
 from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
 from wavegms.napari.runner import JobForm
@@ -78,8 +83,8 @@ class SegmentWidget(JobForm):
         self.device.changed.connect(self.warm_up)
         # Both import torch (in worker threads): started once the event loop runs, so that
         # building the form imports nothing heavy.
-        QTimer.singleShot(0, self.warm_up)
-        QTimer.singleShot(0, lambda: find_devices(self._devices_found))
+        after_build(self.warm_up)
+        after_build(lambda: find_devices(self._devices_found))
 
     # -- choices ---------------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
