@@ -2,24 +2,22 @@
 
 The model runs in a napari worker thread, which also reads the layer's (possibly lazy) data
 and compares the mask layer it would replace with what was last written there; the GUI thread
-only places the result. The loaded model stays on the widget (loaded and run once in the
-background once the form is shown) and is reloaded only when the model or the device changes.
-Errors are shown, never raised into napari.
+only places the result (``mask_layers``). The loaded model stays on the widget (loaded and run
+once in the background once the form is built) and is reloaded only when the model or the
+device changes. Errors are shown, never raised into napari.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FloatSpinBox,
 )
-from napari.layers import Image, Labels
+from napari.layers import Image
 from napari.utils.notifications import show_warning
 
 from wavegms.core.errors import InputError
@@ -32,19 +30,12 @@ from wavegms.napari.fields import (
 )
 from wavegms.napari.jobs import ModelSlot, SegmentResult, segment_job
 from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
+from wavegms.napari.mask_layers import MaskLayers
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import SegmentSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
     import napari
-
-
-def mask_name(image: Image) -> str:
-    return f"{image.name} mask"
-
-
-def soft_name(image: Image) -> str:
-    return f"{image.name} soft mask"
 
 
 class SegmentWidget(JobForm):
@@ -59,12 +50,7 @@ class SegmentWidget(JobForm):
         self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
-        self.target_mask: Labels | None = None  # the mask layer the result would replace
-        self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
-        self._touched: set[int] = set()  # ids of mask layers painted or set since we wrote
-        self._writing = False  # our own writes are no user edits
-        # image layer -> the labels layer its last result went to
-        self._mask_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.masks = MaskLayers(viewer)
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
@@ -170,8 +156,6 @@ class SegmentWidget(JobForm):
         if not self.model.value:
             raise InputError("no model available: train or fine-tune one first")
         self.target, self.target_shape = layer, data_shape(layer)
-        self.target_mask = self._mask_layer(layer)
-        self._touched.discard(id(self.target_mask))
         self.start_thread(
             segment_job,
             f"segmenting {layer.name}",
@@ -181,8 +165,7 @@ class SegmentWidget(JobForm):
             device=self.device.value,
             threshold=float(self.threshold.value),
             slot=self.slot,
-            mask_data=None if self.target_mask is None else self.target_mask.data,
-            mask_digest=self._written.get(id(self.target_mask), ""),
+            **self.masks.to_check(layer),
         )
 
     def on_returned(self, result: SegmentResult) -> None:
@@ -207,70 +190,11 @@ class SegmentWidget(JobForm):
         return ""
 
     # -- output layers ---------------------------------------------------------------------
-    def _mask_layer(self, image: Image) -> Labels | None:
-        """The layer ``image``'s result goes to: the one its last result went to, else a
-        layer named ``<image> mask`` (maybe the user's own)."""
-        existing = self._mask_layers.get(image)
-        if existing in self.viewer.layers:
-            return existing
-        name = mask_name(image)
-        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
-
-    def _edited(self, layer, result: SegmentResult) -> bool:
-        """Whether ``layer`` holds anything but what this widget last wrote: the worker
-        compared its data (if it was the layer checked when the job started), and paint or
-        data events since then count too. A layer we never wrote is the user's."""
-        if id(layer) not in self._written or id(layer) in self._touched:
-            return True
-        return layer is not self.target_mask or result.mask_edited
-
     def show_result(self, image: Image, result: SegmentResult) -> None:
-        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``.
-
-        A mask layer the user has painted on since it was written is never replaced: the new
-        result goes to a new layer beside it, so corrections are not lost.
-        """
-        geometry = {"scale": image.scale, "translate": image.translate}
-        labels, soft = result.labels, result.soft
-        existing = self._mask_layer(image)
-        edited = existing is not None and self._edited(existing, result)
-        kept = ""
-        self._writing = True
-        try:
-            if isinstance(existing, Labels) and existing.data.shape == labels.shape and not edited:
-                existing.data = labels
-                existing.scale, existing.translate = geometry["scale"], geometry["translate"]
-                layer = existing
-            else:
-                if existing is not None and not edited:
-                    self.viewer.layers.remove(existing)
-                elif existing is not None:
-                    kept = f"; your edited {existing.name!r} was kept"
-                layer = self.viewer.add_labels(labels, name=mask_name(image), **geometry)
-                layer.events.paint.connect(self._on_mask_edited)
-                layer.events.data.connect(self._on_mask_edited)
-        finally:
-            self._writing = False
-        self._written[id(layer)] = result.digest
-        self._touched.discard(id(layer))
-        self._mask_layers[image] = layer
+        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``; a mask
+        layer the user has edited is kept, and the result goes to a new layer beside it."""
+        layer, kept = self.masks.write(image, result)
         if self.soft_mask.value:
-            self._show_soft(image, soft, geometry)
-        area = int(labels.sum())
+            self.masks.write_soft(image, result.soft)
+        area = int(result.labels.sum())
         self.status.value = f"done: {layer.name} ({area} foreground pixels){kept}"
-
-    def _show_soft(self, image: Image, soft: np.ndarray, geometry: dict) -> None:
-        name = soft_name(image)
-        if name in self.viewer.layers and self.viewer.layers[name].data.shape == soft.shape:
-            self.viewer.layers[name].data = soft
-            return
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(
-            soft, name=name, colormap="magma", contrast_limits=(0, 1),
-            blending="additive", opacity=0.5, **geometry,
-        )  # fmt: skip
-
-    def _on_mask_edited(self, event) -> None:
-        if not self._writing:
-            self._touched.add(id(event.source))
