@@ -3,9 +3,9 @@
 Shipped models live in ``wavegms/weights/`` and are read-only; the user's live in the user
 data directory (``paths.user_models_dir``). A name that is also an existing path is a path.
 
-Torch-free: listing models, reading their JSON configs, resolving names and refusing pickles
-happen when a napari widget opens, on the GUI thread. Weights are read and written by
-``store.model_files`` (torch), imported only by :func:`load_segmentation_model`.
+Torch-free: listing models, reading and checking their JSON configs, resolving names and
+refusing pickles happen when a napari widget opens, on the GUI thread. Weights are read and
+written by ``store.model_files`` (torch), imported only by :func:`load_segmentation_model`.
 """
 
 from __future__ import annotations
@@ -64,6 +64,25 @@ def read_config(path: str | Path) -> dict:
             f"{FORMAT_VERSION}. Update napari-wavegms to use it."
         )
     return config
+
+
+def model_section(config: dict, config_path: Path) -> dict:
+    """A config's ``model`` section, its sizes checked (positive whole numbers, the image size
+    a multiple of 8); ``model_files`` checks its keys and backend when it builds the model."""
+    section = config.get("model")
+    if not isinstance(section, dict):
+        raise ModelFileError(f"{config_path}: bad model section: {section!r} is not an object")
+    problems = []
+    for key in ("latent_channels", "image_size"):
+        value = section.get(key, 1)  # missing: the model's default
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key} must be a positive whole number, not {value!r}")
+    size = section.get("image_size", 8)
+    if not problems and size % 8:
+        problems.append(f"image_size must be a multiple of 8, not {size}")
+    if problems:
+        raise ModelFileError(f"{config_path}: bad model section: {'; '.join(problems)}")
+    return section
 
 
 def _models_in(folder: Path) -> dict[str, Path]:

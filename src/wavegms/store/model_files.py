@@ -16,7 +16,13 @@ from safetensors.torch import load_file, save_file
 from wavegms.core.errors import ModelFileError
 from wavegms.core.files import atomic_write
 from wavegms.net.model import ModelConfig, WaveGMS
-from wavegms.store.catalogue import FORMAT, FORMAT_VERSION, model_paths, read_config
+from wavegms.store.catalogue import (
+    FORMAT,
+    FORMAT_VERSION,
+    model_paths,
+    model_section,
+    read_config,
+)
 
 
 def save_model(
@@ -49,25 +55,21 @@ def save_model(
 
 
 def _model_config(config: dict, config_path: Path) -> ModelConfig:
-    """The ``model`` section as a :class:`ModelConfig`, checked so that a damaged or foreign
-    config fails here, with the file's name, not deep inside torch later."""
+    """The ``model`` section as a :class:`ModelConfig`: its sizes checked by the catalogue,
+    its keys and backend here (where the backends are known), so that a damaged or foreign
+    config fails with the file's name, not deep inside torch later."""
     from wavegms.net.autoencoders import BACKENDS
 
+    section = model_section(config, config_path)
     try:
-        model_config = ModelConfig(**config["model"])
-    except (TypeError, KeyError) as err:
+        model_config = ModelConfig(**section)
+    except TypeError as err:
         raise ModelFileError(f"{config_path}: bad model section: {err}") from err
-    problems = []
     if model_config.backend not in BACKENDS:
-        problems.append(f"unknown backend {model_config.backend!r} (known: {BACKENDS})")
-    for key in ("latent_channels", "image_size"):
-        value = getattr(model_config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            problems.append(f"{key} must be a positive whole number, not {value!r}")
-    if not problems and model_config.image_size % 8:
-        problems.append(f"image_size must be a multiple of 8, not {model_config.image_size}")
-    if problems:
-        raise ModelFileError(f"{config_path}: bad model section: {'; '.join(problems)}")
+        raise ModelFileError(
+            f"{config_path}: bad model section: unknown backend {model_config.backend!r} "
+            f"(known: {BACKENDS})"
+        )
     return model_config
 
 
