@@ -30,12 +30,10 @@ from qtpy.QtWidgets import QApplication
 
 from wavegms.napari.batch import open_batch_dialog
 from wavegms.napari.finetune import FinetuneWidget
-from wavegms.napari.sample import ultrasound
 from wavegms.napari.segment import SegmentWidget
 
 viewer = napari.Viewer(show=False)
-for data, meta, kind in ultrasound():
-    getattr(viewer, f"add_{kind}")(data, **meta)
+viewer.open_sample("napari-wavegms", "ultrasound")  # the sample data contribution
 segment = SegmentWidget(viewer)
 viewer.window.add_dock_widget(segment, name="Segment")
 viewer.window.add_dock_widget(FinetuneWidget(viewer), name="Fine-tune")
