@@ -22,9 +22,8 @@ from qtpy.QtWidgets import QMessageBox
 from wavegms.core.errors import OutputExistsError
 from wavegms.napari.feedback import report_error
 from wavegms.napari.fields import (
-    after_build,
+    complete_device_list,
     device_choices,
-    find_devices,
     model_choices,
     on_edit_finished,
 )
@@ -75,12 +74,7 @@ class BatchWidget(JobForm):
             self.device.value = s.device
         fields = (self.input_dir, self.output_dir, self.gt_dir, self.model, self.device)
         on_edit_finished((*fields, self.threshold), self._save_settings, self.status)
-        after_build(lambda: find_devices(self._devices_found))  # imports torch
-
-    def _devices_found(self) -> None:
-        self.device.reset_choices()
-        if self.device.value == "auto" and self.settings.device in self.device.choices:
-            self.device.value = self.settings.device
+        complete_device_list(self.device, s.device)  # listed by a worker (torch)
 
     def _save_settings(self, _value=None) -> None:
         self.settings = BatchSettings(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from magicgui.widgets import FileEdit
+from magicgui.widgets import ComboBox, FileEdit
 from magicgui.widgets.bases import ValueWidget
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
@@ -60,6 +60,18 @@ def find_devices(then: Callable[[], None]) -> None:
         worker.returned.connect(_listed)
         worker.errored.connect(lambda _err: _waiting.clear())  # the lists keep auto and cpu
         worker.start()
+
+
+def complete_device_list(combo: ComboBox, saved: str) -> None:
+    """Once the form is built, complete ``combo``'s devices (a worker lists them) and select
+    ``saved``, the device the user chose last time, if it was not listed before."""
+    after_build(lambda: find_devices(partial(_devices_listed, combo, saved)))
+
+
+def _devices_listed(combo: ComboBox, saved: str) -> None:
+    combo.reset_choices()
+    if combo.value == "auto" and saved in combo.choices:
+        combo.value = saved
 
 
 def after_build(callback: Callable[[], None]) -> None:

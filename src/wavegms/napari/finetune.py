@@ -32,9 +32,8 @@ from wavegms.core.progress import Progress
 from wavegms.napari.feedback import report_error
 from wavegms.napari.fields import (
     LayerChoices,
-    after_build,
+    complete_device_list,
     device_choices,
-    find_devices,
     model_choices,
     on_edit_finished,
 )
@@ -101,7 +100,7 @@ class FinetuneWidget(JobForm):
         on_edit_finished([self.project], self._project_edited, self.status)
         kept = [w for name, w in self.fields.items() if name != "new_name"]
         on_edit_finished(kept, self._save_settings, self.status)
-        after_build(lambda: find_devices(self._devices_found))  # imports torch
+        complete_device_list(self.fields["device"], self.settings.request.device)
         self.refresh_pairs()
 
     # -- the request the form shows --------------------------------------------------------
@@ -119,12 +118,6 @@ class FinetuneWidget(JobForm):
         values["device"] = values["device"] or "auto"
         values["new_name"] = values["new_name"].strip()
         return dataclasses.replace(self.settings.request, **values)
-
-    def _devices_found(self) -> None:
-        device = self.fields["device"]
-        device.reset_choices()
-        if device.value == "auto" and self.settings.request.device in device.choices:
-            device.value = self.settings.request.device
 
     def _save_settings(self) -> None:
         request = dataclasses.replace(self.form_request(), new_name="")  # a name is used once

@@ -23,8 +23,8 @@ from napari.utils.notifications import show_warning
 from wavegms.core.errors import InputError
 from wavegms.napari.fields import (
     after_build,
+    complete_device_list,
     device_choices,
-    find_devices,
     model_choices,
     on_edit_finished,
 )
@@ -70,7 +70,7 @@ class SegmentWidget(JobForm):
         # Both import torch (in worker threads): started once the event loop runs, so that
         # building the form imports nothing heavy.
         after_build(self.warm_up)
-        after_build(lambda: find_devices(self._devices_found))
+        complete_device_list(self.device, self.settings.device)
 
     # -- choices ---------------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
@@ -85,11 +85,6 @@ class SegmentWidget(JobForm):
                 self.model.value = name
                 break
         if self.settings.device in self.device.choices:
-            self.device.value = self.settings.device
-
-    def _devices_found(self) -> None:
-        self.device.reset_choices()
-        if self.device.value == "auto" and self.settings.device in self.device.choices:
             self.device.value = self.settings.device
 
     def _on_layers_changed(self) -> None:
