@@ -29,7 +29,7 @@ from napari.utils.notifications import show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
-from wavegms.napari.feedback import report_error
+from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import (
     LayerChoices,
     complete_device_list,
@@ -95,8 +95,8 @@ class FinetuneWidget(JobForm):
         self.native.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
-        self.add_button.changed.connect(self.add_pair)
-        self.remove_button.changed.connect(self.remove_selected)
+        self.add_button.changed.connect(guarded(self.add_pair, self.status))
+        self.remove_button.changed.connect(guarded(self.remove_selected, self.status))
         on_edit_finished([self.project], self._project_edited, self.status)
         kept = [w for name, w in self.fields.items() if name != "new_name"]
         on_edit_finished(kept, self._save_settings, self.status)
@@ -141,33 +141,27 @@ class FinetuneWidget(JobForm):
 
     def add_pair(self, _value=None) -> None:
         """Write the shown plane of the image and its labels to the project folder."""
-        try:
-            image, labels = self.image.value, self.labels_layer.value
-            if not isinstance(image, Image):
-                raise InputError("choose an image layer to add")
-            if not isinstance(labels, Labels):
-                raise InputError("choose the labels layer you corrected")
-            entry, notes = self.training_set().add_with_notes(
-                current_plane(image, self.viewer), current_plane(labels, self.viewer), image.name
-            )
-            self.refresh_pairs()
-            self.status.value = f"added {entry.name} ({len(self.pairs.choices)} pairs)"
-            if notes:  # the pair was added, but not quite as drawn: say so
-                self.status.value += "; note: " + " ".join(notes)
-                show_warning(" ".join(notes))
-        except Exception as err:
-            report_error(self.status, err)
+        image, labels = self.image.value, self.labels_layer.value
+        if not isinstance(image, Image):
+            raise InputError("choose an image layer to add")
+        if not isinstance(labels, Labels):
+            raise InputError("choose the labels layer you corrected")
+        entry, notes = self.training_set().add_with_notes(
+            current_plane(image, self.viewer), current_plane(labels, self.viewer), image.name
+        )
+        self.refresh_pairs()
+        self.status.value = f"added {entry.name} ({len(self.pairs.choices)} pairs)"
+        if notes:  # the pair was added, but not quite as drawn: say so
+            self.status.value += "; note: " + " ".join(notes)
+            show_warning(" ".join(notes))
 
     def remove_selected(self, _value=None) -> None:
-        try:
-            chosen = list(self.pairs.value)
-            if not chosen:
-                raise InputError("select the pairs to remove in the list first")
-            self.training_set().remove(chosen)
-            self.refresh_pairs()
-            self.status.value = f"removed {len(chosen)} pair(s)"
-        except Exception as err:
-            report_error(self.status, err)
+        chosen = list(self.pairs.value)
+        if not chosen:
+            raise InputError("select the pairs to remove in the list first")
+        self.training_set().remove(chosen)
+        self.refresh_pairs()
+        self.status.value = f"removed {len(chosen)} pair(s)"
 
     # -- training --------------------------------------------------------------------------
     def start(self) -> None:
