@@ -12,8 +12,7 @@ import argparse
 from pathlib import Path
 
 from wavegms.core.files import read_json, write_text
-from wavegms.store.catalogue import resolve_model
-from wavegms.store.model_files import read_config
+from wavegms.store.catalogue import read_config, resolve_model
 
 
 def _row(summary: dict, key: str) -> str:

@@ -46,8 +46,7 @@ def model_files(args) -> tuple[str, list[Path]]:
     """(name, [weights, config]) of the model to show, resolved in the user's own folders."""
     if args.random_model:
         return "random", []
-    from wavegms.store.catalogue import default_model, resolve_model
-    from wavegms.store.model_files import model_paths
+    from wavegms.store.catalogue import default_model, model_paths, resolve_model
 
     name = args.model or default_model()
     if not name:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,8 +14,8 @@ from wavegms.core.errors import InputError, ModelFileError
 from wavegms.data.preprocess import split_planes
 from wavegms.inference.segmenter import Segmenter
 from wavegms.net.model import ModelConfig, WaveGMS
-from wavegms.store.catalogue import check_new_model_name, list_models, resolve_model
-from wavegms.store.model_files import load_model, model_paths, save_model
+from wavegms.store.catalogue import check_new_model_name, list_models, model_paths, resolve_model
+from wavegms.store.model_files import load_model, save_model
 
 
 def test_model_file_round_trip_is_exact(tmp_path):
@@ -91,6 +93,28 @@ def test_stack_planes_are_segmented_independently(tiny_model_file):
     _, soft_stack = segmenter.segment(planes)
     _, soft_one = segmenter.segment(planes[1])
     np.testing.assert_allclose(soft_stack[1], soft_one, atol=1e-5)
+
+
+def test_threshold_is_per_call(tiny_model_file):
+    segmenter = Segmenter.load("tiny", device="cpu")
+    image = np.random.default_rng(0).random((20, 24)).astype(np.float32)
+    binary, soft = segmenter.segment(image, threshold=0.0)
+    np.testing.assert_array_equal(binary, soft > 0.0)
+    assert segmenter.threshold == 0.5  # the shared segmenter is not changed
+    binary, soft = segmenter.segment(image)
+    np.testing.assert_array_equal(binary, soft > 0.5)
+    with pytest.raises(InputError, match="threshold"):
+        segmenter.segment(image, threshold=1.5)
+
+
+def test_the_catalogue_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from wavegms.store.catalogue import list_models, read_config, resolve_model\n"
+        "read_config(resolve_model(next(iter(list_models()))))\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_bad_images_are_input_errors():

@@ -11,8 +11,7 @@ import pytest
 from wavegms.data.images import read_image, read_mask
 from wavegms.inference.segmenter import Segmenter
 from wavegms.scoring.metrics import score
-from wavegms.store.catalogue import default_model, resolve_model, shipped_models
-from wavegms.store.model_files import read_config
+from wavegms.store.catalogue import default_model, read_config, resolve_model, shipped_models
 
 pytestmark = pytest.mark.shipped
 

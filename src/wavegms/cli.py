@@ -144,8 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from wavegms.store.catalogue import list_models, shipped_models
-    from wavegms.store.model_files import read_config
+    from wavegms.store.catalogue import list_models, read_config, shipped_models
 
     models = list_models()
     if not models:

@@ -74,7 +74,8 @@ def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
     import torch
 
     from wavegms.net.model import ModelConfig, WaveGMS
-    from wavegms.store.model_files import model_paths, save_model
+    from wavegms.store.catalogue import model_paths
+    from wavegms.store.model_files import save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny"
@@ -100,5 +101,17 @@ def tiny_model(tiny_model_files, wavegms_home, monkeypatch) -> str:
 def shown_errors(monkeypatch) -> list[str]:
     """Messages the widgets sent to napari's error notification."""
     shown: list[str] = []
-    monkeypatch.setattr("wavegms.napari.common.show_error", shown.append)
+    monkeypatch.setattr("wavegms.napari.feedback.show_error", shown.append)
     return shown
+
+
+@pytest.fixture
+def finetune_contract(monkeypatch) -> None:
+    """The dock's child process runs ``finetune()`` as the shared contract fixes it: the
+    library's, or the test-only stand-in while the library lacks it (``finetune_stand_in``)."""
+    import finetune_stand_in
+
+    if not finetune_stand_in.library_has_contract():
+        monkeypatch.setattr(
+            "wavegms.napari.finetune.train_process", finetune_stand_in.train_process
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -11,7 +12,9 @@ from napari_helpers import disc_mask, speckle, wait_idle
 
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
+from wavegms.napari.settings import blank_request
 from wavegms.napari.training_set import TrainingSet
+from wavegms.training.finetune import FinetuneRequest
 
 pytestmark = pytest.mark.napari
 
@@ -22,7 +25,7 @@ def viewer(make_napari_viewer):
 
 
 @pytest.fixture
-def dock(viewer, tiny_model):
+def dock(viewer, tiny_model, finetune_contract):
     """A fine-tune dock whose training process is ended after the test, whatever happens."""
     widget = FinetuneWidget(viewer)
     yield widget
@@ -88,16 +91,16 @@ def test_bad_input_is_reported(viewer, tiny_model, shown_errors):
     assert "differ in size" in widget.status.value
     assert TrainingSet("default").names() == []
 
-    widget.new_model.value = "mine"
-    widget.train_button.native.click()  # empty training set
-    assert "has 0 pair(s)" in widget.status.value and not widget.training
+    widget.new_name.value = "mine"
+    widget.run_button.native.click()  # empty training set
+    assert "has 0 pair(s)" in widget.status.value and not widget.busy
     add_pairs(viewer, widget, 2)
-    widget.new_model.value = "tiny"  # an existing model is never overwritten
-    widget.train_button.native.click()
-    assert "already exists" in widget.status.value and not widget.training
-    widget.new_model.value = "bad/name"
-    widget.train_button.native.click()
-    assert "not a usable model name" in widget.status.value and not widget.training
+    widget.new_name.value = "tiny"  # an existing model is never overwritten
+    widget.run_button.native.click()
+    assert "already exists" in widget.status.value and not widget.busy
+    widget.new_name.value = "bad/name"
+    widget.run_button.native.click()
+    assert "not a usable model name" in widget.status.value and not widget.busy
     assert len(shown_errors) == 5
 
 
@@ -114,11 +117,15 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
     widget.base_model.value = "tiny"
     widget.epochs.value, widget.batch_size.value = 1, 2
     widget.augment.value = False
-    widget.new_model.value = "tiny-ft"
-    widget.train_button.native.click()
-    assert widget.training and not widget.train_button.enabled
-    wait_idle(qtbot, widget, "training")
+    widget.new_name.value = "tiny-ft"
+    widget.run_button.native.click()
+    assert widget.busy and not widget.run_button.enabled
+    wait_idle(qtbot, widget, "busy")
     assert widget.status.value.startswith("done"), widget.status.value
+    outcome = widget.outcome  # what the library reported, shown in the status line
+    assert outcome["best_epoch"] == 1 and outcome["val_images"] >= 1
+    assert "'tiny-ft' from epoch 1 of 1" in widget.status.value
+    assert f"on {outcome['val_images']} image(s)" in widget.status.value
     assert "tiny-ft" in list_models()
     config = json.loads((user_models_dir() / "tiny-ft.json").read_text())
     assert config["metadata"]["config"]["init_model"].endswith("tiny.safetensors")
@@ -138,11 +145,11 @@ def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
     add_pairs(viewer, widget, 2)
     widget.base_model.value = "tiny"
     widget.epochs.value, widget.batch_size.value = 50, 2
-    widget.new_model.value = "stopped"
-    widget.train_button.native.click()
+    widget.new_name.value = "stopped"
+    widget.run_button.native.click()
     qtbot.waitUntil(lambda: len(widget.plot.epochs) > 0, timeout=120_000)
-    widget.stop_button.native.click()
-    wait_idle(qtbot, widget, "training")
+    widget.cancel_button.native.click()
+    wait_idle(qtbot, widget, "busy")
     assert widget.status.value.startswith("stopped"), widget.status.value
     assert "stopped" in list_models()
     assert len(widget.plot.epochs) < 50
@@ -150,6 +157,10 @@ def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
 
 def test_settings_persist(viewer, tiny_model):
     widget = FinetuneWidget(viewer)
+    # The form's fields are FinetuneRequest's, starting from its defaults.
+    fresh = dataclasses.replace(widget.form_request(), base_model="", device="auto")
+    assert fresh == blank_request()
+    assert set(widget.fields) <= {f.name for f in dataclasses.fields(FinetuneRequest)}
     widget.project.value = "liver"
     widget.epochs.value, widget.lr.value, widget.val_fraction.value = 7, 0.0005, 0.3
     widget.augment.value = widget.fast_cpu.value = False
@@ -168,8 +179,33 @@ def test_child_error_is_shown(viewer, dock, qtbot, shown_errors):
     dock.reset_choices()
     add_pairs(viewer, dock, 2)
     dock.base_model.value = "broken"
-    dock.new_model.value = "never"
-    dock.train_button.native.click()
-    wait_idle(qtbot, dock, "training")
+    dock.new_name.value = "never"
+    dock.run_button.native.click()
+    wait_idle(qtbot, dock, "busy")
     assert "fine-tuning failed" in dock.status.value and "broken" in dock.status.value
     assert shown_errors and not (user_models_dir() / "never.json").exists()
+
+
+def test_typing_a_project_name(viewer, tiny_model, qtbot, shown_errors, monkeypatch):
+    """Typed key by key, a project name is taken (pairs listed, settings saved) once the
+    user presses Return: no error for the half-typed (even empty) name, one settings write."""
+    from qtpy.QtCore import Qt
+
+    from wavegms.napari import settings
+
+    TrainingSet("liver-2").add(speckle((16, 16)), disc_mask(16, 16), source="scan")
+    widget = FinetuneWidget(viewer)
+    writes = []
+    real_write = settings.write_json
+    monkeypatch.setattr(settings, "write_json", lambda *a: writes.append(a) or real_write(*a))
+    line = widget.project.native
+    qtbot.keyClick(line, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(line, Qt.Key.Key_Backspace)
+    assert widget.project.value == ""  # no project name at all, for a moment
+    qtbot.keyClicks(line, "liver-2")
+    assert widget.project.value == "liver-2" and list(widget.pairs.choices) == []
+    assert writes == [] and shown_errors == []
+    qtbot.keyClick(line, Qt.Key.Key_Return)
+    assert list(widget.pairs.choices) == ["scan_001"]
+    assert len(writes) == 1 and writes[0][1]["finetune"]["project"] == "liver-2"
+    assert shown_errors == [] and "Error" not in widget.status.value

@@ -27,11 +27,17 @@ def test_settings_round_trip_and_tolerate_bad_files():
     assert load_settings(BatchSettings).input_dir == "/in"
     data = json.loads(settings_path().read_text())
     assert set(data) == {"segment", "batch"}
+    # an older file: the request's values flat in the section
     data["finetune"] = {"epochs": "many", "lr": 1, "unknown": 3, "augment": False}
     settings_path().write_text(json.dumps(data))
-    finetune = load_settings(FinetuneSettings)
-    assert finetune.epochs == FinetuneSettings().epochs  # wrong type: default kept
+    finetune = load_settings(FinetuneSettings).request
+    assert finetune.epochs == FinetuneSettings().request.epochs  # wrong type: default kept
     assert finetune.lr == 1.0 and finetune.augment is False
+    data["finetune"] = {"project": "p", "request": {"epochs": 3, "seed": "x", "lr": 0.01}}
+    settings_path().write_text(json.dumps(data))
+    finetune = load_settings(FinetuneSettings)
+    assert finetune.project == "p" and (finetune.request.epochs, finetune.request.lr) == (3, 0.01)
+    assert finetune.request.seed == FinetuneSettings().request.seed
     settings_path().write_text("{ not json")
     assert load_settings(SegmentSettings) == SegmentSettings()
 

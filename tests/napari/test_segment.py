@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -193,3 +194,28 @@ def test_the_model_is_warmed_up_when_the_form_opens(viewer, tiny_model, qtbot):
     segment(qtbot, widget, image)
     assert widget.loaded is warmed  # the click used the warmed-up model, no second load
     assert "scan mask" in viewer.layers
+
+
+def test_a_lazy_stack_is_read_in_the_worker(viewer, tiny_model, qtbot):
+    """The GUI thread reads only the plane napari shows; the worker reads the stack."""
+    dask = pytest.importorskip("dask")
+    import dask.array as da
+
+    planes = speckle((4, 24, 24))
+    reads: list[tuple[int, threading.Thread]] = []  # (plane, reading thread)
+
+    def read(block, block_info=None):
+        reads.append((block_info[0]["chunk-location"][0], threading.current_thread()))
+        return block
+
+    lazy = da.from_array(planes, chunks=(1, 24, 24)).map_blocks(read, dtype=planes.dtype)
+    with dask.config.set(scheduler="synchronous"):  # blocks are read by the calling thread
+        image = viewer.add_image(lazy, name="lazy")
+        shown = viewer.dims.current_step[0]
+        widget = SegmentWidget(viewer)
+        reads.clear()
+        segment(qtbot, widget, image)
+    assert viewer.layers["lazy mask"].data.shape == (4, 24, 24)
+    gui = threading.main_thread()
+    assert {plane for plane, thread in reads if thread is not gui} == {0, 1, 2, 3}
+    assert {plane for plane, thread in reads if thread is gui} <= {shown}

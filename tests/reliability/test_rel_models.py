@@ -12,8 +12,8 @@ import torch
 from wavegms.core.errors import ModelFileError
 from wavegms.inference.segmenter import Segmenter
 from wavegms.net.model import ModelConfig, WaveGMS
-from wavegms.store.catalogue import list_models, resolve_model
-from wavegms.store.model_files import load_model, model_paths, save_model
+from wavegms.store.catalogue import list_models, model_paths, resolve_model
+from wavegms.store.model_files import load_model, save_model
 
 from .cases import case
 from .payloads import write_payload

@@ -141,11 +141,16 @@ class Segmenter:
         rgb: bool | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        threshold: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Any 2D image or stack -> (binary mask bool, soft mask float32), both shaped like the
-        input without its colour axis. Stacks are segmented plane by plane. Raises
-        :class:`InputError` for input that is no real-valued image, or whose masks would not
-        fit into the free memory, before the model runs."""
+        input without its colour axis. Stacks are segmented plane by plane. ``threshold``
+        (default: the segmenter's) is per call, so that callers sharing one segmenter never
+        change each other's. Raises :class:`InputError` for input that is no real-valued image,
+        or whose masks would not fit into the free memory, before the model runs."""
+        threshold = self.threshold if threshold is None else threshold
+        if not 0 <= threshold <= 1:
+            raise InputError(f"threshold must be in [0, 1], got {threshold}")
         planes, lead, rgb = split_planes(image, rgb)
         check_numeric(planes, "image")  # before any allocation, e.g. complex values
         n_planes, height, width = planes.shape[:3]
@@ -158,7 +163,7 @@ class Segmenter:
             small = self.predict_soft([planes[i] for i in idx])
             for i, s in zip(idx, small, strict=True):
                 soft_to_shape(s, (height, width), out=soft[i])
-                np.greater(soft[i], self.threshold, out=binary[i])
+                np.greater(soft[i], threshold, out=binary[i])
             report(progress, "segment", idx[-1] + 1, n_planes)
         shape = (*lead, height, width)
         return binary.reshape(shape), soft.reshape(shape)

@@ -20,8 +20,15 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QMessageBox
 
 from wavegms.core.errors import OutputExistsError
-from wavegms.napari.common import JobWidget, device_choices, model_choices, report_error
+from wavegms.napari.feedback import report_error
+from wavegms.napari.fields import (
+    complete_device_list,
+    device_choices,
+    model_choices,
+    on_edit_finished,
+)
 from wavegms.napari.jobs import BatchResult, ModelSlot, batch_job
+from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import BatchSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
@@ -32,7 +39,7 @@ def _folder(value) -> str:
     return "" if value in (None, "", Path(".")) else str(value)
 
 
-class BatchWidget(JobWidget):
+class BatchWidget(JobForm):
     """The form inside the batch dialog."""
 
     cancel_message = "cancelling after the current image…"
@@ -65,7 +72,9 @@ class BatchWidget(JobWidget):
         self.model.value = s.model if s.model in self.model.choices else self.model.value
         if s.device in self.device.choices:
             self.device.value = s.device
-        self.changed.connect(self._save_settings)  # any choice the user makes is kept
+        fields = (self.input_dir, self.output_dir, self.gt_dir, self.model, self.device)
+        on_edit_finished((*fields, self.threshold), self._save_settings, self.status)
+        complete_device_list(self.device, s.device)  # listed by a worker (torch)
 
     def _save_settings(self, _value=None) -> None:
         self.settings = BatchSettings(
@@ -83,7 +92,7 @@ class BatchWidget(JobWidget):
         s = self.settings
         self.error = self.result = None
         self.report.value = ""
-        self.start_job(
+        self.start_thread(
             batch_job,
             "batch segmentation",
             in_dir=s.input_dir,

@@ -1,21 +1,24 @@
-"""Fine-tuning in a separate process, for the fine-tune dock.
+"""Fine-tuning in a child process, for the fine-tune dock (``runner.ProcessJob``).
 
-The dock starts :func:`train_process` with a ``spawn`` context: the child imports torch, runs
-:func:`wavegms.training.trainer.train` and sends ``(kind, payload)`` messages through a queue:
-``("progress", Progress)``, then one of ``("done", summary)`` or ``("error", text)``. Stop
-sets an event that the child turns into ``CancelToken.cancel()``; the trainer then stops at
-the next batch and keeps its last completed epoch. Memory is returned when the child ends.
+The child calls the library's :func:`wavegms.training.finetune.finetune`, which trains and
+installs the best epoch as the new model, and sends ``(kind, payload)`` messages through a
+queue: ``("progress", Progress)``, then ``("done", outcome as a dict, paths as str)`` or
+``("error", text)``. Stop sets an event that the child turns into ``CancelToken.cancel()``; the
+library then stops at the next batch and installs the best completed epoch.
 
 Qt-free and torch-free at import time (the child imports it too).
 """
 
 from __future__ import annotations
 
-from wavegms.training.finetune import FinetuneRequest, finetune_config
+import dataclasses
+from pathlib import PurePath
+
+from wavegms.training.finetune import FinetuneRequest
 
 
 class Forwarder:
-    """The trainer's progress callback in the child: sends each report to the dock and turns
+    """The library's progress callback in the child: sends each report to the dock and turns
     the dock's Stop event into a cancellation the trainer sees at its next batch."""
 
     def __init__(self, messages, stop, cancel) -> None:
@@ -27,22 +30,23 @@ class Forwarder:
         self.messages.put(("progress", report))
 
 
+def outcome_message(outcome) -> dict:
+    """A ``FinetuneOutcome`` as plain values for the queue (paths as text)."""
+    return {
+        key: str(value) if isinstance(value, PurePath) else value
+        for key, value in dataclasses.asdict(outcome).items()
+    }
+
+
 def train_process(request: FinetuneRequest, messages, stop) -> None:
-    """The child process: train, report through ``messages``, stop when ``stop`` is set."""
+    """The child process: fine-tune, report through ``messages``, stop when ``stop`` is set."""
     from wavegms.core.progress import CancelToken
-    from wavegms.training.trainer import train
+    from wavegms.training.finetune import finetune
 
     cancel = CancelToken()
     try:
-        config = finetune_config(request)
-        result = train(config, progress=Forwarder(messages, stop, cancel), cancel=cancel)
-        summary = {
-            "best_model": str(result.best_model) if result.best_model else None,
-            "best_val_dice": result.best_val_dice,
-            "epochs_done": result.epochs_done,
-            "cancelled": result.cancelled,
-        }
-        messages.put(("done", summary))
+        outcome = finetune(request, progress=Forwarder(messages, stop, cancel), cancel=cancel)
+        messages.put(("done", outcome_message(outcome)))
     except Exception as err:
         from wavegms.napari.jobs import error_text
 

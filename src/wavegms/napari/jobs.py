@@ -7,6 +7,7 @@ take a ``progress`` callback receiving :class:`wavegms.core.progress.Progress` r
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,31 +86,46 @@ class ModelSlot:
             pass
 
 
+def array_digest(data: np.ndarray) -> str:
+    """A short fingerprint of an array's bytes (to tell whether a mask was edited)."""
+    return hashlib.blake2b(np.ascontiguousarray(data).view(np.uint8), digest_size=16).hexdigest()
+
+
 @dataclass
 class SegmentResult:
-    binary: np.ndarray
+    labels: np.ndarray  # uint8, 0/1: ready for a Labels layer
     soft: np.ndarray
+    digest: str  # of ``labels``
+    mask_edited: bool  # whether the mask layer the result would replace differs from ours
 
 
 def segment_job(
-    data: np.ndarray,
+    data,
     rgb: bool,
     model: str,
     device: str,
     threshold: float,
     slot: ModelSlot,
+    mask_data=None,
+    mask_digest: str = "",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> SegmentResult:
-    """Segment one layer's data (2D, RGB(A), or a stack, plane by plane)."""
+    """Segment one layer's data (2D, RGB(A), or a stack, plane by plane).
+
+    Everything that reads or scans whole arrays happens here, in the worker: reading ``data``
+    (lazy arrays load now), converting the result, and comparing the mask layer that the result
+    would replace (``mask_data``) with what the widget last wrote there (``mask_digest``).
+    """
     if not 0 <= threshold <= 1:
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
     with slot.hold(model, device, progress) as segmenter:
-        segmenter.threshold = threshold
         binary, soft = segmenter.segment(
-            np.asarray(data), rgb=rgb, progress=progress, cancel=cancel
+            np.asarray(data), rgb=rgb, progress=progress, cancel=cancel, threshold=threshold
         )
-    return SegmentResult(binary, soft)
+    labels = binary.astype(np.uint8)
+    edited = mask_data is not None and array_digest(np.asarray(mask_data)) != mask_digest
+    return SegmentResult(labels, soft, array_digest(labels), edited)
 
 
 @dataclass

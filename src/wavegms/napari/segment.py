@@ -1,55 +1,44 @@
 """The Segment widget: an image layer in, a Labels layer ``<image> mask`` out.
 
-The model runs in a napari worker thread; the loaded model stays on the widget (loaded and run
-once in the background when the form opens) and is reloaded only when the model or the
+The model runs in a napari worker thread, which also reads the layer's (possibly lazy) data
+and compares the mask layer it would replace with what was last written there; the GUI thread
+only places the result (``mask_layers``). The loaded model stays on the widget (loaded and run
+once in the background once the form is built) and is reloaded only when the model or the
 device changes. Errors are shown, never raised into napari.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-import weakref
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FloatSpinBox,
 )
-from napari.layers import Image, Labels
+from napari.layers import Image
 from napari.utils.notifications import show_warning
 
 from wavegms.core.errors import InputError
-from wavegms.napari.common import (
-    JobWidget,
-    LayerWatcher,
+from wavegms.napari.fields import (
+    after_build,
+    complete_device_list,
     device_choices,
-    layer_data,
     model_choices,
+    on_edit_finished,
 )
 from wavegms.napari.jobs import ModelSlot, SegmentResult, segment_job
+from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
+from wavegms.napari.mask_layers import MaskLayers
+from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import SegmentSettings, load_settings, save_settings
 
 if TYPE_CHECKING:
     import napari
 
 
-def mask_name(image: Image) -> str:
-    return f"{image.name} mask"
-
-
-def soft_name(image: Image) -> str:
-    return f"{image.name} soft mask"
-
-
-def data_shape(layer) -> tuple:
-    """The shape of a layer's full-resolution data, without loading lazy (dask) arrays."""
-    return tuple((layer.data[0] if layer.multiscale else layer.data).shape)
-
-
-class SegmentWidget(JobWidget):
+class SegmentWidget(JobForm):
     """Segment the chosen image layer with the chosen model."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -61,9 +50,7 @@ class SegmentWidget(JobWidget):
         self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
-        self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
-        # image layer -> the labels layer its last result went to
-        self._mask_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.masks = MaskLayers(viewer)
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
@@ -74,12 +61,16 @@ class SegmentWidget(JobWidget):
         self.extend([self.image, self.model, self.device, self.threshold, self.soft_mask])
         self.add_job_controls()
         self._restore_choices()
-        self.changed.connect(self._save_settings)  # any choice the user makes is kept
+        fields = (self.model, self.device, self.threshold, self.soft_mask)
+        on_edit_finished(fields, self._save_settings, self.status)
         self.watcher = LayerWatcher(viewer, self._on_layers_changed)
         self._select_selected_image()
         self.model.changed.connect(self.warm_up)
         self.device.changed.connect(self.warm_up)
-        self.warm_up()
+        # Both import torch (in worker threads): started once the event loop runs, so that
+        # building the form imports nothing heavy.
+        after_build(self.warm_up)
+        complete_device_list(self.device, self.settings.device)
 
     # -- choices ---------------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
@@ -160,15 +151,16 @@ class SegmentWidget(JobWidget):
         if not self.model.value:
             raise InputError("no model available: train or fine-tune one first")
         self.target, self.target_shape = layer, data_shape(layer)
-        self.start_job(
+        self.start_thread(
             segment_job,
             f"segmenting {layer.name}",
-            data=layer_data(layer),
+            data=layer_source(layer),  # read in the worker: lazy data loads there
             rgb=bool(layer.rgb),
             model=self.model.value,
             device=self.device.value,
             threshold=float(self.threshold.value),
             slot=self.slot,
+            **self.masks.to_check(layer),
         )
 
     def on_returned(self, result: SegmentResult) -> None:
@@ -177,7 +169,7 @@ class SegmentWidget(JobWidget):
             self.status.value = problem
             show_warning(problem)
             return
-        self.show_result(self.target, result.binary, result.soft)
+        self.show_result(self.target, result)
 
     def _target_changed(self) -> str:
         """Why a finished result no longer fits its image layer ('' if it does): the user may
@@ -193,54 +185,11 @@ class SegmentWidget(JobWidget):
         return ""
 
     # -- output layers ---------------------------------------------------------------------
-    def show_result(self, image: Image, binary: np.ndarray, soft: np.ndarray) -> None:
-        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``.
-
-        A mask layer the user has painted on since it was written is never replaced: the new
-        result goes to a new layer beside it, so corrections are not lost.
-        """
-        geometry = {"scale": image.scale, "translate": image.translate}
-        labels = binary.astype(np.uint8)
-        name = mask_name(image)
-        existing = self._mask_layers.get(image)
-        if existing not in self.viewer.layers:
-            existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
-        kept = ""
-        if (
-            isinstance(existing, Labels)
-            and existing.data.shape == labels.shape
-            and not self._edited(existing)
-        ):
-            existing.data = labels
-            existing.scale, existing.translate = geometry["scale"], geometry["translate"]
-            layer = existing
-        else:
-            if existing is not None and not self._edited(existing):
-                self.viewer.layers.remove(existing)
-            elif existing is not None:
-                kept = f"; your edited {existing.name!r} was kept"
-            layer = self.viewer.add_labels(labels, name=name, **geometry)
-        self._written[id(layer)] = _digest(layer.data)
-        self._mask_layers[image] = layer
+    def show_result(self, image: Image, result: SegmentResult) -> None:
+        """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``; a mask
+        layer the user has edited is kept, and the result goes to a new layer beside it."""
+        layer, kept = self.masks.write(image, result)
         if self.soft_mask.value:
-            name = soft_name(image)
-            if name in self.viewer.layers and self.viewer.layers[name].data.shape == soft.shape:
-                self.viewer.layers[name].data = soft
-            else:
-                if name in self.viewer.layers:
-                    self.viewer.layers.remove(name)
-                self.viewer.add_image(
-                    soft, name=name, colormap="magma", contrast_limits=(0, 1),
-                    blending="additive", opacity=0.5, **geometry,
-                )  # fmt: skip
-        area = int(binary.sum())
+            self.masks.write_soft(image, result.soft)
+        area = int(result.labels.sum())
         self.status.value = f"done: {layer.name} ({area} foreground pixels){kept}"
-
-    def _edited(self, layer) -> bool:
-        """Whether ``layer`` differs from what this widget last wrote into it (or is not
-        ours at all: a layer the user made or loaded under the same name)."""
-        return self._written.get(id(layer)) != _digest(np.asarray(layer.data))
-
-
-def _digest(data: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(data).view(np.uint8), digest_size=16).hexdigest()

@@ -1,14 +1,16 @@
 """What the user chose in the widgets, kept between sessions in ``<data dir>/settings.json``.
 
-One JSON object with a section per widget. Each section is a dataclass; unknown keys and
+One JSON object with a section per form. Each section is one dataclass; unknown keys and
 values of the wrong type are ignored, so an old or hand-edited file never breaks a widget.
+The forms save their section when the user has finished editing a field (see
+``fields.on_edit_finished``), not on every keystroke.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -29,19 +31,17 @@ class SegmentSettings:
     soft_mask: bool = False
 
 
+def blank_request() -> FinetuneRequest:
+    """The library's defaults, with no data, base model or new name chosen yet."""
+    return FinetuneRequest(data_dir="", base_model="", new_name="")
+
+
 @dataclass
 class FinetuneSettings:
     SECTION: ClassVar[str] = "finetune"
     project: str = "default"
-    base_model: str = ""
-    device: str = "auto"
-    # The dock starts from the library's defaults (one place to change them).
-    epochs: int = FinetuneRequest.epochs
-    lr: float = FinetuneRequest.lr
-    batch_size: int = FinetuneRequest.batch_size
-    val_fraction: float = FinetuneRequest.val_fraction
-    augment: bool = FinetuneRequest.augment
-    fast_cpu: bool = FinetuneRequest.fast_cpu
+    # The fine-tune form's fields are FinetuneRequest's (one list of them, one set of defaults).
+    request: FinetuneRequest = field(default_factory=blank_request)
 
 
 @dataclass
@@ -78,16 +78,25 @@ def _same_type(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _fill(settings: Any, saved: dict) -> None:
+    """Copy the usable values of ``saved`` into the dataclass ``settings``."""
+    for f in dataclasses.fields(settings):
+        default = getattr(settings, f.name)
+        if dataclasses.is_dataclass(default):
+            inner = saved.get(f.name)
+            # Older files kept a nested section's values flat, beside the others.
+            _fill(default, inner if isinstance(inner, dict) else saved)
+        elif f.name in saved and _same_type(default, saved[f.name]):
+            value = saved[f.name]
+            setattr(settings, f.name, float(value) if isinstance(default, float) else value)
+
+
 def load_settings(cls: type[T]) -> T:
     """The saved section for ``cls``, with defaults for anything missing or unusable."""
     saved = _read_all().get(cls.SECTION)  # type: ignore[attr-defined]
     settings = cls()
-    if not isinstance(saved, dict):
-        return settings
-    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
-        if f.name in saved and _same_type(getattr(settings, f.name), saved[f.name]):
-            value = saved[f.name]
-            setattr(settings, f.name, float(value) if isinstance(f.default, float) else value)
+    if isinstance(saved, dict):
+        _fill(settings, saved)
     return settings
 
 

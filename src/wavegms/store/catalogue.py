@@ -2,17 +2,87 @@
 
 Shipped models live in ``wavegms/weights/`` and are read-only; the user's live in the user
 data directory (``paths.user_models_dir``). A name that is also an existing path is a path.
+
+Torch-free: listing models, reading and checking their JSON configs, resolving names and
+refusing pickles happen when a napari widget opens, on the GUI thread. Weights are read and
+written by ``store.model_files`` (torch), imported only by :func:`load_segmentation_model`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from wavegms.core.errors import InputError, ModelFileError
-from wavegms.store.model_files import model_paths, refuse_pickle
 
 SHIPPED_DIR = Path(__file__).parent.parent / "weights"
 DEFAULT_MODEL = "busi"
+FORMAT = "wavegms-model"
+FORMAT_VERSION = 1
+#: suffixes of pickle-based files (torch.save, joblib, Lightning): loading one runs code
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def refuse_pickle(path: str | Path) -> None:
+    """Raise :class:`ModelFileError` for a pickle-based file, without opening it."""
+    p = Path(path)
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFileError(
+            f"{p} is a pickle-based file ({p.suffix}); it is not loaded, because unpickling "
+            "can run any code hidden in the file. napari-wavegms reads only its own model "
+            "files: <name>.safetensors beside <name>.json"
+        )
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """``x``, ``x.safetensors`` or ``x.json`` -> (weights path, config path)."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def read_config(path: str | Path) -> dict:
+    refuse_pickle(path)
+    _, config_path = model_paths(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ModelFileError(f"model config {config_path} not found") from err
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8 text
+        raise ModelFileError(f"cannot read model config {config_path}: {err}") from err
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise ModelFileError(f"model config {config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{config_path} is not a Wave-GMS model config")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{config_path} has format version {version}; this napari-wavegms reads up to "
+            f"{FORMAT_VERSION}. Update napari-wavegms to use it."
+        )
+    return config
+
+
+def model_section(config: dict, config_path: Path) -> dict:
+    """A config's ``model`` section, its sizes checked (positive whole numbers, the image size
+    a multiple of 8); ``model_files`` checks its keys and backend when it builds the model."""
+    section = config.get("model")
+    if not isinstance(section, dict):
+        raise ModelFileError(f"{config_path}: bad model section: {section!r} is not an object")
+    problems = []
+    for key in ("latent_channels", "image_size"):
+        value = section.get(key, 1)  # missing: the model's default
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key} must be a positive whole number, not {value!r}")
+    size = section.get("image_size", 8)
+    if not problems and size % 8:
+        problems.append(f"image_size must be a multiple of 8, not {size}")
+    if problems:
+        raise ModelFileError(f"{config_path}: bad model section: {'; '.join(problems)}")
+    return section
 
 
 def _models_in(folder: Path) -> dict[str, Path]:

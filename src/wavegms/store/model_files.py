@@ -16,30 +16,13 @@ from safetensors.torch import load_file, save_file
 from wavegms.core.errors import ModelFileError
 from wavegms.core.files import atomic_write
 from wavegms.net.model import ModelConfig, WaveGMS
-
-FORMAT = "wavegms-model"
-FORMAT_VERSION = 1
-#: suffixes of pickle-based files (torch.save, joblib, Lightning): loading one runs code
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
-
-
-def refuse_pickle(path: str | Path) -> None:
-    """Raise :class:`ModelFileError` for a pickle-based file, without opening it."""
-    p = Path(path)
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise ModelFileError(
-            f"{p} is a pickle-based file ({p.suffix}); it is not loaded, because unpickling "
-            "can run any code hidden in the file. napari-wavegms reads only its own model "
-            "files: <name>.safetensors beside <name>.json"
-        )
-
-
-def model_paths(path: str | Path) -> tuple[Path, Path]:
-    """``x``, ``x.safetensors`` or ``x.json`` -> (weights path, config path)."""
-    p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+from wavegms.store.catalogue import (
+    FORMAT,
+    FORMAT_VERSION,
+    model_paths,
+    model_section,
+    read_config,
+)
 
 
 def save_model(
@@ -71,56 +54,28 @@ def save_model(
     return weights
 
 
-def read_config(path: str | Path) -> dict:
-    refuse_pickle(path)
-    _, config_path = model_paths(path)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ModelFileError(f"model config {config_path} not found") from err
-    except (OSError, ValueError) as err:  # ValueError: not UTF-8 text
-        raise ModelFileError(f"cannot read model config {config_path}: {err}") from err
-    try:
-        config = json.loads(text)
-    except ValueError as err:
-        raise ModelFileError(f"model config {config_path} is not valid JSON: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{config_path} is not a Wave-GMS model config")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{config_path} has format version {version}; this napari-wavegms reads up to "
-            f"{FORMAT_VERSION}. Update napari-wavegms to use it."
-        )
-    return config
-
-
 def _model_config(config: dict, config_path: Path) -> ModelConfig:
-    """The ``model`` section as a :class:`ModelConfig`, checked so that a damaged or foreign
-    config fails here, with the file's name, not deep inside torch later."""
+    """The ``model`` section as a :class:`ModelConfig`: its sizes checked by the catalogue,
+    its keys and backend here (where the backends are known), so that a damaged or foreign
+    config fails with the file's name, not deep inside torch later."""
     from wavegms.net.autoencoders import BACKENDS
 
+    section = model_section(config, config_path)
     try:
-        model_config = ModelConfig(**config["model"])
-    except (TypeError, KeyError) as err:
+        model_config = ModelConfig(**section)
+    except TypeError as err:
         raise ModelFileError(f"{config_path}: bad model section: {err}") from err
-    problems = []
     if model_config.backend not in BACKENDS:
-        problems.append(f"unknown backend {model_config.backend!r} (known: {BACKENDS})")
-    for key in ("latent_channels", "image_size"):
-        value = getattr(model_config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            problems.append(f"{key} must be a positive whole number, not {value!r}")
-    if not problems and model_config.image_size % 8:
-        problems.append(f"image_size must be a multiple of 8, not {model_config.image_size}")
-    if problems:
-        raise ModelFileError(f"{config_path}: bad model section: {'; '.join(problems)}")
+        raise ModelFileError(
+            f"{config_path}: bad model section: unknown backend {model_config.backend!r} "
+            f"(known: {BACKENDS})"
+        )
     return model_config
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
     """Build a model from its files, checking the weights against the config. The frozen
-    autoencoder is not attached (see ``registry.load_segmentation_model``)."""
+    autoencoder is not attached (see ``catalogue.load_segmentation_model``)."""
     weights, _ = model_paths(path)
     config = read_config(path)
     model_config = _model_config(config, weights.with_suffix(".json"))

@@ -1,0 +1,236 @@
+"""The plugin's one job runner: a form that runs one job at a time, in a worker thread
+(Segment, the batch panel) or in a child process (fine-tuning), with one progress bar, one
+Cancel/Stop button and one way of showing errors.
+
+A form subclasses :class:`JobForm`, builds its fields, calls :meth:`JobForm.add_job_controls`
+and starts work in :meth:`JobForm.start` with :meth:`JobForm.start_thread` or
+:meth:`JobForm.start_process`. Both backends report :class:`~wavegms.core.progress.Progress`
+objects and end the same way, in the GUI thread: :meth:`JobForm.on_returned` (the result) or
+:meth:`JobForm.on_errored`, then :meth:`JobForm.on_finished` once the form is idle again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from collections.abc import Callable
+
+from magicgui.widgets import Container, Label, PushButton
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, QTimer, Signal, Slot
+
+from wavegms.core.errors import Cancelled
+from wavegms.core.progress import CancelToken, Progress
+from wavegms.napari.feedback import ProgressDisplay, guarded, report_error
+
+
+class JobForm(Container):
+    cancel_message = "cancelling…"
+
+    def __init__(self, run_text: str, cancel_text: str = "Cancel") -> None:
+        super().__init__(labels=True)
+        self.job: ThreadJob | ProcessJob | None = None
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text=cancel_text, enabled=False)
+        self.status = Label(value="")
+        self.progress = ProgressDisplay(self.status)
+        self.relay = ProgressRelay(self._report)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+
+    def add_job_controls(self) -> None:
+        self.extend([self.run_button, self.cancel_button, self.status])
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    # -- what a form provides --------------------------------------------------------------
+    def start(self) -> None:
+        """Check the form and start the job (raise to refuse, with a one-line reason)."""
+        raise NotImplementedError
+
+    def on_progress(self, report: Progress) -> None:
+        """Each progress report, after the progress bar has shown it (GUI thread)."""
+
+    def on_returned(self, result) -> None:
+        """The job's result (GUI thread)."""
+
+    def on_errored(self, err: BaseException | str) -> None:
+        if isinstance(err, Cancelled):
+            self.status.value = "cancelled"
+        else:
+            report_error(self.status, err)
+
+    def on_finished(self) -> None:
+        """After the job, whatever its outcome, once the form is idle again."""
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, _value=None) -> None:
+        """The Run button's slot: start the job, showing (never raising) what goes wrong."""
+        if self.busy:
+            return
+        try:
+            self.start()
+        except Exception as err:  # raised into Qt's event loop it would reach napari
+            self._end()
+            report_error(self.status, err)
+
+    def start_thread(self, function: Callable, description: str, **kwargs) -> None:
+        """Run ``function(**kwargs, progress=..., cancel=...)`` in a napari worker thread."""
+        self._begin(description)
+        self.job = ThreadJob(self, function, kwargs)
+
+    def start_process(self, target: Callable, description: str, *args) -> None:
+        """Run ``target(*args, messages, stop)`` in a child process (see :class:`ProcessJob`)."""
+        self._begin(description)
+        self.job = ProcessJob(self, target, args)
+
+    def cancel(self, _value=None) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.value = self.cancel_message
+
+    def shutdown(self) -> None:
+        """End a running job at once (a child process is terminated) and forget it."""
+        if self.job is not None:
+            self.job.kill()
+        self._end()
+
+    # -- called by the jobs, in the GUI thread ---------------------------------------------
+    def _report(self, report: Progress) -> None:
+        self.progress.show(report)
+        guarded(self.on_progress, self.status)(report)
+
+    def _conclude(self, job, slot: Callable, *args) -> None:
+        if job is self.job:  # not a job that shutdown() already forgot
+            guarded(slot, self.status)(*args)
+
+    def _finished(self, job) -> None:
+        if job is self.job:
+            self._end()
+            guarded(self.on_finished, self.status)()
+
+    def _begin(self, description: str) -> None:
+        self.progress.start(description)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+
+    def _end(self) -> None:
+        self.progress.close()
+        self.job = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+
+class ProgressRelay(QObject):
+    """Carries :class:`Progress` reports from a worker thread to a GUI-thread callback.
+
+    A worker calls the relay like a ``ProgressCallback``; the signal is queued across threads
+    because the relay lives in the GUI thread.
+    """
+
+    reported = Signal(object)
+
+    def __init__(self, callback: Callable[[Progress], None]) -> None:
+        super().__init__()
+        self._callback = callback
+        self.reported.connect(self._deliver)
+
+    def __call__(self, report: Progress) -> None:
+        self.reported.emit(report)
+
+    @Slot(object)
+    def _deliver(self, report: Progress) -> None:
+        self._callback(report)
+
+
+class ThreadJob:
+    """The thread backend: a napari worker; Cancel sets a token the work checks."""
+
+    def __init__(self, form: JobForm, function: Callable, kwargs: dict) -> None:
+        self.token = CancelToken()
+        self.worker = create_worker(
+            function, **kwargs, progress=form.relay, cancel=self.token, _ignore_errors=True
+        )
+        self.worker.returned.connect(lambda result: form._conclude(self, form.on_returned, result))
+        self.worker.errored.connect(lambda err: form._conclude(self, form.on_errored, err))
+        self.worker.finished.connect(lambda: form._finished(self))
+        self.worker.start()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    kill = cancel  # a thread cannot be killed: it stops at its next check
+
+
+class ProcessJob:
+    """The process backend: a ``spawn`` child, so that napari stays responsive, Stop is quick
+    and the child's memory is returned when it ends.
+
+    The child sends ``(kind, payload)`` through ``messages``: ``("progress", Progress)``, then
+    ``("done", result)`` or ``("error", text)``; Stop sets the ``stop`` event, and a child that
+    has not ended ``stop_grace_ms`` later is terminated. A QTimer polls the queue.
+    """
+
+    poll_ms = 200
+    stop_grace_ms = 15_000
+
+    def __init__(self, form: JobForm, target: Callable, args: tuple) -> None:
+        self.form = form
+        self.outcome: tuple[str, object] | None = None
+        context = multiprocessing.get_context("spawn")
+        self.messages, self.stop = context.Queue(), context.Event()
+        self.process = context.Process(
+            target=target, args=(*args, self.messages, self.stop), daemon=True
+        )
+        self.process.start()
+        self.timer = QTimer()
+        self.timer.setInterval(self.poll_ms)
+        self.timer.timeout.connect(guarded(self.poll, form.status))
+        self.timer.start()
+
+    def cancel(self) -> None:
+        self.stop.set()
+        QTimer.singleShot(self.stop_grace_ms, self._terminate)
+
+    def kill(self) -> None:
+        self.timer.stop()
+        self._terminate()
+        self.process.join(5)
+
+    def _terminate(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+
+    def poll(self) -> None:
+        """Render the child's messages; conclude once it has ended."""
+        self._drain()
+        if not self.process.is_alive():
+            self._drain()  # what it sent just before it ended
+            self._conclude()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, payload = self.messages.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "progress":
+                self.form._report(payload)
+            else:
+                self.outcome = (kind, payload)
+
+    def _conclude(self) -> None:
+        self.timer.stop()
+        self.process.join(1)
+        form, exitcode = self.form, self.process.exitcode
+        kind, payload = self.outcome or ("ended", exitcode)
+        if kind == "done":
+            form._conclude(self, form.on_returned, payload)
+        elif kind == "error":
+            form._conclude(self, form.on_errored, str(payload))
+        elif self.stop.is_set():
+            form._conclude(self, form.on_errored, Cancelled("stopped before the job ended"))
+        else:
+            text = f"the job's process ended with exit code {exitcode} before it reported"
+            form._conclude(self, form.on_errored, text)
+        form._finished(self)
