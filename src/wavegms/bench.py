@@ -242,8 +242,7 @@ def time_finetune(
     from pathlib import Path
 
     from wavegms.data.pairs import dataset_pairs
-    from wavegms.store.catalogue import resolve_model
-    from wavegms.store.model_files import model_paths
+    from wavegms.store.catalogue import model_paths, resolve_model
     from wavegms.training.finetune import FinetuneRequest, finetune
 
     pairs = dataset_pairs(data_dir, split="train")[:n_images]

@@ -103,15 +103,3 @@ def shown_errors(monkeypatch) -> list[str]:
     shown: list[str] = []
     monkeypatch.setattr("wavegms.napari.feedback.show_error", shown.append)
     return shown
-
-
-@pytest.fixture
-def finetune_contract(monkeypatch) -> None:
-    """The dock's child process runs ``finetune()`` as the shared contract fixes it: the
-    library's, or the test-only stand-in while the library lacks it (``finetune_stand_in``)."""
-    import finetune_stand_in
-
-    if not finetune_stand_in.library_has_contract():
-        monkeypatch.setattr(
-            "wavegms.napari.finetune.train_process", finetune_stand_in.train_process
-        )

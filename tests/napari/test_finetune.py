@@ -25,7 +25,7 @@ def viewer(make_napari_viewer):
 
 
 @pytest.fixture
-def dock(viewer, tiny_model, finetune_contract):
+def dock(viewer, tiny_model):
     """A fine-tune dock whose training process is ended after the test, whatever happens."""
     widget = FinetuneWidget(viewer)
     yield widget

@@ -20,6 +20,7 @@ from wavegms.core.files import atomic_write
 from wavegms.core.progress import CancelToken
 from wavegms.net.model import ModelConfig, WaveGMS
 from wavegms.store import model_files as model_io
+from wavegms.store.catalogue import model_paths
 from wavegms.training.config import TrainConfig
 from wavegms.training.trainer import train
 
@@ -67,7 +68,7 @@ def run_and_get_killed(code: str) -> None:
     "epoch 1; best model loadable; base model untouched; no temporary files",
 )
 def test_stop_during_fine_tuning(tiny_dataset, tmp_path, tiny_model_file):
-    base = model_io.model_paths(tiny_model_file)
+    base = model_paths(tiny_model_file)
     base_before = [p.read_bytes() for p in base]
     run = tmp_path / "run"
     train(config(tiny_dataset, run, init_model="tiny"))

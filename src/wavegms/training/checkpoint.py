@@ -21,6 +21,7 @@ from wavegms.core.errors import ModelFileError
 from wavegms.core.files import atomic_write, read_json, write_json
 from wavegms.net.model import WaveGMS
 from wavegms.store import model_files
+from wavegms.store.catalogue import model_paths
 
 STATE_VERSION = 1
 STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors' header
@@ -97,7 +98,7 @@ def save_best(run_dir: Path, model: WaveGMS, metadata: dict) -> None:
 
 
 def best_model_path(run_dir: Path) -> Path | None:
-    weights = model_files.model_paths(run_dir / "best")[0]
+    weights = model_paths(run_dir / "best")[0]
     return weights if weights.exists() else None
 
 

@@ -62,7 +62,7 @@ def new_run_dir(name: str) -> Path:
 
 def _train_config(request: FinetuneRequest, base_path: Path, device: str) -> TrainConfig:
     """The training config for a request: the base model's size and backend, all pairs."""
-    from wavegms.store.model_files import read_config
+    from wavegms.store.catalogue import read_config
     from wavegms.training.config import TrainConfig
 
     base = read_config(base_path)["model"]
@@ -119,8 +119,7 @@ def install_model(run_dir: str | Path, name: str) -> Path:
 
     Weights first, config last: a model is only listed once its config is in place.
     """
-    from wavegms.store.catalogue import check_new_model_name
-    from wavegms.store.model_files import model_paths
+    from wavegms.store.catalogue import check_new_model_name, model_paths
 
     weights, config = model_paths(Path(run_dir) / "best")
     if not (weights.is_file() and config.is_file()):
