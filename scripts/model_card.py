@@ -32,7 +32,7 @@ def worst_cases(scores_csv: Path, n: int = 5) -> list[str]:
     rows.sort(key=lambda r: float(r["dsc_224"]))
     return [
         f"| {r['name']} | {float(r['dsc_224']):.1f} | {float(r['hd95_224']):.1f} | "
-        f"{int(float(r['pred_area_native']))} |"
+        f"{int(float(r['mask_area']))} |"
         for r in rows[:n]
     ]
 
@@ -158,7 +158,7 @@ def main() -> None:
     config = read_config(resolve_model(args.name))
     evaluation = read_json(args.eval_dir / "summary.json")
     paper = tuple(args.paper) if args.paper else None
-    worst = worst_cases(args.eval_dir / "scores.csv")
+    worst = worst_cases(args.eval_dir / "results.csv")
     text = card(args.name, config, evaluation, paper, args.hardware, worst)
     write_text(args.out, text)
     print(f"wrote {args.out}")

@@ -115,7 +115,7 @@ def test_train_then_evaluate_then_segment(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "eval"
     args = ["evaluate", "--model", "mine", "--data", str(tiny_dataset), "--out", str(out)]
     assert main(args) == 0
-    rows = list(csv.DictReader((out / "scores.csv").open()))
+    rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["name"] for r in rows] == ["case_6", "case_7", "mean", "std"]
     assert "HD95" in capsys.readouterr().out
     assert main(args) == 2  # outputs exist: refused without --overwrite

@@ -1,4 +1,5 @@
-"""evaluate_pairs with fake predictors on small synthetic PNGs."""
+"""The folder pipeline with ground truth (what `wavegms evaluate` runs), with fake predictors
+on small synthetic PNGs."""
 
 from __future__ import annotations
 
@@ -15,18 +16,19 @@ import pytest
 import skimage.io
 from skimage.transform import resize
 
-from wavegms.core.errors import Cancelled, InputError, OutputExistsError
+from wavegms.core.errors import InputError, OutputExistsError
 from wavegms.core.progress import CancelToken
 from wavegms.data.preprocess import resize_soft
-from wavegms.scoring.evaluate import CSV_COLUMNS, EvaluationResult, evaluate_pairs
+from wavegms.inference.folder import IMAGE_COLUMNS, FolderReport, pair_items, run_folder
 from wavegms.scoring.metrics import HD95_CONVENTION
+from wavegms.scoring.scores import SCORE_KEYS
 
 SIZE = 32  # fake model size; small so the tests stay fast
 
 
 @dataclass(frozen=True)
 class FakePair:
-    """Same fields as wavegms.data.pairs.Pair (duck-typed by evaluate)."""
+    """Same fields as wavegms.data.pairs.Pair (duck-typed by pair_items)."""
 
     name: str
     image: Path
@@ -34,7 +36,7 @@ class FakePair:
 
 
 class ChannelPredictor:
-    """Soft mask = red channel resized nearest to model size: exact at model size."""
+    """Soft mask = the red channel of the model input (exact for images of the model size)."""
 
     image_size = SIZE
 
@@ -118,27 +120,31 @@ def test_resize_soft_rejects_non_2d():
         resize_soft(np.zeros((2, 4, 4)), (8, 8))
 
 
-# --- evaluate_pairs ----------------------------------------------------------------------
+# --- the pipeline with ground truth ------------------------------------------------------
+
+
+def evaluate(predictor, pairs, out: Path, **options) -> FolderReport:
+    return run_folder(predictor, pair_items(pairs), out, **options)
 
 
 def test_perfect_predictor_at_model_size(tmp_path):
     pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)] * 3)
     out = tmp_path / "out"
     pred = ChannelPredictor()
-    result = evaluate_pairs(pred, pairs, out, batch_size=2)
+    result = evaluate(pred, pairs, out, batch_size=2)
 
-    assert isinstance(result, EvaluationResult)
+    assert isinstance(result, FolderReport) and result.scored
     assert pred.calls == 2  # batches of 2 + 1
     assert [r["name"] for r in result.rows] == ["img0", "img1", "img2"]
     for r in result.rows:
         assert r["dsc_224"] == 100.0 and r["iou_224"] == 100.0 and r["hd95_224"] == 0.0
         assert r["dsc_native"] == 100.0 and r["iou_native"] == 100.0
         assert r["hd95_native"] == 0.0
-    assert result.summary["dsc_224"] == (100.0, 0.0)
-    assert result.summary["hd95_native"] == (0.0, 0.0)
+    assert result.scores["dsc_224"] == (100.0, 0.0)
+    assert result.scores["hd95_native"] == (0.0, 0.0)
 
-    rows = read_csv(out / "scores.csv")
-    assert list(rows[0].keys()) == list(CSV_COLUMNS)
+    rows = read_csv(out / "results.csv")
+    assert list(rows[0].keys()) == [*IMAGE_COLUMNS, *SCORE_KEYS]
     assert [r["name"] for r in rows] == ["img0", "img1", "img2", "mean", "std"]
     assert float(rows[3]["dsc_224"]) == 100.0 and float(rows[4]["dsc_224"]) == 0.0
     assert float(rows[3]["hd95_native"]) == 0.0
@@ -159,102 +165,110 @@ def test_native_sizes_and_summary_rows(tmp_path):
     shapes = [(48, 40), (20, 28), (64, 64), (33, 31)]
     pairs = make_pairs(tmp_path / "data", shapes)
     out = tmp_path / "out"
-    result = evaluate_pairs(ChannelPredictor(), pairs, out, batch_size=3)
+    result = evaluate(ChannelPredictor(), pairs, out, batch_size=3)
 
     for r, (h, w) in zip(result.rows, shapes, strict=True):
         assert (r["height"], r["width"]) == (h, w)
-        assert r["dsc_224"] == 100.0 and r["hd95_224"] == 0.0  # nearest on both sides
+        # The model input is the image resized bilinearly, the ground truth at model size
+        # nearest: they differ only along the boundary.
+        assert 85.0 < r["dsc_224"] <= 100.0 and r["hd95_224"] <= 2.0
         # Native: bilinear upsampling of a 32x32 mask; close but not exact.
         assert 85.0 < r["dsc_native"] <= 100.0
         assert 0 <= r["iou_native"] <= r["dsc_native"]
         assert r["hd95_native"] < 4.0
-        assert r["pred_area_native"] > 0
+        assert r["mask_area"] > 0
         assert skimage.io.imread(out / "masks" / f"{r['name']}.png").shape == (h, w)
         assert skimage.io.imread(out / "soft" / f"{r['name']}.png").shape == (h, w)
 
-    rows = read_csv(out / "scores.csv")
+    rows = read_csv(out / "results.csv")
     per_image, mean_row, std_row = rows[:-2], rows[-2], rows[-1]
     assert mean_row["name"] == "mean" and std_row["name"] == "std"
-    assert mean_row["height"] == "" and std_row["width"] == ""
-    for key in ["dsc_native", "iou_native", "hd95_native", "pred_area_native"]:
+    assert mean_row["height"] == "" and std_row["width"] == "" and mean_row["file"] == ""
+    for key in ["dsc_native", "iou_native", "hd95_native", "mask_area"]:
         values = np.array([float(r[key]) for r in per_image])
         assert float(mean_row[key]) == pytest.approx(values.mean(), abs=1e-5)
         assert float(std_row[key]) == pytest.approx(values.std(ddof=0), abs=1e-5)
-        assert result.summary[key][0] == pytest.approx(values.mean(), abs=1e-5)
+        assert result.scores[key][0] == pytest.approx(values.mean(), abs=1e-5)
 
 
 def test_empty_predictor_hd95_is_diagonal(tmp_path):
     shapes = [(40, 30), (24, 50)]
     pairs = make_pairs(tmp_path / "data", shapes)
     out = tmp_path / "out"
-    result = evaluate_pairs(EmptyPredictor(), pairs, out)
+    result = evaluate(EmptyPredictor(), pairs, out)
     for r, (h, w) in zip(result.rows, shapes, strict=True):
         assert r["dsc_224"] == 0.0 and r["dsc_native"] == 0.0 and r["iou_native"] == 0.0
         assert r["hd95_224"] == pytest.approx(SIZE * math.sqrt(2))
         assert r["hd95_native"] == pytest.approx(math.hypot(h, w))
-        assert r["pred_area_native"] == 0
+        assert r["mask_area"] == 0
         assert not skimage.io.imread(out / "masks" / f"{r['name']}.png").any()
-    rows = read_csv(out / "scores.csv")
+    rows = read_csv(out / "results.csv")
     assert float(rows[0]["hd95_native"]) == pytest.approx(50.0, abs=1e-5)
 
 
 def test_summary_json_and_text(tmp_path):
     pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE), (40, 36)])
     out = tmp_path / "out"
-    result = evaluate_pairs(ChannelPredictor(), pairs, out, threshold=0.4)
+    result = evaluate(ChannelPredictor(), pairs, out, threshold=0.4)
     meta = json.loads((out / "summary.json").read_text())
     assert meta["hd95_convention"] == HD95_CONVENTION
-    assert meta["threshold"] == 0.4
+    assert meta["threshold"] == 0.4 and meta["complete"] is True
     assert "ddof=0" in meta["std_definition"]
     assert meta["n_images"] == 2 and meta["model_size"] == SIZE
-    assert meta["summary"]["dsc_224"]["mean"] == pytest.approx(100.0)
-    text = result.format_summary()
-    assert HD95_CONVENTION in text
-    assert "n images: 2" in text and "±" in text and "DSC" in text and "HD95" in text
-    assert result.files["scores"] == out / "scores.csv"
+    assert meta["summary"]["dsc_224"]["mean"] == pytest.approx(result.scores["dsc_224"][0])
+    assert meta["summary"]["dsc_native"]["std"] == pytest.approx(result.scores["dsc_native"][1])
+    text = result.summary()
+    assert HD95_CONVENTION in text and f"{SIZE}x{SIZE}" in text
+    assert "scores over 2 image(s)" in text and "±" in text and "DSC" in text and "HD95" in text
+    assert result.csv_path == out / "results.csv" and result.summary_path == out / "summary.json"
 
 
 def test_refuses_to_overwrite_before_any_work(tmp_path):
     pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)] * 2)
     out = tmp_path / "out"
-    evaluate_pairs(ChannelPredictor(), pairs, out)
-    before = (out / "scores.csv").read_bytes()
+    evaluate(ChannelPredictor(), pairs, out)
+    before = (out / "results.csv").read_bytes()
 
     pred = ChannelPredictor()
     with pytest.raises(OutputExistsError):
-        evaluate_pairs(pred, pairs, out)
+        evaluate(pred, pairs, out)
     assert pred.calls == 0
-    assert (out / "scores.csv").read_bytes() == before
+    assert (out / "results.csv").read_bytes() == before
 
     # A single leftover mask is enough to refuse, also before any work.
     fresh = tmp_path / "fresh"
     (fresh / "masks").mkdir(parents=True)
     (fresh / "masks" / "img1.png").write_bytes(b"x")
     with pytest.raises(OutputExistsError, match="img1"):
-        evaluate_pairs(pred, pairs, fresh)
+        evaluate(pred, pairs, fresh)
     assert pred.calls == 0 and not (fresh / "soft").exists()
 
     # overwrite=True replaces everything.
-    result = evaluate_pairs(EmptyPredictor(), pairs, out, overwrite=True)
+    result = evaluate(EmptyPredictor(), pairs, out, overwrite=True)
     assert result.rows[0]["dsc_224"] == 0.0
-    assert float(read_csv(out / "scores.csv")[0]["dsc_224"]) == 0.0
+    assert float(read_csv(out / "results.csv")[0]["dsc_224"]) == 0.0
     assert not skimage.io.imread(out / "masks" / "img0.png").any()
 
 
-def test_no_out_dir_writes_nothing(tmp_path):
-    pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)])
-    before = sorted(tmp_path.rglob("*"))
-    result = evaluate_pairs(ChannelPredictor(), pairs, None)
-    assert sorted(tmp_path.rglob("*")) == before
-    assert result.rows[0]["dsc_224"] == 100.0 and result.files == {}
+def test_outputs_never_go_into_the_folders_read(tmp_path):
+    pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)] * 2)
+    masks_before = {p: p.read_bytes() for p in (tmp_path / "data" / "masks").iterdir()}
+    pred = ChannelPredictor()
+    # OUT/masks would be the ground-truth folder; OUT would be the images' folder.
+    for out in (tmp_path / "data", tmp_path / "data" / "images"):
+        with pytest.raises(InputError, match="differ"):
+            evaluate(pred, pairs, out, overwrite=True)
+    assert pred.calls == 0
+    assert {p: p.read_bytes() for p in (tmp_path / "data" / "masks").iterdir()} == masks_before
 
 
 def test_progress_and_cancel(tmp_path):
     pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)] * 5)
     reports = []
-    evaluate_pairs(ChannelPredictor(), pairs, None, batch_size=2, progress=reports.append)
+    evaluate(ChannelPredictor(), pairs, tmp_path / "all", batch_size=2, progress=reports.append)
     assert all(p.stage == "evaluate" and p.total == 5 for p in reports)
-    assert [p.done for p in reports] == [0, 2, 4, 5]
+    done = [p.done for p in reports]
+    assert done[0] == 0 and done[-1] == 5 and done == sorted(done)
 
     token = CancelToken()
 
@@ -264,54 +278,59 @@ def test_progress_and_cancel(tmp_path):
 
     out = tmp_path / "out"
     pred = ChannelPredictor()
-    with pytest.raises(Cancelled):
-        evaluate_pairs(
-            pred, pairs, out, batch_size=2, progress=cancel_after_first_batch, cancel=token
-        )
-    assert pred.calls == 1
-    assert not (out / "scores.csv").exists()  # a cancelled run leaves no CSV
+    result = evaluate(
+        pred, pairs, out, batch_size=2, progress=cancel_after_first_batch, cancel=token
+    )
+    assert result.cancelled and pred.calls == 1
+    # What was scored is kept, and said to be incomplete.
+    assert [r["name"] for r in read_csv(out / "results.csv")] == ["img0", "img1", "mean", "std"]
+    assert json.loads((out / "summary.json").read_text())["complete"] is False
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["img0.png", "img1.png"]
+    assert result.summary().startswith("cancelled after 2 of 5")
 
 
 def test_input_errors(tmp_path):
     pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE), (20, 20)])
+    out = tmp_path / "out"
     with pytest.raises(InputError):
-        evaluate_pairs(ChannelPredictor(), [], None)
-    with pytest.raises(InputError, match="share the name"):
-        evaluate_pairs(ChannelPredictor(), [pairs[0], pairs[0]], None)
+        evaluate(ChannelPredictor(), [], out)
+    with pytest.raises(InputError, match="same mask"):
+        evaluate(ChannelPredictor(), [pairs[0], pairs[0]], out)
     # Image and mask of different sizes.
     bad = FakePair("bad", pairs[0].image, pairs[1].mask)
     with pytest.raises(InputError, match="differ in size"):
-        evaluate_pairs(ChannelPredictor(), [bad], None)
+        evaluate(ChannelPredictor(), [bad], out, skip_unreadable=False)
 
     class WrongShape(ChannelPredictor):
         def predict_soft(self, images):
             return np.zeros((len(images), SIZE + 1, SIZE), np.float32)
 
     with pytest.raises(InputError, match="shape"):
-        evaluate_pairs(WrongShape(), pairs, None)
+        evaluate(WrongShape(), pairs, out, overwrite=True)
     with pytest.raises(InputError, match="threshold"):
-        evaluate_pairs(ChannelPredictor(), pairs, None, threshold=1.5)
+        evaluate(ChannelPredictor(), pairs, out, threshold=1.5)
 
 
 def test_import_does_not_load_torch_or_model():
     code = (
-        "import sys, wavegms.scoring.evaluate, wavegms.scoring.metrics; "
+        "import sys, wavegms.inference.folder, wavegms.scoring.scores; "
         "bad = [m for m in ('torch', 'wavegms.net.model') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_unreadable_pairs_end_the_run_or_are_skipped_when_asked(tmp_path):
+def test_unreadable_pairs_end_the_run_or_are_skipped(tmp_path):
     pairs = make_pairs(tmp_path / "data", [(SIZE, SIZE)] * 3)
     Path(pairs[1].image).write_bytes(b"truncated")
     with pytest.raises(InputError, match="img1"):
-        evaluate_pairs(ChannelPredictor(), pairs, None)
-    result = evaluate_pairs(ChannelPredictor(), pairs, tmp_path / "out", skip_unreadable=True)
+        evaluate(ChannelPredictor(), pairs, tmp_path / "strict", skip_unreadable=False)
+    result = evaluate(ChannelPredictor(), pairs, tmp_path / "out")
     assert [r["name"] for r in result.rows] == ["img0", "img2"]
     assert [name for name, _ in result.skipped] == [Path(pairs[1].image).name]
-    assert [r["name"] for r in read_csv(tmp_path / "out" / "scores.csv")][:2] == ["img0", "img2"]
+    assert [r["name"] for r in read_csv(tmp_path / "out" / "results.csv")][:2] == ["img0", "img2"]
+    assert "1 file(s) skipped" in result.summary()
     for p in pairs:
         Path(p.image).write_bytes(b"")
-    with pytest.raises(InputError, match="none of the 3 pairs"):
-        evaluate_pairs(ChannelPredictor(), pairs, None, skip_unreadable=True)
+    with pytest.raises(InputError, match="none of the 3 images"):
+        evaluate(ChannelPredictor(), pairs, tmp_path / "none")

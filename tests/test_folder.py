@@ -1,8 +1,11 @@
-"""Segmenting a folder: masks, soft masks and results.csv; junk skipped; nothing overwritten."""
+"""The one folder pipeline, unscored: masks, soft masks and results.csv; junk skipped; nothing
+overwritten; `wavegms segment`, `wavegms evaluate` and the batch panel's job agree."""
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from skimage.io import imread, imsave
 
 from wavegms.core.errors import InputError, OutputExistsError
 from wavegms.core.progress import CancelToken
-from wavegms.inference.folder import segment_folder
+from wavegms.inference.folder import IMAGE_COLUMNS, segment_folder
 from wavegms.inference.segmenter import Segmenter
 
 
@@ -34,13 +37,15 @@ def test_masks_soft_masks_and_table_for_every_readable_image(folder, tmp_path, t
     out = tmp_path / "out"
     segmenter = Segmenter.load("tiny", device="cpu", batch_size=1)
     report = segment_folder(segmenter, folder, out)
-    assert [p.name for p in report.written] == ["a.png", "b.png"]
-    assert [p.name for p, _ in report.skipped] == ["broken.png"]
+    assert [p.name for p in report.masks] == ["a.png", "b.png"]
+    assert [name for name, _ in report.skipped] == ["broken.png"]
     mask = imread(out / "masks" / "a.png")
     assert mask.shape == (30, 40) and set(np.unique(mask)) <= {0, 255}
     soft = imread(out / "soft" / "b.png")
     assert soft.shape == (20, 25)
     rows = _rows(out / "results.csv")
+    assert list(rows[0]) == list(IMAGE_COLUMNS)  # no score columns without ground truth
+    assert not (out / "summary.json").exists()
     assert [(r["name"], r["file"], r["height"], r["width"]) for r in rows] == [
         ("a", "a.png", "30", "40"),
         ("b", "b.jpg", "20", "25"),
@@ -58,7 +63,7 @@ def test_batching_does_not_change_the_masks(folder, tmp_path, tiny_model_file):
     many = segment_folder(
         Segmenter.load("tiny", device="cpu", batch_size=8), folder, tmp_path / "8"
     )
-    for a, b in zip(one.written, many.written, strict=True):
+    for a, b in zip(one.masks, many.masks, strict=True):
         assert np.array_equal(imread(a), imread(b))
 
 
@@ -72,7 +77,7 @@ def test_existing_outputs_are_never_replaced_unless_asked(folder, tmp_path, tiny
         segment_folder(segmenter, folder, out)
     assert (out / "masks" / "a.png").read_bytes() == before
     assert (out / "results.csv").read_bytes() == table
-    assert len(segment_folder(segmenter, folder, out, overwrite=True).written) == 2
+    assert segment_folder(segmenter, folder, out, overwrite=True).written == 2
 
 
 def test_images_sharing_a_name_are_refused_before_any_work(folder, tmp_path, tiny_model_file):
@@ -98,5 +103,59 @@ def test_cancel_keeps_what_was_written_and_its_table(folder, tmp_path, tiny_mode
     out = tmp_path / "out"
     segmenter = Segmenter.load("tiny", device="cpu", batch_size=1)
     report = segment_folder(segmenter, folder, out, progress=cancel_after_first, cancel=token)
-    assert report.cancelled and [p.name for p in report.written] == ["a.png"]
+    assert report.cancelled and [p.name for p in report.masks] == ["a.png"]
     assert [r["name"] for r in _rows(out / "results.csv")] == ["a"]
+
+
+def test_an_empty_folder_is_refused(tmp_path, tiny_model_file):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        segment_folder(Segmenter.load("tiny", device="cpu"), tmp_path / "empty", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_without_overlap_the_same_outputs(folder, tmp_path, tiny_model_file):
+    segmenter = Segmenter.load("tiny", device="cpu", batch_size=2)
+    overlapped = segment_folder(segmenter, folder, tmp_path / "on")
+    in_order = segment_folder(segmenter, folder, tmp_path / "off", overlap=False)
+    assert overlapped.rows == in_order.rows and overlapped.skipped == in_order.skipped
+    for a, b in zip(overlapped.masks, in_order.masks, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    assert (tmp_path / "on" / "results.csv").read_bytes() == (
+        tmp_path / "off" / "results.csv"
+    ).read_bytes()
+
+
+def test_segment_evaluate_and_batch_job_agree(tiny_dataset, tmp_path, tiny_model_file):
+    """The CLI's segment and evaluate and the batch panel's job are one pipeline: the same
+    masks and, column for column, the same CSV rows for the same folder."""
+    from wavegms.cli import main
+    from wavegms.napari.jobs import ModelSlot, batch_job
+
+    names = ["case_0", "case_3", "case_6"]  # three pairs keep the three runs quick
+    data = tmp_path / "data3"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+        for name in names:
+            shutil.copyfile(tiny_dataset / sub / f"{name}.png", data / sub / f"{name}.png")
+    (data / "split.json").write_text(json.dumps({"all": names}))
+    model = ["--model", "tiny", "--device", "cpu"]
+    assert main(["segment", str(data / "images"), str(tmp_path / "seg"), *model]) == 0
+    evaluate = ["evaluate", "--data", str(data), "--split", "all"]
+    assert main([*evaluate, "--out", str(tmp_path / "eval"), *model]) == 0
+    job = batch_job(
+        str(data / "images"), str(tmp_path / "job"), "tiny", "cpu", 0.5, ModelSlot(),
+        gt_dir=str(data / "masks"),
+    )  # fmt: skip
+    assert job.written == len(names) and not job.skipped
+
+    for name in names:
+        first = (tmp_path / "seg" / "masks" / f"{name}.png").read_bytes()
+        for run in ("eval", "job"):
+            assert (tmp_path / run / "masks" / f"{name}.png").read_bytes() == first, run
+    table = {run: _rows(tmp_path / run / "results.csv") for run in ("seg", "eval", "job")}
+    assert table["eval"] == table["job"]
+    assert [r["name"] for r in table["eval"]] == [*names, "mean", "std"]
+    unscored = [{k: r[k] for k in IMAGE_COLUMNS} for r in table["eval"][: len(names)]]
+    assert unscored == table["seg"]
+    assert job.scores["dsc_native"][0] == pytest.approx(float(table["eval"][-2]["dsc_native"]))

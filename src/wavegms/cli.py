@@ -69,24 +69,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from wavegms.core.progress import TextProgressBar
     from wavegms.data.pairs import dataset_pairs
+    from wavegms.inference.folder import pair_items, run_folder
     from wavegms.inference.segmenter import Segmenter
-    from wavegms.scoring.evaluate import evaluate_pairs
 
     name = _model_name(args.model)
     pairs = dataset_pairs(args.data, args.split_file, args.split)
     out = Path(args.out) if args.out else Path(f"wavegms-eval-{Path(name).stem}-{args.split}")
     segmenter = Segmenter.load(name, device=args.device, threshold=args.threshold)
-    result = evaluate_pairs(
+    report = run_folder(
         segmenter,
-        pairs,
+        pair_items(pairs),
         out,
-        threshold=args.threshold,
+        threshold=segmenter.threshold,
+        batch_size=segmenter.batch_size,
         overwrite=args.overwrite,
+        skip_unreadable=False,  # a score over fewer images than the split would mislead
         progress=TextProgressBar(),
     )
     print(f"model {name}, {args.data} split {args.split!r}: {len(pairs)} images")
-    print(result.format_summary())
-    print(f"per-image scores: {out / 'scores.csv'}; masks: {out / 'masks'}, {out / 'soft'}")
+    print(report.summary())
     return 0
 
 

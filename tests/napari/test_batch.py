@@ -94,9 +94,9 @@ def test_folder_with_ground_truth(make_napari_viewer, tiny_model, qtbot, folders
     assert widget.status.value == "done", widget.status.value
     assert [name for name, _ in widget.result.skipped] == ["broken.png"]
     assert "mean DSC" in widget.report.value
-    rows = read_csv(out / "scores.csv")
+    rows = read_csv(out / "results.csv")
     assert [r["name"] for r in rows[:2]] == ["a", "b"]
-    for key in ("dsc_native", "iou_native", "hd95_native", "pred_area_native", "height"):
+    for key in ("dsc_native", "iou_native", "hd95_native", "mask_area", "height"):
         assert key in rows[0]
     assert 0 <= float(rows[0]["dsc_native"]) <= 100
     assert {p.name for p in (out / "masks").glob("*.png")} == {"a.png", "b.png"}

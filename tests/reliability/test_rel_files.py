@@ -14,8 +14,7 @@ from skimage.io import imsave
 
 from wavegms.core.errors import ImageReadError, OutputExistsError, OutputWriteError, WaveGMSError
 from wavegms.data.images import read_image
-from wavegms.inference.folder import segment_folder
-from wavegms.scoring.evaluate import evaluate_pairs
+from wavegms.inference.folder import pair_items, run_folder, segment_folder
 
 from .cases import case
 
@@ -132,8 +131,8 @@ def test_unreadable_file_simulated(tmp_path, monkeypatch, segmenter):
         read_image(src / "secret.png")
     assert refused, "the simulated refusal was never reached"
     report = segment_folder(segmenter, src, tmp_path / "out")
-    assert [p.name for p in report.written] == ["a.png"]
-    assert [(p.name, why.endswith("permission denied")) for p, why in report.skipped] == [
+    assert [p.name for p in report.masks] == ["a.png"]
+    assert [(name, why.endswith("permission denied")) for name, why in report.skipped] == [
         ("secret.png", True)
     ]
 
@@ -151,8 +150,8 @@ def test_symlink_loop(tmp_path, segmenter):
     with pytest.raises(ImageReadError, match=r"loop\.png"):
         read_image(src / "loop.png")
     report = segment_folder(segmenter, src, tmp_path / "out")
-    assert [p.name for p in report.written] == ["a.png"]
-    assert [p.name for p, _ in report.skipped] == ["loop.png"]
+    assert [p.name for p in report.masks] == ["a.png"]
+    assert [name for name, _ in report.skipped] == ["loop.png"]
 
 
 @case(
@@ -175,8 +174,8 @@ def test_batch_folder_with_junk(tmp_path, segmenter):
     os.symlink(tmp_path / "gone.png", src / "gone.png")
     out = tmp_path / "out"
     report = segment_folder(segmenter, src, out)
-    assert [p.name for p in report.written] == ["a.png", "b.png", "c.png"]
-    skipped = dict((p.name, why) for p, why in report.skipped)
+    assert [p.name for p in report.masks] == ["a.png", "b.png", "c.png"]
+    skipped = dict(report.skipped)
     assert sorted(skipped) == ["cut.jpg", "fake.png", "gone.png"]
     assert "truncated" in skipped["cut.jpg"] and "broken symbolic link" in skipped["gone.png"]
     with open(out / "results.csv", newline="") as f:
@@ -188,7 +187,7 @@ def test_batch_folder_with_junk(tmp_path, segmenter):
 @case(
     "FILE-OUT-UNWRITABLE",
     "An output folder that cannot be created (a regular file stands in its path), for "
-    "segment_folder, evaluate_pairs and `wavegms segment`",
+    "segment_folder, run_folder with ground truth and `wavegms segment`",
     "OutputWriteError 'cannot create the output folder ...' before the model runs; the "
     "command prints one line and exits with 2",
 )
@@ -208,7 +207,7 @@ def test_output_folder_cannot_be_created(
         segment_folder(segmenter, src, blocker / "out")
     pairs = dataset_pairs(tiny_dataset, split="test")
     with pytest.raises(OutputWriteError, match="cannot create the output folder"):
-        evaluate_pairs(segmenter, pairs, blocker / "eval")
+        run_folder(segmenter, pair_items(pairs), blocker / "eval")
     assert runs == []
     assert blocker.read_text() == "a file, not a folder"
     code = main(["segment", str(src), str(blocker / "out"), "--model", "tiny", "--device", "cpu"])
@@ -242,5 +241,5 @@ def test_existing_output_is_kept(tmp_path, segmenter, monkeypatch):
     assert runs == [] and existing.read_bytes() == b"the user's own file"
     assert sorted(p.name for p in out.rglob("*")) == ["b.png", "masks"]
     report = segment_folder(segmenter, src, out, overwrite=True)
-    assert len(report.written) == 2 and read_image(existing).shape == (24, 30)
+    assert report.written == 2 and read_image(existing).shape == (24, 30)
     assert isinstance(OutputExistsError("x"), WaveGMSError)

@@ -20,6 +20,7 @@ import numpy as np
 from wavegms.core.errors import InputError
 from wavegms.core.files import PathLike, read_json
 from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask, to_rgb01
+from wavegms.data.preprocess import mask_to_model_size, model_input
 
 #: how many names an error message lists before it says "and N more"
 _SHOW = 10
@@ -207,25 +208,19 @@ def dataset_pairs(
 def load_pair(pair: Pair, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load one pair: image float32 HxWx3 in [0,1] and mask bool HxW.
 
-    With ``size``, both are resized to ``size x size`` (aspect ignored, as in the paper): the
-    image bilinearly with anti-aliasing, the mask by nearest neighbour so it stays binary.
+    With ``size``, both are brought to ``size x size`` exactly as inference and scoring bring
+    them (:func:`~wavegms.data.preprocess.model_input` and
+    :func:`~wavegms.data.preprocess.mask_to_model_size`), so training cannot drift from them.
     """
-    image = to_rgb01(read_image(pair.image))
+    raw = read_image(pair.image)
     mask = read_mask(pair.mask)
-    if image.shape[:2] != mask.shape:
+    if raw.shape[:2] != mask.shape:
         raise InputError(
-            f"image {pair.image} is {image.shape[1]}x{image.shape[0]} (WxH) but its mask "
+            f"image {pair.image} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its mask "
             f"{pair.mask} is {mask.shape[1]}x{mask.shape[0]}"
         )
-    if size is not None:
-        if int(size) < 1:
-            raise InputError(f"size must be a positive number of pixels, got {size}")
-        from skimage.transform import resize
-
-        shape = (int(size), int(size))
-        if image.shape[:2] != shape:
-            image = resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
-            image = np.clip(image, 0.0, 1.0).astype(np.float32)
-            mask = resize(mask, shape, order=0, anti_aliasing=False, preserve_range=True)
-            mask = mask.astype(bool)
-    return image, mask
+    if size is None:
+        return to_rgb01(raw), mask
+    if int(size) < 1:
+        raise InputError(f"size must be a positive number of pixels, got {size}")
+    return model_input(raw, int(size)), mask_to_model_size(mask, int(size))

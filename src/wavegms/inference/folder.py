@@ -1,198 +1,381 @@
-"""Segment a folder of images: ``OUT/masks/``, ``OUT/soft/`` and ``OUT/results.csv``.
+"""The one folder pipeline behind ``wavegms segment``, ``wavegms evaluate``, the napari batch
+panel and ``wavegms bench``.
 
-The same layout as ``wavegms evaluate`` (which adds the scores). Decoding the next images and
-writing the finished masks run in threads beside the model, so a folder costs about its
-inference time: PNG/JPEG codecs release the GIL, and so does torch.
+Each image is decoded once, made into the model's input by :mod:`wavegms.data.preprocess`,
+segmented in batches, and its soft mask resized back to the image; optionally it is scored
+against its ground-truth mask (:mod:`wavegms.scoring.scores`). Outputs:
+
+* ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255);
+* ``OUT/results.csv``: one row per image (name, file, height, width, mask_area); a scored run
+  adds the score columns and a mean and a std row;
+* ``OUT/summary.json`` (scored runs only): mean/std and the conventions they follow.
+
+With ``overlap`` the next images are decoded and the finished ones resized, scored and written
+in threads beside the model (PNG/JPEG codecs, numpy and torch release the GIL); without it the
+very same steps run one after another, which is the benchmark's baseline.
 """
 
 from __future__ import annotations
 
 import csv
 import io as _stdio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
-from wavegms.core.files import ensure_folder, write_png, write_text
+from wavegms.core.files import PathLike, ensure_folder, write_json, write_png, write_text
 from wavegms.core.progress import CancelToken, ProgressCallback, report
-from wavegms.data.images import list_images, read_image
+from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask
 from wavegms.data.preprocess import model_input, soft_to_shape
-from wavegms.inference.segmenter import Segmenter
+from wavegms.scoring.scores import (
+    SCORE_KEYS,
+    SUMMARY_KEYS,
+    score_image,
+    score_table,
+    summarise_scores,
+    summary_record,
+)
+
+if TYPE_CHECKING:
+    from wavegms.inference.segmenter import Segmenter
 
 RESULTS_CSV = "results.csv"
-RESULTS_COLUMNS = ("name", "file", "height", "width", "mask_area")
+SUMMARY_JSON = "summary.json"
+IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area")
 PREFETCH = 4  # images decoded ahead of the model
+
+
+class SoftPredictor(Protocol):
+    """What the pipeline needs from a model (a ``Segmenter``, or a fake in tests)."""
+
+    image_size: int
+
+    def predict_soft(self, images: list[np.ndarray]) -> np.ndarray:
+        """float32 ``S x S x 3`` model inputs in [0, 1] -> (B, S, S) soft masks in [0, 1]."""
+        ...
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    """One image to segment, named by its outputs' stem, with its ground truth if scored."""
+
+    name: str
+    image: Path
+    mask: Path | None = None
+
+
+def folder_items(in_dir: PathLike) -> list[FolderItem]:
+    """Every image of a folder (see :func:`~wavegms.data.images.list_images`), unscored."""
+    in_dir = Path(in_dir)
+    if not in_dir.is_dir():
+        raise InputError(f"input folder {in_dir} does not exist or is not a folder")
+    images = list_images(in_dir)
+    if not images:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}")
+    return [FolderItem(p.stem, p) for p in images]
+
+
+def pair_items(pairs: Iterable[Any]) -> list[FolderItem]:
+    """Image/mask pairs (``wavegms.data.pairs.Pair`` or alike: name, image, mask), scored."""
+    return [FolderItem(str(p.name), Path(p.image), Path(p.mask)) for p in pairs]
+
+
+def output_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """``OUT/masks/<name>.png`` (binary 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255)."""
+    return out_dir / "masks" / f"{name}.png", out_dir / "soft" / f"{name}.png"
 
 
 @dataclass
 class FolderReport:
+    """What a run did: a row per image written, the files skipped, the scores if scored."""
+
     out_dir: Path
-    written: list[Path] = field(default_factory=list)  # binary masks, in input order
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-    rows: list[dict] = field(default_factory=list)
+    total: int  # images asked for
+    threshold: float
+    model_size: int
+    scored: bool
+    rows: list[dict] = field(default_factory=list)  # CSV rows, in input order
+    masks: list[Path] = field(default_factory=list)  # binary masks written, in input order
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (input file name, why)
     cancelled: bool = False
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (mean, std)
+
+    @property
+    def written(self) -> int:
+        return len(self.masks)
 
     @property
     def csv_path(self) -> Path:
         return self.out_dir / RESULTS_CSV
 
+    @property
+    def summary_path(self) -> Path | None:
+        return self.out_dir / SUMMARY_JSON if self.scored else None
+
     def summary(self) -> str:
         state = "cancelled after" if self.cancelled else "done:"
         lines = [
-            f"{state} {len(self.written)} mask(s) written to {self.out_dir / 'masks'}, "
-            f"{len(self.skipped)} file(s) skipped; table {self.csv_path}"
+            f"{state} {self.written} of {self.total} image(s) segmented into "
+            f"{self.out_dir / 'masks'} and {self.out_dir / 'soft'}; table {self.csv_path}"
         ]
-        lines += [f"  skipped {p.name}: {why}" for p, why in self.skipped]
+        if self.scores:
+            lines.append(
+                f"scores over {self.written} image(s), threshold {self.threshold:g}: "
+                "mean DSC, IoU and HD95 ± std"
+            )
+            lines += score_table(self.scores, self.model_size)
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} file(s) skipped:")
+            lines += [f"  {name}: {why}" for name, why in self.skipped]
         return "\n".join(lines)
 
 
-def output_paths(out_dir: Path, image: Path) -> tuple[Path, Path]:
-    """``OUT/masks/<stem>.png`` (binary 0/255) and ``OUT/soft/<stem>.png`` (soft, 0-255)."""
-    return out_dir / "masks" / f"{image.stem}.png", out_dir / "soft" / f"{image.stem}.png"
+# ------------------------------------------------------------------------------ before any work
 
 
-def _check_outputs(images: list[Path], out_dir: Path, overwrite: bool) -> None:
-    stems: dict[str, Path] = {}
-    for image in images:
-        if image.stem in stems:
+def _check_request(
+    items: Sequence[FolderItem], out_dir: Path, threshold: float, batch_size: int, overwrite: bool
+) -> list[Path]:
+    """Refuse a run that would fail or harm files, before any work; return its output files."""
+    if not items:
+        raise InputError("no images to segment")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    if len({item.mask is None for item in items}) > 1:
+        raise InputError("either every image has a ground-truth mask or none has")
+    seen: dict[str, FolderItem] = {}
+    for item in items:
+        if not item.name or "/" in item.name or "\\" in item.name or item.name in (".", ".."):
+            raise InputError(f"{item.image.name}: {item.name!r} cannot be used as a file name")
+        if item.name in seen:
             raise InputError(
-                f"{stems[image.stem].name} and {image.name} would write the same mask "
-                f"{image.stem}.png; rename one of them"
+                f"{seen[item.name].image.name} and {item.image.name} would write the same mask "
+                f"{item.name}.png; rename one of them"
             )
-        stems[image.stem] = image
-    if overwrite:
-        return
-    outputs = [p for im in images for p in output_paths(out_dir, im)]
-    existing = [p for p in [*outputs, out_dir / RESULTS_CSV] if p.exists()]
-    if existing:
+        seen[item.name] = item
+    # Outputs never go among the inputs: a mask folder could be the ground truth itself.
+    sources = {p.parent.resolve() for item in items for p in (item.image, item.mask) if p}
+    for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
+        if folder.resolve() in sources:
+            raise InputError(
+                f"the output folder must differ from the folders read: {folder} holds inputs"
+            )
+    outputs = [p for item in items for p in output_paths(out_dir, item.name)]
+    outputs.append(out_dir / RESULTS_CSV)
+    if items[0].mask is not None:
+        outputs.append(out_dir / SUMMARY_JSON)
+    existing = [p for p in outputs if p.exists()]
+    if existing and not overwrite:
         raise OutputExistsError(
             f"{len(existing)} output file(s) already exist in {out_dir} (first: "
             f"{existing[0].relative_to(out_dir)}); choose another folder or allow overwriting"
         )
+    return outputs
 
 
-Decoded = tuple[np.ndarray, tuple[int, int]]  # the model's input and the image's height, width
+# ----------------------------------------------------------------------------------- the steps
 
 
-def _decode(path: Path, size: int) -> Decoded:
-    """Read an image and keep only its model-size input: the queue of prefetched images then
-    holds small arrays, whatever the size of the files."""
-    image = read_image(path)
-    return model_input(image, size), image.shape[:2]
+class Decoded(NamedTuple):
+    """An image as the queue holds it: only its model input, whatever the file's size."""
+
+    model_input: np.ndarray
+    shape: tuple[int, int]  # the image's height and width
+    truth: np.ndarray | None  # the boolean ground truth at the image's size, if scored
 
 
-def _decoded(
-    images: list[Path], pool: ThreadPoolExecutor, size: int
-) -> Iterator[tuple[Path, Decoded | None, str]]:
-    """(path, decoded image or None, why) in order, decoding up to PREFETCH images ahead."""
-    pending: list[tuple[Path, Future]] = []
-    todo = iter(images)
-    for path in todo:
-        pending.append((path, pool.submit(_decode, path, size)))
-        if len(pending) >= PREFETCH:
-            break
-    while pending:
-        path, future = pending.pop(0)
-        nxt = next(todo, None)
-        if nxt is not None:
-            pending.append((nxt, pool.submit(_decode, nxt, size)))
-        try:
-            yield path, future.result(), ""
-        except (WaveGMSError, OSError, ValueError) as err:
-            yield path, None, str(err)
+def _decode(item: FolderItem, size: int) -> Decoded:
+    raw = read_image(item.image)
+    shape = (int(raw.shape[0]), int(raw.shape[1]))
+    truth = None
+    if item.mask is not None:
+        truth = read_mask(item.mask)
+        if truth.shape != shape:
+            raise InputError(f"{item.name}: image {shape} and mask {truth.shape} differ in size")
+    return Decoded(model_input(raw, size), shape, truth)
 
 
-def _write(path: Path, out_dir: Path, small: np.ndarray, shape: tuple, threshold: float) -> dict:
-    """Resize one soft mask back to its image, write both masks, return its table row."""
-    soft = soft_to_shape(small, shape)
+def _finish(
+    item: FolderItem,
+    small: np.ndarray,
+    image: Decoded,
+    out_dir: Path,
+    threshold: float,
+    overwrite: bool,
+) -> dict:
+    """Resize one soft mask back to its image, write both masks, score; return its CSV row."""
+    soft = soft_to_shape(small, image.shape)
     binary = soft > threshold
-    mask_path, soft_path = output_paths(out_dir, path)
-    write_png(soft_path, soft, overwrite=True)
-    write_png(mask_path, binary, overwrite=True)
-    return {
-        "name": path.stem,
-        "file": path.name,
-        "height": shape[0],
-        "width": shape[1],
-        "mask_area": int(binary.sum()),
+    mask_path, soft_path = output_paths(out_dir, item.name)
+    # Existing outputs were refused before the run; one appearing since is kept all the same.
+    write_png(soft_path, soft, overwrite=overwrite)
+    write_png(mask_path, binary, overwrite=overwrite)
+    row = {
+        "name": item.name,
+        "file": item.image.name,
+        "height": image.shape[0],
+        "width": image.shape[1],
+        "mask_area": int(np.count_nonzero(binary)),
     }
+    if image.truth is not None:
+        row.update(score_image(small, binary, image.truth, threshold))
+    return row
 
 
-def _table(rows: list[dict]) -> str:
+class _InOrder:
+    """An executor that runs each task at once in the caller's thread: the pipeline with the
+    same steps as with threads, only without overlap."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:
+            future.set_exception(err)
+        return future
+
+    def __enter__(self) -> _InOrder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _decoded(items: list[FolderItem], pool, size: int) -> Iterator[tuple[FolderItem, Future]]:
+    """(item, future of its :class:`Decoded`) in order, decoding up to PREFETCH ahead."""
+    pending: list[tuple[FolderItem, Future]] = []
+    for item in items:
+        pending.append((item, pool.submit(_decode, item, size)))
+        if len(pending) > PREFETCH:
+            yield pending.pop(0)
+    yield from pending
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6f}"
+    return str(value)
+
+
+def _csv_text(rows: list[dict], scores: dict[str, tuple[float, float]], scored: bool) -> str:
+    columns = [*IMAGE_COLUMNS, *(SCORE_KEYS if scored else ())]
     buf = _stdio.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(RESULTS_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _csv_cell(row[k]) for k in columns} for row in rows)
+    for label, index in (("mean", 0), ("std", 1)) if scores else ():
+        writer.writerow({"name": label, **{k: _csv_cell(scores[k][index]) for k in SUMMARY_KEYS}})
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------- the run
+
+
+def run_folder(
+    predictor: SoftPredictor,
+    items: Sequence[FolderItem],
+    out_dir: PathLike,
+    *,
+    threshold: float = 0.5,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    skip_unreadable: bool = True,
+    overlap: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> FolderReport:
+    """Segment ``items`` into ``out_dir`` (see the module docstring), scoring them when they
+    come with ground-truth masks.
+
+    Refused before any work: existing outputs unless ``overwrite``, an output folder that holds
+    inputs, two items with one name. An image (or mask) that cannot be read is skipped and
+    listed, or ends the run when ``skip_unreadable`` is False (a benchmark must not silently
+    score fewer images). Cancelling keeps the masks written so far and still writes the table
+    (and ``summary.json``, marked incomplete) of them.
+    """
+    items, out_dir = list(items), Path(out_dir)
+    _check_request(items, out_dir, threshold, batch_size, overwrite)
+    scored = items[0].mask is not None
+    size = int(predictor.image_size)
+    # A folder that cannot be written is reported now, not after the model has run.
+    for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
+        ensure_folder(folder)
+    result = FolderReport(out_dir, len(items), threshold, size, scored)
+    stage = "evaluate" if scored else "segment"
+    finishing: list[tuple[FolderItem, Future]] = []
+
+    def run_batch(batch: list[tuple[FolderItem, Decoded]]) -> None:
+        softs = np.asarray(predictor.predict_soft([d.model_input for _, d in batch]), np.float32)
+        if softs.shape != (len(batch), size, size):
+            raise InputError(
+                f"the model returned shape {softs.shape}, expected {(len(batch), size, size)}"
+            )
+        np.clip(softs, 0.0, 1.0, out=softs)  # a model may stray a rounding error outside [0, 1]
+        for (item, image), small in zip(batch, softs, strict=True):
+            finishing.append(
+                (item, pool.submit(_finish, item, small, image, out_dir, threshold, overwrite))
+            )
+
+    with ThreadPoolExecutor(2, thread_name_prefix="wavegms-io") if overlap else _InOrder() as pool:
+        batch: list[tuple[FolderItem, Decoded]] = []
+        report(progress, stage, 0, len(items))
+        for item, decoding in _decoded(items, pool, size):
+            if cancel is not None and cancel.cancelled:
+                result.cancelled = True
+                break
+            try:
+                batch.append((item, decoding.result()))
+            except (WaveGMSError, OSError, ValueError) as err:
+                if not skip_unreadable:
+                    raise
+                result.skipped.append((item.image.name, str(err)))
+            if len(batch) == batch_size:
+                run_batch(batch)
+                batch = []
+            done = len(result.skipped) + len(finishing)
+            report(progress, stage, done, len(items), item.name)
+        if batch and not result.cancelled:
+            run_batch(batch)
+            report(progress, stage, len(result.skipped) + len(finishing), len(items))
+        for item, future in finishing:
+            try:
+                result.rows.append(future.result())
+                result.masks.append(output_paths(out_dir, item.name)[0])
+            except (WaveGMSError, OSError) as err:
+                result.skipped.append((item.image.name, f"could not write its mask: {err}"))
+    if scored and not result.rows and not result.cancelled:
+        why = result.skipped[0][1] if result.skipped else "nothing was scored"
+        raise InputError(f"none of the {len(items)} images could be scored: {why}")
+    if scored and result.rows:
+        result.scores = summarise_scores(result.rows)
+        record = summary_record(
+            result.scores, len(result.rows), threshold, size, complete=not result.cancelled
+        )
+        write_json(out_dir / SUMMARY_JSON, record)
+    write_text(out_dir / RESULTS_CSV, _csv_text(result.rows, result.scores, scored))
+    return result
 
 
 def segment_folder(
     segmenter: Segmenter,
-    in_dir: str | Path,
-    out_dir: str | Path,
+    in_dir: PathLike,
+    out_dir: PathLike,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    overlap: bool = True,
 ) -> FolderReport:
-    """Segment every image in ``in_dir`` into ``out_dir``; see the module docstring.
-
-    Unreadable files are skipped and listed. Existing outputs are never replaced unless
-    ``overwrite``, checked before any work is done. Cancelling keeps the masks written so far
-    and still writes the table of them.
-    """
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise InputError(f"input folder {in_dir} does not exist or is not a folder")
-    if in_dir.resolve() == out_dir.resolve():
-        raise InputError("the output folder must differ from the input folder")
-    images = list_images(in_dir)
-    _check_outputs(images, out_dir, overwrite)
-    # A folder that cannot be written is reported now, not after the model has run.
-    for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
-        ensure_folder(folder)
-    result = FolderReport(out_dir)
-    writes: list[tuple[Path, Future]] = []
-    with ThreadPoolExecutor(2, thread_name_prefix="wavegms-io") as pool:
-        batch: list[tuple[Path, Decoded]] = []
-        stream = _decoded(images, pool, segmenter.image_size)
-        for path, image, why in stream:
-            if cancel is not None and cancel.cancelled:
-                result.cancelled = True
-                break
-            if image is None:
-                result.skipped.append((path, why))
-            else:
-                batch.append((path, image))
-            if len(batch) == segmenter.batch_size:
-                writes += _segment_batch(segmenter, batch, out_dir, pool)
-                batch = []
-            done = len(result.skipped) + len(writes)
-            report(progress, "segment", done, len(images), path.name)
-        if batch and not result.cancelled:
-            writes += _segment_batch(segmenter, batch, out_dir, pool)
-            report(progress, "segment", len(result.skipped) + len(writes), len(images))
-        stream.close()
-        for path, future in writes:
-            try:
-                result.rows.append(future.result())
-                result.written.append(output_paths(out_dir, path)[0])
-            except (WaveGMSError, OSError) as err:
-                result.skipped.append((path, f"could not write its mask: {err}"))
-    write_text(out_dir / RESULTS_CSV, _table(result.rows))
-    return result
-
-
-def _segment_batch(
-    segmenter: Segmenter, batch: list[tuple[Path, Decoded]], out_dir: Path, pool
-) -> list[tuple[Path, Future]]:
-    """Run the model on a batch; resizing back and writing happen in the background."""
-    softs = segmenter.predict_soft([small for _, (small, _) in batch])
-    threshold = segmenter.threshold
-    return [
-        (path, pool.submit(_write, path, out_dir, soft, shape, threshold))
-        for (path, (_, shape)), soft in zip(batch, softs, strict=True)
-    ]
+    """Every image of ``in_dir`` through :func:`run_folder`, with the segmenter's threshold and
+    batch size; unreadable files are skipped and listed."""
+    return run_folder(
+        segmenter, folder_items(in_dir), out_dir,
+        threshold=segmenter.threshold, batch_size=segmenter.batch_size, overwrite=overwrite,
+        overlap=overlap, progress=progress, cancel=cancel,
+    )  # fmt: skip

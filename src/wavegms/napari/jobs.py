@@ -11,13 +11,14 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from wavegms.core.errors import Cancelled, InputError, WaveGMSError
+from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.progress import CancelToken, ProgressCallback, report
+from wavegms.inference.folder import FolderReport as BatchResult  # torch-free: the one report
 
 
 def error_text(err: BaseException) -> str:
@@ -128,32 +129,6 @@ def segment_job(
     return SegmentResult(labels, soft, array_digest(labels), edited)
 
 
-@dataclass
-class BatchResult:
-    out_dir: Path
-    written: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    cancelled: bool = False
-    csv_path: Path | None = None
-    means: dict[str, float] = field(default_factory=dict)  # with ground truth: mean scores
-
-    def summary(self) -> str:
-        state = "cancelled after" if self.cancelled else "done:"
-        lines = [f"{state} {self.written} mask(s) written to {self.out_dir}"]
-        if self.csv_path is not None:
-            lines.append(f"table: {self.csv_path.name}")
-        if self.means:
-            m = self.means
-            lines.append(
-                f"mean DSC {m['dsc_native']:.1f} %, IoU {m['iou_native']:.1f} %, "
-                f"HD95 {m['hd95_native']:.1f} px (native resolution)"
-            )
-        if self.skipped:
-            lines.append(f"{len(self.skipped)} file(s) skipped:")
-            lines += [f"  {name}: {why}" for name, why in self.skipped]
-        return "\n".join(lines)
-
-
 def batch_job(
     in_dir: str,
     out_dir: str,
@@ -166,53 +141,22 @@ def batch_job(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> BatchResult:
-    """Segment a folder (``wavegms.inference.folder.segment_folder``: ``OUT/masks``, ``OUT/soft``,
-    ``OUT/results.csv``), or with ground truth (masks matched by file stem) evaluate it
-    (``wavegms.scoring.evaluate.evaluate_pairs``: the same masks plus ``OUT/scores.csv``)."""
+    """Segment a folder through the one folder pipeline (``wavegms.inference.folder``:
+    ``OUT/masks``, ``OUT/soft``, ``OUT/results.csv``); with ground truth (masks matched by file
+    stem) each image is scored too (score columns in the CSV, ``OUT/summary.json``).
+    Unreadable files are skipped and listed in the report."""
+    from wavegms.data.pairs import find_pairs
+    from wavegms.inference.folder import folder_items, pair_items, run_folder
+
     if not in_dir or not Path(in_dir).is_dir():
         raise InputError(f"input folder {in_dir!r} does not exist or is not a folder")
     if not out_dir:
         raise InputError("choose an output folder")
     if gt_dir and not Path(gt_dir).is_dir():
         raise InputError(f"ground-truth folder {gt_dir!r} does not exist or is not a folder")
+    items = pair_items(find_pairs(in_dir, gt_dir)) if gt_dir else folder_items(in_dir)
     with slot.hold(model, device, progress) as segmenter:
-        segmenter.threshold = threshold
-        if gt_dir:
-            return _evaluate_folder(
-                segmenter, in_dir, gt_dir, Path(out_dir), overwrite, progress, cancel
-            )
-        return _segment_folder(segmenter, in_dir, Path(out_dir), overwrite, progress, cancel)
-
-
-def _evaluate_folder(segmenter, in_dir, gt_dir, out: Path, overwrite, progress, cancel):
-    from wavegms.data.pairs import find_pairs
-    from wavegms.scoring.evaluate import evaluate_pairs
-
-    result = BatchResult(out)
-    try:
-        evaluation = evaluate_pairs(
-            segmenter, find_pairs(in_dir, gt_dir), out, segmenter.threshold,
-            overwrite=overwrite, progress=progress, cancel=cancel, skip_unreadable=True,
+        return run_folder(
+            segmenter, items, out_dir, threshold=threshold, batch_size=segmenter.batch_size,
+            overwrite=overwrite, progress=progress, cancel=cancel,
         )  # fmt: skip
-    except Cancelled:
-        result.cancelled = True
-        return result
-    result.written = len(evaluation.rows)
-    result.skipped = evaluation.skipped
-    result.csv_path = evaluation.files.get("scores")
-    keys = ("dsc_native", "iou_native", "hd95_native")
-    result.means = {k: float(evaluation.summary[k][0]) for k in keys}
-    return result
-
-
-def _segment_folder(segmenter, in_dir, out: Path, overwrite, progress, cancel):
-    from wavegms.inference.folder import segment_folder
-
-    folder = segment_folder(segmenter, in_dir, out, overwrite, progress, cancel)
-    return BatchResult(
-        out,
-        written=len(folder.written),
-        skipped=[(p.name, why) for p, why in folder.skipped],
-        cancelled=folder.cancelled,
-        csv_path=folder.csv_path,
-    )
