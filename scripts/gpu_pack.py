@@ -14,7 +14,6 @@ The lent GPU machine receives the working tree (at most 64 MiB) and nothing besi
   back through ``load_pair`` and compared with what training would have seen; the mean and
   maximum absolute difference of the JPEG images (0-255 levels) go into ``pack.json``; PNG
   images and masks must read back unchanged.
-- ``taef2/``: the frozen autoencoder's two weight files (the machine cannot download them).
 - ``wheels/``: manylinux wheels for Python 3.12 of the packages that machine lacks, at the
   versions tested here, checked against pyproject's requirements.
 
@@ -124,16 +123,6 @@ def pack_dataset(
     }
 
 
-def copy_taef2(target: Path, weights: Path | None) -> None:
-    """The two TAEF2 files, found (and checked) as the library finds them; never downloaded."""
-    from wavegms.net.autoencoders.taef2 import SHA256, find_weights
-
-    folder = find_weights(weights, download=False)
-    target.mkdir()
-    for name in SHA256:
-        shutil.copyfile(folder / name, target / name)
-
-
 def requirements() -> dict[str, str]:
     """pyproject's dependency specifiers by lower-case name, e.g. {"ptwt": ">=0.1.9"}."""
     import tomllib  # Python 3.11+, like this script (the package itself runs on 3.10)
@@ -182,7 +171,6 @@ def make_pack(
     size: int = 224,
     jpeg_quality: int = JPEG_QUALITY,
     limit: int | None = None,
-    taef2: Path | None = None,
     wheels: bool = True,
     replace: bool = False,
 ) -> dict:
@@ -204,7 +192,6 @@ def make_pack(
             print(f"packing {name} from {source} ...", flush=True)
             entry = pack_dataset(source, staging / name, size, jpeg_quality, limit)
             manifest["datasets"][name] = entry
-        copy_taef2(staging / "taef2", taef2)
         manifest["wheels"] = download_wheels(staging / "wheels") if wheels else {}
         for name in manifest["datasets"]:
             manifest["datasets"][name]["bytes"] = folder_bytes(staging / name)
@@ -250,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224, help="model image size")
     parser.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
     parser.add_argument("--limit", type=int, help="pack only the first N training pairs")
-    parser.add_argument("--taef2", type=Path, help="TAEF2 folder (default: $WAVEGMS_TAEF2)")
     parser.add_argument("--no-wheels", action="store_true", help="skip the pip download")
     parser.add_argument("--replace", action="store_true", help="rebuild an existing pack")
     args = parser.parse_args(argv)
@@ -262,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
             size=args.size,
             jpeg_quality=args.jpeg_quality,
             limit=args.limit,
-            taef2=args.taef2,
             wheels=not args.no_wheels,
             replace=args.replace,
         )

@@ -335,7 +335,6 @@ def main() -> int:
         raise SystemExit(f"error: {pack} is not a pack: run scripts/gpu_pack.py first")
     if runs_root.resolve().is_relative_to(out.resolve()):
         raise SystemExit("error: RUNS must not lie inside OUT (only 8 files come back)")
-    os.environ.setdefault("WAVEGMS_TAEF2", str((pack / "taef2").resolve()))
     os.environ.setdefault("WAVEGMS_HOME", str((runs_root / "home").resolve()))
     overrides = parse_overrides(os.environ.get("CONFIG_OVERRIDES", ""))
     runs_root.mkdir(parents=True, exist_ok=True)
