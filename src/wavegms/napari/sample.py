@@ -12,8 +12,8 @@ def ultrasound() -> list[tuple]:
     """An image layer and a labels layer (1 = lesion)."""
     from wavegms.data.images import read_image, read_mask
 
-    image = read_image(SAMPLE_DIR / "ultrasound.png")
-    mask = read_mask(SAMPLE_DIR / "ultrasound_mask.png").astype("uint8")
+    image = read_image(SAMPLE_DIR / "images" / "ultrasound.png")
+    mask = read_mask(SAMPLE_DIR / "masks" / "ultrasound.png").astype("uint8")
     return [
         (image, {"name": "ultrasound"}, "image"),
         (mask, {"name": "ultrasound lesion"}, "labels"),
