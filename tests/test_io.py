@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavegms.core.errors import ImageReadError, InputError, OutputExistsError
+from wavegms.core.errors import ImageReadError, InputError, MaskWarning, OutputExistsError
 from wavegms.core.files import read_json, write_json, write_png
 from wavegms.data import images as wio
 from wavegms.data.images import (
@@ -228,10 +228,11 @@ def test_binarise_float_bool_and_colour() -> None:
     b = np.array([[True, False]])
     out = binarise_mask(b)
     assert out.dtype == bool and out is not b
-    rgb = np.zeros((1, 2, 3), np.uint8)
+    rgb = np.zeros((1, 3, 3), np.uint8)
     rgb[0, 1, 0] = 255
-    rgb[0, 0, 1] = 255  # only the first channel counts
-    np.testing.assert_array_equal(binarise_mask(rgb), [[False, True]])
+    rgb[0, 2, 2] = 255  # any channel counts: a blue drawing is as visible as a red one
+    with pytest.warns(MaskWarning, match="2 different colours"):  # red and blue: labels?
+        np.testing.assert_array_equal(binarise_mask(rgb), [[False, True, True]])
 
 
 def test_binarise_rejects_stacks() -> None:
