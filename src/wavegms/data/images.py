@@ -99,28 +99,34 @@ def _is_tiff(p: Path) -> bool:
 
 def _tiff_planes(series: Any) -> int:
     """How many 2D planes a tifffile series holds (colour samples are no planes)."""
-    axes, shape = series.axes, series.shape
-    per_plane = 3 if axes.endswith("S") else 2
-    return int(np.prod(shape[:-per_plane], dtype=np.int64)) if len(shape) > per_plane else 1
+    plane = series.shape[series.axes.index("Y")] * series.shape[series.axes.index("X")]
+    if "S" in series.axes:
+        plane *= series.shape[series.axes.index("S")]
+    return int(np.prod(series.shape, dtype=np.int64)) // max(plane, 1)
 
 
 def _read_tiff(p: Path, page: int | None) -> np.ndarray:
-    """A TIFF as tifffile reads its first series: HxW[xC], or a stack (N, H, W[, C]) of its
-    pages; ``page`` picks one plane of a stack."""
+    """A TIFF as tifffile reads its first series, colour samples last as viewers show them:
+    HxW[xC], or a stack (N, H, W[, C]) of its pages; ``page`` picks one plane of a stack."""
     import tifffile
 
     with tifffile.TiffFile(p) as tif:
         series = tif.series[0]
         shape = tuple(int(n) for n in series.shape)
-        samples = shape[-1] if series.axes.endswith("S") else 1
+        samples = shape[series.axes.index("S")] if "S" in series.axes else 1
         _check_pixels(p, int(np.prod(shape, dtype=np.int64)) // samples, shape)
-        if page is None:
-            return series.asarray()
         n = _tiff_planes(series)
-        if not 0 <= page < n:
+        if page is not None and not 0 <= page < n:
             raise ImageReadError(f"cannot read image {p}: it has no page {page} ({n} pages)")
-        plane_shape = shape[-3:] if samples > 1 else shape[-2:]
-        return series.asarray().reshape(n, *plane_shape)[page]
+        samples_last = samples == 1 or series.axes.endswith("S")
+        if page is not None and samples_last and len(series.pages) == n:
+            return tif.asarray(key=page, series=0)  # that page only, not the whole stack
+        array = series.asarray()
+        if not samples_last:  # planar RGB (S, Y, X): the colours go last
+            array = np.moveaxis(array, series.axes.index("S"), -1)
+        if page is None:
+            return array
+        return array.reshape(n, *array.shape[-3 if samples > 1 else -2 :])[page]
 
 
 def _read_pillow(p: Path) -> np.ndarray:
