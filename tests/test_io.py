@@ -388,6 +388,20 @@ def test_list_images(tmp_path: Path) -> None:
     assert all(isinstance(p, Path) for p in list_images(tmp_path))
 
 
+def test_scan_folder_lists_what_it_does_not_read(tmp_path: Path) -> None:
+    for name in ["a.png", "ct.DCM", "b.nii.gz", "c.gif", "notes.txt", ".d.dcm"]:
+        (tmp_path / name).write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.tif")
+    (tmp_path / "sub.dcm").mkdir()
+    scan = wio.scan_folder(tmp_path)
+    assert [p.name for p in scan.images] == ["a.png"]
+    skipped = {p.name: why for p, why in scan.skipped}
+    assert sorted(skipped) == ["b.nii.gz", "c.gif", "ct.DCM", "pipe.tif"]
+    assert "NIfTI" in skipped["b.nii.gz"] and "DICOM" in skipped["ct.DCM"]
+    assert "named pipe" in skipped["pipe.tif"]
+    assert list_images(tmp_path) == scan.images
+
+
 def test_list_images_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a folder"):
         list_images(tmp_path / "missing")

@@ -41,6 +41,9 @@ UNREAD_FORMATS = {
 #: checked on the header, before any pixel is decoded
 MAX_PIXELS = 1 << 28
 
+#: the EXIF tag that says how a viewer must turn the stored pixels
+ORIENTATION_TAG = 0x0112
+
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -143,15 +146,16 @@ def _read_pillow(p: Path) -> np.ndarray:
         ) from exc
     with im:
         _check_pixels(p, im.width * im.height, (im.height, im.width))
-        im.load()
-        shown = ImageOps.exif_transpose(im)
-    if shown.mode == "P":
-        shown = shown.convert("RGBA" if "transparency" in shown.info else "RGB")
-    elif shown.mode == "PA":
-        shown = shown.convert("RGBA")
-    elif shown.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        shown = shown.convert("RGB")  # as viewers show it (a CMYK array is a colour negative)
-    return np.asarray(shown)
+        shown = im
+        if im.getexif().get(ORIENTATION_TAG, 1) != 1:  # transposing copies: only when needed
+            shown = ImageOps.exif_transpose(im)
+        if shown.mode == "P":
+            shown = shown.convert("RGBA" if "transparency" in shown.info else "RGB")
+        elif shown.mode == "PA":
+            shown = shown.convert("RGBA")
+        elif shown.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            shown = shown.convert("RGB")  # as viewers show it (a CMYK array is a colour negative)
+        return np.asarray(shown)  # decodes, inside ``with``: a closed image has no pixels
 
 
 def read_image(path: PathLike, page: int | None = None) -> np.ndarray:

@@ -5,7 +5,8 @@ Each image is decoded once, made into the model's input by :mod:`wavegms.data.pr
 segmented in batches, and its soft mask resized back to the image; optionally it is scored
 against its ground-truth mask (:mod:`wavegms.scoring.scores`). Outputs:
 
-* ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255);
+* ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255); a
+  multi-page TIFF ``scan.tif`` gives one of each per page, ``scan_page001.png`` and on;
 * ``OUT/results.csv``: one row per image (name, file, height, width, mask_area); a scored run
   adds the score columns and a mean and a std row;
 * ``OUT/summary.json`` (scored runs only): mean/std and the conventions they follow.
