@@ -289,7 +289,10 @@ def _decoded(items: list[FolderItem], pool, size: int) -> Iterator[tuple[FolderI
 def printable(text: str) -> str:
     """``text`` with the bytes of file names that are no valid UTF-8 (held as surrogates, as
     :func:`os.fsdecode` gives them) written as ``\\xNN``: printable and writable as UTF-8."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name gives: escaped as \udNNN
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _csv_cell(value: Any) -> str:
