@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavegms.core.errors import ImageReadError, InputError, OutputExistsError
+from wavegms.core.errors import ImageReadError, InputError, MaskWarning, OutputExistsError
 from wavegms.core.files import read_json, write_json, write_png
 from wavegms.data import images as wio
 from wavegms.data.images import (
@@ -228,10 +228,11 @@ def test_binarise_float_bool_and_colour() -> None:
     b = np.array([[True, False]])
     out = binarise_mask(b)
     assert out.dtype == bool and out is not b
-    rgb = np.zeros((1, 2, 3), np.uint8)
+    rgb = np.zeros((1, 3, 3), np.uint8)
     rgb[0, 1, 0] = 255
-    rgb[0, 0, 1] = 255  # only the first channel counts
-    np.testing.assert_array_equal(binarise_mask(rgb), [[False, True]])
+    rgb[0, 2, 2] = 255  # any channel counts: a blue drawing is as visible as a red one
+    with pytest.warns(MaskWarning, match="2 different colours"):  # red and blue: labels?
+        np.testing.assert_array_equal(binarise_mask(rgb), [[False, True, True]])
 
 
 def test_binarise_rejects_stacks() -> None:
@@ -385,6 +386,20 @@ def test_list_images(tmp_path: Path) -> None:
     names = [p.name for p in list_images(tmp_path)]
     assert names == ["a.jpg", "b.PNG", "c.tiff", "e.JPEG", "f.bmp", "g.tif"]
     assert all(isinstance(p, Path) for p in list_images(tmp_path))
+
+
+def test_scan_folder_lists_what_it_does_not_read(tmp_path: Path) -> None:
+    for name in ["a.png", "ct.DCM", "b.nii.gz", "c.gif", "notes.txt", ".d.dcm"]:
+        (tmp_path / name).write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.tif")
+    (tmp_path / "sub.dcm").mkdir()
+    scan = wio.scan_folder(tmp_path)
+    assert [p.name for p in scan.images] == ["a.png"]
+    skipped = {p.name: why for p, why in scan.skipped}
+    assert sorted(skipped) == ["b.nii.gz", "c.gif", "ct.DCM", "pipe.tif"]
+    assert "NIfTI" in skipped["b.nii.gz"] and "DICOM" in skipped["ct.DCM"]
+    assert "named pipe" in skipped["pipe.tif"]
+    assert list_images(tmp_path) == scan.images
 
 
 def test_list_images_not_a_folder(tmp_path: Path) -> None:

@@ -243,3 +243,164 @@ def test_existing_output_is_kept(tmp_path, segmenter, monkeypatch):
     report = segment_folder(segmenter, src, out, overwrite=True)
     assert report.written == 2 and read_image(existing).shape == (24, 30)
     assert isinstance(OutputExistsError("x"), WaveGMSError)
+
+
+def folder_with(tmp_path: Path, *good: str) -> Path:
+    """tmp_path/in holding a small grey image for each name in ``good``."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for k, name in enumerate(good):
+        imsave(src / name, grey(k), check_contrast=False)
+    return src
+
+
+@case(
+    "FILE-FIFO",
+    "A named pipe (FIFO) called scan.png among the images of a batch folder",
+    "Never opened (opening it would block forever, deaf to Ctrl+C): read_image refuses it at "
+    "once with ImageReadError, a batch lists it as skipped and segments the rest",
+)
+def test_fifo_named_png(tmp_path, segmenter):
+    import threading
+
+    src = folder_with(tmp_path, "a.png")
+    os.mkfifo(src / "scan.png")
+    errors: list[Exception] = []
+
+    def read() -> None:
+        try:
+            read_image(src / "scan.png")
+        except ImageReadError as err:
+            errors.append(err)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    assert not reader.is_alive(), "read_image blocked on a FIFO"
+    assert "named pipe" in str(errors[0])
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert [p.name for p in report.masks] == ["a.png"]
+    assert "named pipe" in dict(report.skipped)["scan.png"]
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG file whose header declares ``width x height`` grey pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * (width + 1))  # one row; the rest is missing
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def huge_tiff(path: Path, width: int, height: int) -> Path:
+    """A 4x4 TIFF whose header was changed to declare ``width x height`` pixels."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((4, 4), np.uint8))
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(width)
+        tif.pages[0].tags["ImageLength"].overwrite(height)
+    return path
+
+
+@case(
+    "FILE-HUGE-HEADER",
+    "A PNG and a TIFF of a few hundred bytes whose headers declare 20000x20000 and "
+    "100000x100000 pixels, in a batch with a good image",
+    "ImageReadError stating the declared size and the pixel limit, from the header before any "
+    "pixel is decoded; the batch skips them and writes the good mask and results.csv (was: a "
+    "MemoryError traceback that ended the batch without a table)",
+)
+def test_header_declares_a_huge_plane(tmp_path, segmenter):
+    src = folder_with(tmp_path, "a.png")
+    huge_png(src / "bomb.png", 20000, 20000)
+    huge_tiff(src / "big.tif", 100000, 100000)
+    assert (src / "bomb.png").stat().st_size < 1000
+    with pytest.raises(ImageReadError, match=r"big\.tif: it declares 100000 x 100000 .*limit"):
+        read_image(src / "big.tif")
+    with pytest.raises(ImageReadError, match=r"bomb\.png: it declares more than \d+ pixels"):
+        read_image(src / "bomb.png")
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert [p.name for p in report.masks] == ["a.png"]
+    assert sorted(dict(report.skipped)) == ["big.tif", "bomb.png"]
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        assert [row["file"] for row in csv.DictReader(f)] == ["a.png"]
+
+
+@case(
+    "FILE-NAME-NOT-UTF8",
+    "An image whose file name holds bytes that are no valid UTF-8 (b'scan\\xff.png')",
+    "Segmented like any other; its mask keeps the name's bytes; results.csv and the summary "
+    "write the bad byte as \\xff (was: the CSV write failed after every mask was written)",
+)
+def test_file_name_not_utf8(tmp_path, segmenter):
+    src = folder_with(tmp_path, "a.png")
+    imsave(src / os.fsdecode(b"scan\xff.png"), grey(5), check_contrast=False)
+    out = tmp_path / "out"
+    report = segment_folder(segmenter, src, out)
+    assert report.written == 2 and not report.skipped
+    assert b"scan\xff.png" in os.listdir(os.fsencode(out / "masks"))
+    with open(out / "results.csv", encoding="utf-8", newline="") as f:
+        assert [row["file"] for row in csv.DictReader(f)] == ["a.png", "scan\\xff.png"]
+    report.summary().encode("utf-8")  # printable: no lone surrogates left
+
+
+@case(
+    "FILE-UNREAD-FORMATS",
+    "A batch folder holding DICOM (.dcm), NIfTI (.nii, .nii.gz) and GIF files beside a PNG; a "
+    "folder of DICOM files only",
+    "Each one listed as skipped with its reason ('DICOM is not read yet ...'), the PNG is "
+    "segmented (was: skipped without a word); a folder with nothing readable: InputError "
+    "saying why",
+)
+def test_formats_not_read_are_listed(tmp_path, segmenter):
+    from PIL import Image
+
+    src = folder_with(tmp_path, "a.png")
+    (src / "ct.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    (src / "brain.nii").write_bytes(b"\0" * 352)
+    (src / "brain2.nii.gz").write_bytes(b"\x1f\x8b")
+    Image.fromarray(grey(1)).save(src / "clip.gif")
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert [p.name for p in report.masks] == ["a.png"]
+    skipped = dict(report.skipped)
+    assert sorted(skipped) == ["brain.nii", "brain2.nii.gz", "clip.gif", "ct.dcm"]
+    assert "DICOM is not read yet" in skipped["ct.dcm"]
+    assert "NIfTI" in skipped["brain.nii"] and "NIfTI" in skipped["brain2.nii.gz"]
+    assert "GIF" in skipped["clip.gif"]
+    assert "ct.dcm" in report.summary()
+    only = tmp_path / "dicom"
+    only.mkdir()
+    (only / "ct.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    with pytest.raises(WaveGMSError, match="DICOM is not read yet"):
+        segment_folder(segmenter, only, tmp_path / "out2")
+
+
+@case(
+    "FILE-TIFF-PAGES",
+    "A 3-page TIFF in a batch folder",
+    "One mask per page, scan_page001.png .. scan_page003.png, each of the page's size, one "
+    "results.csv row each (was: taken as one RGB image)",
+)
+def test_batch_multi_page_tiff(tmp_path, segmenter):
+    import tifffile
+
+    src = folder_with(tmp_path, "a.png")
+    pages = np.stack([grey(k, (12, 16)) for k in range(3)])
+    tifffile.imwrite(src / "scan.tif", pages, photometric="minisblack")
+    out = tmp_path / "out"
+    report = segment_folder(segmenter, src, out)
+    names = ["a.png", "scan_page001.png", "scan_page002.png", "scan_page003.png"]
+    assert [p.name for p in report.masks] == names
+    assert all(read_image(p).shape == (12, 16) for p in report.masks[1:])
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["file"] for row in rows] == ["a.png", "scan.tif", "scan.tif", "scan.tif"]

@@ -1,4 +1,5 @@
-"""Input images through the library: to_rgb01, split_planes and Segmenter.segment."""
+"""Input images through the library: decoding files as viewers show them (read_image),
+to_rgb01, split_planes and Segmenter.segment."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from wavegms.core.errors import InputError
 from wavegms.data import preprocess
-from wavegms.data.images import to_rgb01
+from wavegms.data.images import read_image, to_rgb01
 from wavegms.data.preprocess import model_input, soft_to_shape, split_planes
 
 from .cases import case
@@ -278,3 +279,109 @@ def test_five_dimensional_stack(segmenter):
     np.testing.assert_allclose(soft[1, 0, 2], segmenter.segment(stack[1, 0, 2])[1], atol=1e-5)
     colour = speckle((2, 2, 16, 20, 3))
     check_masks(*segmenter.segment(colour, rgb=True), (2, 2, 16, 20))
+
+
+def colour_picture(shape=(20, 30)) -> np.ndarray:
+    """uint8 RGB with a bright red top-left block, so flips and negatives show."""
+    rgb = np.zeros((*shape, 3), np.uint8)
+    rgb[..., 2] = 60
+    rgb[: shape[0] // 2, : shape[1] // 3] = (230, 40, 40)
+    return rgb
+
+
+@case(
+    "IMG-CMYK-JPEG",
+    "A CMYK JPEG (as print workflows save them)",
+    "Read as the RGB image viewers show (was: its colour negative, taken as RGBA)",
+)
+def test_cmyk_jpeg(tmp_path):
+    from PIL import Image
+
+    rgb = colour_picture()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    with Image.open(tmp_path / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
+    out = read_image(tmp_path / "cmyk.jpg")
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - rgb).mean() < 8  # JPEG loss only, not 255 - value
+
+
+@case(
+    "IMG-EXIF-ROTATED",
+    "A JPEG whose EXIF orientation says 'rotate 90 degrees clockwise' (as phones save them)",
+    "Read rotated as every viewer shows it, so its masks line up with what the user sees "
+    "(was: the stored, unrotated pixels)",
+)
+def test_exif_orientation(tmp_path, segmenter):
+    from PIL import Image
+
+    from wavegms.inference.folder import segment_folder
+
+    stored = colour_picture((20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored pixels must be turned 90 degrees clockwise
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(stored).save(src / "phone.jpg", quality=95, exif=exif)
+    out = read_image(src / "phone.jpg")
+    assert out.shape == (30, 20, 3)
+    assert np.abs(out.astype(int) - np.rot90(stored, k=-1)).mean() < 8
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert read_image(report.masks[0]).shape == (30, 20)
+
+
+@case(
+    "IMG-TIFF-PAGES",
+    "Multi-page TIFFs: 3 grey pages, 4 grey pages, 2 RGB pages",
+    "Read as a stack (N, H, W[, C]) (was: 3 or 4 pages taken as one RGB(A) image); "
+    "Segmenter.segment gives one mask per page",
+)
+def test_multi_page_tiff(tmp_path, segmenter):
+    import tifffile
+
+    for stack in (
+        (speckle((3, 16, 20)) * 255).astype(np.uint8),
+        (speckle((4, 16, 20), seed=1) * 65535).astype(np.uint16),
+        (speckle((2, 16, 20, 3), seed=2) * 255).astype(np.uint8),
+    ):
+        path = tmp_path / f"stack{stack.shape[0]}.tif"
+        grey = stack.ndim == 3
+        tifffile.imwrite(path, stack, photometric="minisblack" if grey else "rgb")
+        with tifffile.TiffFile(path) as tif:
+            assert len(tif.pages) == stack.shape[0]
+        out = read_image(path)
+        np.testing.assert_array_equal(out, stack)
+        for k in range(stack.shape[0]):
+            np.testing.assert_array_equal(read_image(path, page=k), stack[k])
+    binary, soft = segmenter.segment(read_image(tmp_path / "stack3.tif"))
+    check_masks(binary, soft, (3, 16, 20))
+    planar = tmp_path / "planar.tif"  # one RGB page stored colour by colour: not a stack
+    rgb = (speckle((16, 20, 3), seed=3) * 255).astype(np.uint8)
+    tifffile.imwrite(planar, np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image(planar), rgb)
+
+
+@case(
+    "IMG-PALETTE-16BIT",
+    "A palette PNG, a palette PNG with transparency, a 16-bit grey PNG",
+    "Palettes applied (RGB, or RGBA with the transparency); 16-bit values kept as uint16",
+)
+def test_palette_and_16_bit_png(tmp_path):
+    from PIL import Image
+
+    index = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    palette = [10, 20, 30, 200, 100, 0, 0, 0, 255]
+    im = Image.fromarray(index, mode="P")
+    im.putpalette(palette)
+    im.save(tmp_path / "p.png")
+    colours = np.array(palette, np.uint8).reshape(3, 3)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), colours[index])
+    im.save(tmp_path / "pa.png", transparency=1)
+    rgba = read_image(tmp_path / "pa.png")
+    assert rgba.shape == (2, 3, 4)
+    np.testing.assert_array_equal(rgba[..., 3], np.where(index == 1, 0, 255))
+    deep = np.array([[0, 1000, 65535]], np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png")
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, deep)

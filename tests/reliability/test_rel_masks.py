@@ -152,3 +152,55 @@ def test_image_and_mask_counts_differ(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="have no mask: c"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+@case(
+    "MASK-ANY-COLOUR",
+    "Mask files drawn in green, in blue and in dark blue (0, 0, 100) on black, RGB and RGBA opaque",
+    "The drawing is the foreground whatever its colour (was: read as empty unless drawn in red)",
+)
+def test_mask_drawn_in_any_colour(tmp_path):
+    drawn = disc() > 0
+    for name, colour in (("green", (0, 255, 0)), ("blue", (0, 0, 255)), ("dark", (0, 0, 100))):
+        rgb = np.zeros((*drawn.shape, 3), np.uint8)
+        rgb[drawn] = colour
+        for array in (rgb, np.dstack([rgb, np.full(drawn.shape, 255, np.uint8)])):
+            path = tmp_path / f"{name}{array.shape[-1]}.png"
+            imsave(path, array, check_contrast=False)
+            with no_mask_warning():
+                np.testing.assert_array_equal(read_mask(path), drawn)
+
+
+@case(
+    "MASK-ALPHA-ONLY",
+    "A mask drawn in the alpha channel only (opaque black strokes on a transparent layer), "
+    "and a red drawing on a transparent layer whose hidden pixels are white",
+    "The opaque area is the foreground; hidden colours do not count (was: an empty mask)",
+)
+def test_mask_drawn_in_alpha_only(tmp_path):
+    drawn = disc() > 0
+    rgba = np.zeros((*drawn.shape, 4), np.uint8)
+    rgba[..., 3] = np.where(drawn, 255, 0)
+    imsave(tmp_path / "alpha.png", rgba, check_contrast=False)
+    with no_mask_warning():
+        np.testing.assert_array_equal(read_mask(tmp_path / "alpha.png"), drawn)
+    rgba[~drawn, :3] = 255  # white, but transparent: not drawn
+    rgba[drawn, :3] = (255, 0, 0)
+    imsave(tmp_path / "red.png", rgba, check_contrast=False)
+    with no_mask_warning():
+        np.testing.assert_array_equal(read_mask(tmp_path / "red.png"), drawn)
+
+
+@case(
+    "MASK-COLOUR-LABELS",
+    "A colour mask file with two structures drawn in two colours (red and green)",
+    "Both are foreground, with a MaskWarning naming the file and the colours merged",
+)
+def test_colour_labels_are_merged_with_a_warning(tmp_path):
+    rgb = np.zeros((24, 30, 3), np.uint8)
+    rgb[2:8, 2:8] = (255, 0, 0)
+    rgb[12:20, 12:20] = (0, 255, 0)
+    imsave(tmp_path / "two.png", rgb, check_contrast=False)
+    with pytest.warns(MaskWarning, match=r"two\.png holds 2 different colours"):
+        mask = read_mask(tmp_path / "two.png")
+    np.testing.assert_array_equal(mask, rgb.max(axis=-1) > 0)

@@ -5,7 +5,8 @@ Each image is decoded once, made into the model's input by :mod:`wavegms.data.pr
 segmented in batches, and its soft mask resized back to the image; optionally it is scored
 against its ground-truth mask (:mod:`wavegms.scoring.scores`). Outputs:
 
-* ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255);
+* ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255); a
+  multi-page TIFF ``scan.tif`` gives one of each per page, ``scan_page001.png`` and on;
 * ``OUT/results.csv``: one row per image (name, file, height, width, mask_area); a scored run
   adds the score columns and a mean and a std row;
 * ``OUT/summary.json`` (scored runs only): mean/std and the conventions they follow.
@@ -27,10 +28,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
+from wavegms.core.errors import ImageReadError, InputError, OutputExistsError, WaveGMSError
 from wavegms.core.files import PathLike, ensure_folder, write_json, write_png, write_text
 from wavegms.core.progress import CancelToken, ProgressCallback, report
-from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask
+from wavegms.data.images import IMAGE_SUFFIXES, page_count, read_image, read_mask, scan_folder
 from wavegms.data.preprocess import model_input, soft_to_shape
 from wavegms.scoring.scores import (
     SCORE_KEYS,
@@ -62,22 +63,47 @@ class SoftPredictor(Protocol):
 
 @dataclass(frozen=True)
 class FolderItem:
-    """One image to segment, named by its outputs' stem, with its ground truth if scored."""
+    """One image to segment, named by its outputs' stem, with its ground truth if scored.
+
+    ``page`` picks one plane of a multi-page TIFF; ``unread`` says why a file found in the
+    folder is not read at all (it is listed as skipped with that reason).
+    """
 
     name: str
     image: Path
     mask: Path | None = None
+    page: int | None = None
+    unread: str | None = None
+
+
+def _image_items(path: Path) -> list[FolderItem]:
+    """One item per plane: a multi-page TIFF ``scan.tif`` of N pages gives the masks
+    ``scan_page001.png`` .. ``scan_pageN.png``; any other image one item named by its stem."""
+    try:
+        pages = page_count(path)
+    except WaveGMSError:
+        pages = 1  # reading it later reports what is wrong with it
+    if pages == 1:
+        return [FolderItem(path.stem, path)]
+    digits = max(3, len(str(pages)))
+    return [FolderItem(f"{path.stem}_page{k + 1:0{digits}d}", path, page=k) for k in range(pages)]
 
 
 def folder_items(in_dir: PathLike) -> list[FolderItem]:
-    """Every image of a folder (see :func:`~wavegms.data.images.list_images`), unscored."""
+    """Every image of a folder, unscored (see :func:`~wavegms.data.images.scan_folder`):
+    one item per page of a multi-page TIFF, and the files not read (DICOM, NIfTI, GIF, a FIFO
+    named ``.png``) as items that are listed as skipped with their reason."""
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise InputError(f"input folder {in_dir} does not exist or is not a folder")
-    images = list_images(in_dir)
-    if not images:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}")
-    return [FolderItem(p.stem, p) for p in images]
+    scan = scan_folder(in_dir)
+    if not scan.images:
+        why = f"; skipped {scan.skipped[0][0].name}: {scan.skipped[0][1]}" if scan.skipped else ""
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}{why}")
+    items = [item for p in scan.images for item in _image_items(p)]
+    # The full file name, not the stem: a.dcm never takes the name of a.png's masks.
+    items += [FolderItem(p.name, p, unread=why) for p, why in scan.skipped]
+    return items
 
 
 def pair_items(pairs: Iterable[Any]) -> list[FolderItem]:
@@ -132,7 +158,7 @@ class FolderReport:
         if self.skipped:
             lines.append(f"{len(self.skipped)} file(s) skipped:")
             lines += [f"  {name}: {why}" for name, why in self.skipped]
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
 
 # ------------------------------------------------------------------------------ before any work
@@ -192,7 +218,9 @@ class Decoded(NamedTuple):
 
 
 def _decode(item: FolderItem, size: int) -> Decoded:
-    raw = read_image(item.image)
+    if item.unread:
+        raise ImageReadError(item.unread)
+    raw = read_image(item.image, page=item.page)
     shape = (int(raw.shape[0]), int(raw.shape[1]))
     truth = None
     if item.mask is not None:
@@ -258,10 +286,19 @@ def _decoded(items: list[FolderItem], pool, size: int) -> Iterator[tuple[FolderI
     yield from pending
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of file names that are no valid UTF-8 (held as surrogates, as
+    :func:`os.fsdecode` gives them) written as ``\\xNN``: printable and writable as UTF-8."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name gives: escaped as \udNNN
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _csv_cell(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6f}"
-    return str(value)
+    return printable(str(value))
 
 
 def _csv_text(rows: list[dict], scores: dict[str, tuple[float, float]], scored: bool) -> str:
