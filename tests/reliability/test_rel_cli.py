@@ -27,7 +27,7 @@ def refused(capsys, argv: list[str]) -> str:
 
 @case(
     "CLI-BAD-NUMBERS",
-    "`finetune --lr inf` (used to train and install a NaN model, exit 0), --lr nan, "
+    "`finetune --lr inf` (issue #12 saw it install a NaN model), --lr nan, "
     "--epochs ten or 0, --val-fraction 1, `bench --size 0/33 --repeats 0 --threads -1 "
     "--height 0`, `segment --threshold nan`",
     "Exit code 2 and one line naming the option and its range, before any model or data is "
