@@ -174,9 +174,9 @@ def test_models_refuses_any_argument(argv, places, capsys):
 
 
 NAMED = {  # command -> options that name a model, a path or a device
-    "train": ["--config", "--init-model", "--export", "--device"],
-    "finetune": ["--data", "--name", "--base", "--device"],
-    "evaluate": ["--data", "--model", "--split", "--device"],
+    "train": ["--config", "--init-model", "--export", "--device", "--out", "--data"],
+    "finetune": ["--data", "--name", "--base", "--device", "--out"],
+    "evaluate": ["--data", "--model", "--split", "--split-file", "--device", "--out"],
     "segment": ["--model", "--device"],
     "bench": ["--model"],
 }
@@ -189,6 +189,8 @@ def missing_or_odd(flag: str, places: dict[str, str]) -> st.SearchStrategy[str]:
         return ODD_NAMES.filter(lambda t: t not in ("train", "test"))
     if flag == "--device":  # the real names; cuda and mps are refused only on some machines
         return ODD_NAMES.filter(lambda t: t.split(":")[0] not in ("auto", "cpu", "cuda", "mps"))
+    if flag == "--out":  # a missing folder is made: only empty names, files, overlong names
+        return st.sampled_from(["", " ", "\t", "x" * 300, places["model"]])
     if flag in ("--name", "--export"):  # a usable new name would start training
         return ODD_NAMES.filter(lambda t: not MODEL_NAME.fullmatch(t))
     return st.one_of(ODD_NAMES, missing)

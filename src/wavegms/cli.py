@@ -258,9 +258,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def check_args(args: argparse.Namespace) -> None:
     """Argument errors found before any model is loaded or training starts (numbers were
     checked as they were parsed): the cheap ones first (paths, the name of a new model, the
-    input folder's images), then the ones that need torch (model names, the whole model to
-    train from, the device), so a typo is reported at once rather than after torch and the
-    model load, and a damaged base model before the data is loaded."""
+    input folder's images), then the ones that need torch (the device, model names, last the
+    whole model to train from), so a typo is reported at once rather than after torch and
+    the model load, and a damaged base model before the data is loaded."""
+    for key in ("input", "output", "out", "data", "config", "split_file", "finetune_data"):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        flag = key if key in ("input", "output") else "--" + key.replace("_", "-")
+        if not value.strip():  # "" would mean the current folder
+            raise InputError(f"{flag} must name a file or folder, not {value!r}")
+        if key in ("data", "split_file", "finetune_data") and not Path(value).exists():
+            raise InputError(f"{flag} {value} does not exist")  # found now, not after a load
     out = getattr(args, "output", None) or getattr(args, "out", None)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
@@ -271,6 +280,11 @@ def check_args(args: argparse.Namespace) -> None:
         from wavegms.store.catalogue import check_new_model_name
 
         check_new_model_name(new_name)
+    device = getattr(args, "device", None)
+    if device and device != "auto":
+        from wavegms.core.devices import resolve_device
+
+        resolve_device(device)
     for name in ("model", "base", "init_model"):
         model = getattr(args, name, None)
         if model is not None:  # "" too: an empty name is a mistake, not "the default"
@@ -281,11 +295,6 @@ def check_args(args: argparse.Namespace) -> None:
                 from wavegms.store.model_files import load_model
 
                 load_model(path)
-    device = getattr(args, "device", None)
-    if device and device != "auto":
-        from wavegms.core.devices import resolve_device
-
-        resolve_device(device)
 
 
 def _holds_images(folder: Path) -> bool:
