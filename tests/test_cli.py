@@ -153,3 +153,16 @@ def test_finetune_makes_a_new_model_and_leaves_the_base_alone(
     assert views["image"].shape[0] == 2 * 6
     assert main(args) == 2  # the name is taken now: refused, nothing overwritten
     assert "exists" in capsys.readouterr().err
+
+
+def test_option_bounds_lie_within_the_training_settings():
+    """The CLI refuses a training number before torch is imported; it may never accept one
+    that the training config (the final word) would refuse."""
+    from wavegms.cli import BOUNDS
+    from wavegms.training.config import _NUMBERS
+
+    for name in ("epochs", "lr", "batch_size", "val_fraction"):
+        kind, low, high = _NUMBERS[name]
+        bounds = BOUNDS[name]
+        assert bounds.kind is kind and low <= bounds.low <= bounds.high <= high, name
+    assert BOUNDS["size"].low >= _NUMBERS["image_size"][1] and BOUNDS["size"].step == 8

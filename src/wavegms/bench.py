@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from wavegms.core.errors import InputError
 from wavegms.net.model import ModelConfig, WaveGMS, latent_to_mask
 
 SD_VAE_CONFIG = {
@@ -108,6 +109,10 @@ def run_bench(
     model=None, size: int = 224, image_shape=(472, 564), repeats: int = 10, baseline: bool = True
 ) -> list[Timing]:
     """Median per-image latency (batch 1) of each path; prints nothing."""
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise InputError(f"repeats must be a whole number of at least 1, not {repeats!r}")
+    if len(image_shape) != 2 or not all(isinstance(n, int) and n >= 1 for n in image_shape):
+        raise InputError(f"image_shape must be two positive whole numbers, not {image_shape!r}")
     if model is None:
         from wavegms.net.autoencoders import load_autoencoder
 

@@ -1,16 +1,20 @@
 """The ``wavegms`` command: train, finetune, evaluate, segment, bench, models.
 
-Each subcommand is a thin wrapper over a library function; errors the user can fix are printed
-as one clear line (exit code 2) instead of a traceback.
+Each subcommand is a thin wrapper over a library function. Bad input of any kind (arguments,
+configs, model files, images) is printed as one line starting with ``error:`` (exit code 2)
+instead of a traceback: every number is checked against its range as it is parsed, names and
+paths before torch is imported, models and devices before a model loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from wavegms.core.errors import WaveGMSError
+from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.training.finetune import FinetuneRequest  # torch-free: its defaults are the CLI's
 
 
@@ -22,7 +26,58 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: bool = True) -> N
         + (" (default: the shipped default)" if default_model else ""),
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--threshold", type=float, default=0.5, help="soft-mask threshold")
+    p.add_argument("--threshold", type=BOUNDS["threshold"], default=0.5, help="soft-mask threshold")
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """An argparse ``type``: text -> ``kind`` within [low, high] (and a multiple of ``step``),
+    else an error naming the range. NaN and infinities are never in range."""
+
+    kind: type
+    low: float
+    high: float
+    step: int = 1
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            what = "a whole number" if self.kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise argparse.ArgumentTypeError(f"must lie in {self.range()}, not {text!r}")
+        if value % self.step:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {self.step}, not {text!r}")
+        return value
+
+    def range(self) -> str:
+        return f"[{self.low:g}, {self.high:g}]"
+
+
+#: The range of every numeric option. Those that are training settings repeat the bounds of
+#: ``training.config`` (tests/test_cli.py checks that they agree), so that a typo is refused
+#: here, before torch is imported, rather than after a model has loaded.
+BOUNDS: dict[str, Bounded] = {
+    "threshold": Bounded(float, 0.0, 1.0),
+    "epochs": Bounded(int, 1, 1_000_000),
+    "lr": Bounded(float, 1e-9, 10.0),
+    "batch_size": Bounded(int, 1, 65_536),
+    "val_fraction": Bounded(float, 0.01, 0.99),
+    "size": Bounded(int, 8, 4096, step=8),  # as a model's image_size: 1/8-resolution latents
+    "side": Bounded(int, 1, 16_384),
+    "repeats": Bounded(int, 1, 10_000),
+    "threads": Bounded(int, 0, 1024),
+    "folder": Bounded(int, 0, 10_000),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (:class:`InputError`), like every
+    other error of the command, instead of a usage block and ``SystemExit``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{message} (see `{self.prog} --help`)")
 
 
 def _model_name(arg: str | None) -> str:
@@ -201,27 +256,45 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Argument errors found before any model is loaded: the cheap ones first (paths,
-    threshold, the input folder's images), then the ones that need torch (model name,
-    device), so a typo is reported at once rather than after torch and the model load."""
+    """Argument errors found before any model is loaded or training starts (numbers were
+    checked as they were parsed): the cheap ones first (paths, the name of a new model, the
+    input folder's images), then the ones that need torch (the device, model names, last the
+    whole model to train from), so a typo is reported at once rather than after torch and
+    the model load, and a damaged base model before the data is loaded."""
+    for key in ("input", "output", "out", "data", "config", "split_file", "finetune_data"):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        flag = key if key in ("input", "output") else "--" + key.replace("_", "-")
+        if not value.strip():  # "" would mean the current folder
+            raise InputError(f"{flag} must name a file or folder, not {value!r}")
+        if key in ("data", "split_file", "finetune_data") and not Path(value).exists():
+            raise InputError(f"{flag} {value} does not exist")  # found now, not after a load
     out = getattr(args, "output", None) or getattr(args, "out", None)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
-    threshold = getattr(args, "threshold", None)
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise WaveGMSError(f"--threshold must lie in [0, 1], not {threshold}")
     if args.command == "segment":
         check_input_images(Path(args.input))
-    for model in (getattr(args, name, None) for name in ("model", "base", "init_model")):
-        if model:
-            from wavegms.store.catalogue import resolve_model
+    new_name = getattr(args, "name", None) or getattr(args, "export", None)
+    if new_name is not None:  # refused now, not after minutes of training
+        from wavegms.store.catalogue import check_new_model_name
 
-            resolve_model(model)
+        check_new_model_name(new_name)
     device = getattr(args, "device", None)
     if device and device != "auto":
         from wavegms.core.devices import resolve_device
 
         resolve_device(device)
+    for name in ("model", "base", "init_model"):
+        model = getattr(args, name, None)
+        if model is not None:  # "" too: an empty name is a mistake, not "the default"
+            from wavegms.store.catalogue import resolve_model
+
+            path = resolve_model(model)
+            if name != "model":  # a damaged base is found now, not after the data is loaded
+                from wavegms.store.model_files import load_model
+
+                load_model(path)
 
 
 def _holds_images(folder: Path) -> bool:
@@ -275,9 +348,7 @@ def check_input_images(folder: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from wavegms import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="wavegms", description="Wave-GMS medical image segmentation"
-    )
+    parser = Parser(prog="wavegms", description="Wave-GMS medical image segmentation")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -290,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML training config, e.g. configs/busi.yaml")
     p.add_argument("--data", help="override data_dir (folder with images/, masks/, split.json)")
     p.add_argument("--out", help="run folder (default: <user data dir>/runs/<name>)")
-    p.add_argument("--epochs", type=int, help="override the number of epochs")
+    p.add_argument("--epochs", type=BOUNDS["epochs"], help="override the number of epochs")
     p.add_argument("--device", help="override the device")
     p.add_argument("--init-model", help="start from this model (fine-tuning)")
     p.add_argument("--export", metavar="NAME", help="save the best model as a user model NAME")
@@ -307,14 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="model to start from (default: the shipped default)")
     p.add_argument("--out", help="run folder (default: a new one in the user data folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--epochs", type=int, default=FinetuneRequest.epochs, help="training epochs")
-    p.add_argument("--lr", type=float, default=FinetuneRequest.lr, help="learning rate")
     p.add_argument(
-        "--batch-size", type=int, default=FinetuneRequest.batch_size, help="pairs per step"
+        "--epochs", type=BOUNDS["epochs"], default=FinetuneRequest.epochs, help="training epochs"
+    )
+    p.add_argument("--lr", type=BOUNDS["lr"], default=FinetuneRequest.lr, help="learning rate")
+    p.add_argument(
+        "--batch-size",
+        type=BOUNDS["batch_size"],
+        default=FinetuneRequest.batch_size,
+        help="pairs per step",
     )
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=BOUNDS["val_fraction"],
         default=FinetuneRequest.val_fraction,
         help="share of the pairs kept aside to pick the best epoch",
     )
@@ -344,16 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("bench", "inference latency and memory vs a GMS-sized path")
     p.add_argument("--model", help="model to time (default: random weights, same cost)")
-    p.add_argument("--size", type=int, default=224, help="model input size (pixels)")
-    p.add_argument("--height", type=int, default=472, help="input image height")
-    p.add_argument("--width", type=int, default=564, help="input image width")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (0: torch default)")
+    p.add_argument("--size", type=BOUNDS["size"], default=224, help="model input size (pixels)")
+    p.add_argument("--height", type=BOUNDS["side"], default=472, help="input image height")
+    p.add_argument("--width", type=BOUNDS["side"], default=564, help="input image width")
+    p.add_argument(
+        "--repeats", type=BOUNDS["repeats"], default=10, help="timed runs per measurement"
+    )
+    p.add_argument(
+        "--threads", type=BOUNDS["threads"], default=2, help="torch threads (0: torch default)"
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
-    p.add_argument("--folder", type=int, default=20, help="images in the folder test (0: skip)")
+    p.add_argument(
+        "--folder", type=BOUNDS["folder"], default=20, help="images in the folder test (0: skip)"
+    )
     p.add_argument("--finetune-data", help="dataset folder: time fine-tuning on 10 of its pairs")
     p.add_argument(
-        "--finetune-epochs", type=int, default=10, help="epochs of the fine-tuning timing"
+        "--finetune-epochs",
+        type=BOUNDS["epochs"],
+        default=10,
+        help="epochs of the fine-tuning timing",
     )
     p.add_argument(
         "--finetune-baseline", action="store_true", help="also time the full (slow) schedule"
@@ -365,16 +450,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks made spaces: a path or name the user typed may hold some,
+    and an error must stay one line."""
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 done, 2 bad input or a path the system
+    refuses, 130 interrupted). Errors are one line starting with ``error:``."""
     try:
+        args = build_parser().parse_args(argv)
         check_args(args)
         return args.func(args)
     except WaveGMSError as err:
-        print(f"wavegms {args.command}: error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the system refuses (too long, no permission, a loop)
+        where = f"{err.filename}: " if err.filename is not None else ""
+        print(f"error: {one_line(where + (err.strerror or str(err)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"wavegms {args.command}: interrupted", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
 
 

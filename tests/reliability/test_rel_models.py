@@ -90,6 +90,52 @@ def test_bad_configs(model_file):
 
 
 @case(
+    "MODEL-NONFINITE-WEIGHTS",
+    "A model file with one NaN, +Inf or -Inf weight (a diverged or damaged model; the traced "
+    "CPU graph used to turn NaN into plausible masks)",
+    "ModelFileError naming the file and the first non-finite tensor, from load_model, "
+    "Segmenter.load and `wavegms segment` (exit code 2, one line, nothing written)",
+)
+def test_non_finite_weights(tmp_path, tiny_dataset, capsys):
+    from wavegms.cli import main
+
+    for i, value in enumerate((float("nan"), float("inf"), float("-inf"))):
+        torch.manual_seed(0)
+        model = WaveGMS(ModelConfig(image_size=32))
+        name, weight = next(iter(model.lmm.named_parameters()))
+        with torch.no_grad():
+            weight.view(-1)[3] = value
+        path = save_model(model, tmp_path / f"bad{i}")
+        first = rf"lmm\.{name}"
+        for load in (load_model, Segmenter.load):
+            with pytest.raises(ModelFileError, match=rf"bad{i}\.safetensors .*not finite.*{first}"):
+                load(path)
+    out = tmp_path / "out"
+    code = main(["segment", str(tiny_dataset / "images"), str(out), "--model", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "not finite" in err
+    assert not out.exists()
+
+
+@case(
+    "MODEL-ABSURD-SIZES",
+    "Model configs asking for 10^9 latent channels, a 800000000-pixel input or 2^63 (were: "
+    "MemoryError or a 1 TB allocation inside torch)",
+    "ModelFileError naming the .json file and the allowed range, before anything is allocated",
+)
+def test_absurd_sizes(model_file):
+    for key, value, limit in (
+        ("latent_channels", 10**9, 256),
+        ("image_size", 8 * 10**8, 4096),
+        ("image_size", 2**63, 4096),
+    ):
+        edit_config(model_file, **{key: value})
+        with pytest.raises(ModelFileError, match=rf"m\.json: .*{key} must be .* 1 to {limit}"):
+            load_model(model_file)
+        edit_config(model_file, latent_channels=32, image_size=32)  # valid again
+
+
+@case(
     "MODEL-NEWER-FORMAT",
     "A model file from a newer napari-wavegms (format_version 2)",
     "ModelFileError 'has format version 2; ... reads up to 1. Update napari-wavegms'",

@@ -30,6 +30,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError as err:
         raise InputError(f"unknown device {name!r}; choose from {available_devices()}") from err
+    if device.type not in ("cpu", "cuda", "mps"):  # e.g. meta: tensors without data
+        raise InputError(f"device {name!r} cannot run a model; choose from {available_devices()}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but no CUDA GPU is available")
     if device.type == "mps" and not torch.backends.mps.is_available():

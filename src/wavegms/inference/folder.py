@@ -49,6 +49,10 @@ RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area")
 PREFETCH = 4  # images decoded ahead of the model
+NONFINITE_SOFT = (
+    "the model gave a soft mask that is not finite (NaN or infinite), so no mask is made; "
+    "the model is damaged: restore or retrain it"
+)
 
 
 class SoftPredictor(Protocol):
@@ -356,6 +360,9 @@ def run_folder(
             )
         np.clip(softs, 0.0, 1.0, out=softs)  # a model may stray a rounding error outside [0, 1]
         for (item, image), small in zip(batch, softs, strict=True):
+            if not np.isfinite(small).all():  # thresholded, NaN would be an empty mask
+                result.skipped.append((item.image.name, NONFINITE_SOFT))
+                continue
             finishing.append(
                 (item, pool.submit(_finish, item, small, image, out_dir, threshold, overwrite))
             )

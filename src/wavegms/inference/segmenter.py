@@ -23,6 +23,7 @@ from wavegms.core.errors import InputError, ReducedBatchWarning, WaveGMSError
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.images import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
+from wavegms.inference.folder import NONFINITE_SOFT
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -33,6 +34,22 @@ def _is_out_of_memory(err: BaseException) -> bool:
         return True
     # MPS and some CUDA paths raise a plain RuntimeError with this text.
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def as_array(image: object) -> np.ndarray:
+    """A torch tensor (any device, with or without grad, bf16 or fp16) as a NumPy array of
+    the same values; anything else as it is (the image checks say what is wrong with it)."""
+    if not isinstance(image, torch.Tensor):
+        return image
+    tensor = image.detach().cpu()
+    try:
+        return tensor.numpy()
+    except TypeError:  # dtypes NumPy lacks (bfloat16, float8): float32 holds them exactly
+        if tensor.is_floating_point():
+            return tensor.float().numpy()
+        raise InputError(
+            f"a tensor of type {tensor.dtype} is no usable image; give float32 or uint8"
+        ) from None
 
 
 class Segmenter:
@@ -73,7 +90,7 @@ class Segmenter:
         return self.model.config.image_size
 
     def _run(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        chunk = [model_input(im, self.image_size) for im in images]
+        chunk = [model_input(as_array(im), self.image_size) for im in images]
         batch = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(self.device)
         graph = self._soft_mask_graph() if self.traced else None
         if graph is not None:
@@ -147,11 +164,13 @@ class Segmenter:
         input without its colour axis. Stacks are segmented plane by plane. ``threshold``
         (default: the segmenter's) is per call, so that callers sharing one segmenter never
         change each other's. Raises :class:`InputError` for input that is no real-valued image,
-        or whose masks would not fit into the free memory, before the model runs."""
+        or whose masks would not fit into the free memory, before the model runs; torch tensors
+        are taken as their values. A soft mask that is not finite raises :class:`WaveGMSError`
+        (never a mask)."""
         threshold = self.threshold if threshold is None else threshold
         if not 0 <= threshold <= 1:
             raise InputError(f"threshold must be in [0, 1], got {threshold}")
-        planes, lead, rgb = split_planes(image, rgb)
+        planes, lead, rgb = split_planes(as_array(image), rgb)
         check_numeric(planes, "image")  # before any allocation, e.g. complex values
         n_planes, height, width = planes.shape[:3]
         check_mask_memory(n_planes, height, width)
@@ -162,6 +181,8 @@ class Segmenter:
             idx = range(start, min(start + self.batch_size, n_planes))
             small = self.predict_soft([planes[i] for i in idx])
             for i, s in zip(idx, small, strict=True):
+                if not np.isfinite(s).all():  # thresholded, NaN would be an empty mask
+                    raise WaveGMSError(f"plane {i}: {NONFINITE_SOFT}" if lead else NONFINITE_SOFT)
                 soft_to_shape(s, (height, width), out=soft[i])
                 np.greater(soft[i], threshold, out=binary[i])
             report(progress, "segment", idx[-1] + 1, n_planes)

@@ -10,18 +10,36 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from wavegms.core.errors import InputError
 from wavegms.net.autoencoders import FrozenAutoencoder
 from wavegms.net.ewave import WaveletEncoder
 from wavegms.net.lmm import LatentMappingModel
 
+#: Largest sizes a model may have: far above any real backend (latent widths 4-32) or input
+#: (224), low enough that a damaged config cannot ask for terabytes before anything runs.
+MAX_LATENT_CHANNELS = 256
+MAX_IMAGE_SIZE = 4096
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What a model file must agree with: its backend, latent width and input size."""
+    """What a model file must agree with: its backend, latent width and input size.
+    Sizes are checked when it is made (:class:`InputError`, one line)."""
 
     backend: str = "taef2"
     latent_channels: int = 32
     image_size: int = 224
+
+    def __post_init__(self) -> None:
+        limits = {"latent_channels": MAX_LATENT_CHANNELS, "image_size": MAX_IMAGE_SIZE}
+        for key, high in limits.items():
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+                raise InputError(f"{key} must be a whole number from 1 to {high}, not {value!r}")
+        if self.image_size % 8:  # the autoencoders work at 1/8 resolution
+            raise InputError(f"image_size must be a multiple of 8, not {self.image_size}")
+        if not isinstance(self.backend, str):
+            raise InputError(f"backend must be a name, not {self.backend!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ written by ``store.model_files`` (torch), imported only by :func:`load_segmentat
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from wavegms.core.errors import InputError, ModelFileError
@@ -20,6 +21,11 @@ DEFAULT_MODEL = "busi"
 FORMAT = "wavegms-model"
 FORMAT_VERSION = 1
 #: suffixes of pickle-based files (torch.save, joblib, Lightning): loading one runs code
+#: longest model name: names go into file and run-folder names, which file systems limit
+MAX_NAME_LENGTH = 100
+#: a new model's name: letters, digits, - and _ (no dot: "v1.2" would be saved as "v1",
+#: no space, no path), starting with a letter or digit
+MODEL_NAME = re.compile(rf"[^\W_][\w-]{{0,{MAX_NAME_LENGTH - 1}}}")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 
 
@@ -122,9 +128,12 @@ def default_model() -> str | None:
 def resolve_model(name_or_path: str | Path) -> Path:
     """A model name or a path (with or without suffix) -> the weights path."""
     refuse_pickle(name_or_path)  # before any lookup: such a file is never opened
-    weights, config = model_paths(name_or_path)
-    if weights.is_file() and config.is_file():
-        return weights
+    try:
+        weights, config = model_paths(name_or_path)
+        if weights.is_file() and config.is_file():
+            return weights
+    except (ValueError, OSError):  # no file name ("." or ""), a name too long for the disk
+        pass
     models = list_models()
     if str(name_or_path) in models:
         return models[str(name_or_path)]
@@ -137,8 +146,11 @@ def check_new_model_name(name: str) -> Path:
     so that nothing the user made, and no shipped model, is ever overwritten."""
     from wavegms.store.paths import user_models_dir
 
-    if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
-        raise InputError(f"{name!r} is not a usable model name (letters, digits, - and _)")
+    if not MODEL_NAME.fullmatch(name):
+        raise InputError(
+            f"{name[:40]!r}{'...' if len(name) > 40 else ''} is not a usable model name "
+            f"(up to {MAX_NAME_LENGTH} letters, digits, - and _)"
+        )
     if name in shipped_models():
         raise InputError(f"{name!r} is the name of a shipped model; choose another name")
     target = user_models_dir() / name

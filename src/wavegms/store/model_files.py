@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from wavegms.core.errors import ModelFileError
+from wavegms.core.errors import InputError, ModelFileError
 from wavegms.core.files import atomic_write
 from wavegms.net.model import ModelConfig, WaveGMS
 from wavegms.store.catalogue import (
@@ -63,7 +63,7 @@ def _model_config(config: dict, config_path: Path) -> ModelConfig:
     section = model_section(config, config_path)
     try:
         model_config = ModelConfig(**section)
-    except TypeError as err:
+    except (TypeError, InputError) as err:  # unknown keys; sizes out of range
         raise ModelFileError(f"{config_path}: bad model section: {err}") from err
     if model_config.backend not in BACKENDS:
         raise ModelFileError(
@@ -71,6 +71,18 @@ def _model_config(config: dict, config_path: Path) -> ModelConfig:
             f"(known: {BACKENDS})"
         )
     return model_config
+
+
+def _check_finite(state: dict[str, torch.Tensor], weights: Path) -> None:
+    """A weight that is NaN or infinite (a diverged or damaged model) would make every mask
+    meaningless, and the traced CPU graph may even turn it into plausible-looking numbers:
+    such a file is refused, naming its first bad tensor."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelFileError(
+                f"{weights} holds weights that are not finite (NaN or infinite, first in "
+                f"{key}); the model is damaged or its training diverged: retrain or restore it"
+            )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
@@ -85,6 +97,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{weights} is not a readable safetensors file: {err}") from err
+    _check_finite(state, weights)
     model = WaveGMS(model_config)
     expected = model.trainable_state_dict()
     missing = sorted(set(expected) - set(state))

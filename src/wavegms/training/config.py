@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from wavegms.core.errors import InputError
+from wavegms.net.autoencoders import BACKENDS
 from wavegms.net.lmm import SUPERVISED_HEADS
 from wavegms.store.paths import runs_dir
 from wavegms.training.augment import AugmentConfig
@@ -134,6 +135,8 @@ class TrainConfig:
                 raise InputError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name, (kind, low, high) in _NUMBERS.items():
             _check_number(name, getattr(self, name), kind, low, high)
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"val_fraction must be between 0 and 1, not {self.val_fraction}")
         if self.image_size % 8:

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wavegms.core.errors import InputError  # a ValueError too, as callers catch
+
 BACKENDS = ("taef2", "taesd")
 
 
@@ -60,4 +62,4 @@ def load_autoencoder(backend: str = "taef2", path: str | Path | None = None) -> 
         from wavegms.net.autoencoders.taesd import load_taesd
 
         return load_taesd(path)
-    raise ValueError(f"unknown autoencoder backend {backend!r}; choose one of {BACKENDS}")
+    raise InputError(f"unknown autoencoder backend {backend!r}; choose one of {BACKENDS}")

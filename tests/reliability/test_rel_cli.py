@@ -1,0 +1,142 @@
+"""The command line given bad arguments, configs and models: one line, exit code 2, in time.
+
+(tests/test_cli_fuzz.py generates many more such inputs; these are the cases found by hand.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wavegms.cli import main
+from wavegms.net.model import ModelConfig, WaveGMS
+from wavegms.store.catalogue import list_models
+from wavegms.store.model_files import save_model
+
+from .cases import case
+
+
+def refused(capsys, argv: list[str]) -> str:
+    """Assert that ``wavegms argv`` is refused in one ``error:`` line; return that line."""
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err, (argv, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+    return err
+
+
+@case(
+    "CLI-BAD-NUMBERS",
+    "`finetune --lr inf` (issue #12 saw it install a NaN model), --lr nan, "
+    "--epochs ten or 0, --val-fraction 1, `bench --size 0/33 --repeats 0 --threads -1 "
+    "--height 0`, `segment --threshold nan`",
+    "Exit code 2 and one line naming the option and its range, before any model or data is "
+    "read; nothing is trained or installed",
+)
+def test_bad_numbers(capsys, tiny_dataset, tiny_model_file, tmp_path):
+    finetune = ["finetune", "--data", str(tiny_dataset), "--base", "tiny", "--name", "new"]
+    finetune += ["--out", str(tmp_path / "run")]
+    images = str(tiny_dataset / "images")
+    for argv, needle in (
+        ([*finetune, "--lr", "inf"], "--lr: must lie in [1e-09, 10], not 'inf'"),
+        ([*finetune, "--lr", "nan"], "--lr: must lie in"),
+        ([*finetune, "--epochs", "ten"], "--epochs: 'ten' is not a whole number"),
+        ([*finetune, "--epochs", "0"], "--epochs: must lie in [1, 1e+06]"),
+        ([*finetune, "--val-fraction", "1"], "--val-fraction: must lie in"),
+        (["bench", "--size", "0"], "--size: must lie in [8, 4096]"),
+        (["bench", "--size", "33"], "--size: must be a multiple of 8"),
+        (["bench", "--repeats", "0"], "--repeats: must lie in"),
+        (["bench", "--threads", "-1"], "--threads: must lie in [0, 1024]"),
+        (["bench", "--height", "0"], "--height: must lie in"),
+        (["segment", images, str(tmp_path / "o"), "--threshold", "nan"], "--threshold"),
+    ):
+        assert needle in refused(capsys, argv), argv
+    assert not (tmp_path / "run").exists() and not (tmp_path / "o").exists()
+    assert sorted(list_models()) == ["tiny"]
+
+
+@case(
+    "CLI-BAD-NAMES",
+    "`--model .`, `--model ''`, a 300-character model name, `--device meta`, "
+    "`finetune --name` with 300 characters, a dot ('v1.2' was saved as 'v1'), a space or a "
+    "line break, and `train --export bad/name`",
+    "Exit code 2 and one line (a line break in a name never splits it), before training "
+    "starts; were: ValueError, OSError 'File name too long', NotImplementedError on meta "
+    "tensors, or a failed export after the whole training run",
+)
+def test_bad_names(capsys, tiny_dataset, tiny_model_file, tmp_path):
+    images, out = str(tiny_dataset / "images"), str(tmp_path / "o")
+    finetune = ["finetune", "--data", str(tiny_dataset), "--base", "tiny"]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {tiny_dataset}\nimage_size: 32\nepochs: 1\ndevice: cpu\n")
+    for argv, needle in (
+        (["segment", images, out, "--model", "."], "no model named or at '.'"),
+        (["segment", images, out, "--model", ""], "no model named or at ''"),
+        (["segment", images, out, "--model", "x" * 300], "no model named or at 'xxx"),
+        (["segment", images, out, "--model", "tiny", "--device", "meta"], "cannot run a model"),
+        ([*finetune, "--name", "x" * 300], "not a usable model name (up to 100"),
+        ([*finetune, "--name", "v1.2"], "'v1.2' is not a usable model name"),
+        ([*finetune, "--name", "my model"], "is not a usable model name"),
+        ([*finetune, "--name", "a\nb"], "'a\\nb' is not a usable model name"),
+        (["train", "--config", str(config), "--export", "bad/name"], "not a usable model name"),
+    ):
+        assert needle in refused(capsys, argv), argv
+    assert not (tmp_path / "o").exists() and sorted(list_models()) == ["tiny"]
+
+
+@case(
+    "CLI-BAD-YAML",
+    "Training configs that are a list, say `epochs: ten`, `lr: .inf`, `backend: foo` or "
+    "`amp: maybe`",
+    "Exit code 2 and one line naming the setting (backend: the known ones), before the data "
+    "or any model is read",
+)
+def test_bad_training_configs(capsys, tiny_dataset, tmp_path):
+    config = tmp_path / "c.yaml"
+    for text, needle in (
+        ("- 1\n- 2\n", "must be a mapping of settings"),
+        ("epochs: ten\n", "epochs must be a whole number, not 'ten'"),
+        ("lr: .inf\n", "lr must lie between"),
+        ("backend: foo\n", "backend must be one of taef2, taesd, not 'foo'"),
+        ("amp: maybe\n", "amp must be true or false"),
+    ):
+        body = text if text.startswith("-") else f"data_dir: {tiny_dataset}\n{text}"
+        config.write_text(body)
+        err = refused(capsys, ["train", "--config", str(config), "--out", str(tmp_path / "r")])
+        assert needle in err, (text, err)
+    assert not (tmp_path / "r").exists()
+
+
+@case(
+    "CLI-DAMAGED-BASE",
+    "`wavegms finetune --base` a model file with NaN weights",
+    "Exit code 2 and one line naming the file and tensor, before the training data is read "
+    "or a run folder made",
+)
+def test_damaged_base_model(capsys, tiny_dataset, tmp_path):
+    model = WaveGMS(ModelConfig(image_size=32))
+    with torch.no_grad():
+        next(iter(model.ewave.parameters())).fill_(float("nan"))
+    base = save_model(model, tmp_path / "nan")
+    argv = ["finetune", "--data", str(tiny_dataset), "--base", str(base), "--name", "new"]
+    err = refused(capsys, [*argv, "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert "nan.safetensors holds weights that are not finite" in err
+    assert not (tmp_path / "run").exists() and "new" not in list_models()
+
+
+@case(
+    "CLI-USAGE",
+    "Usage mistakes: an unknown option, a missing required option, no command, text where a "
+    "number goes",
+    "One line starting with 'error:' that names the mistake and the --help to read, exit "
+    "code 2 (was: argparse's usage block and SystemExit)",
+)
+def test_usage_errors_are_one_line(capsys):
+    for argv, needle in (
+        (["models", "--colour"], "unrecognized arguments: --colour"),
+        (["finetune", "--data", "d"], "required: --name"),
+        ([], "required: command"),
+        (["bench", "--width", "wide"], "'wide' is not a whole number"),
+    ):
+        err = refused(capsys, argv)
+        assert needle in err and "--help" in err, (argv, err)
