@@ -197,7 +197,9 @@ def test_a_run_folder_resumes_only_what_it_was_started_with(tiny_dataset, tmp_pa
     for sub in ("images", "masks"):
         (other / sub / "case_0.png").unlink()
     (other / "split.json").unlink()
-    with pytest.raises(InputError, match="different data folder, training/validation") as err:
+    with pytest.raises(
+        InputError, match="different data folder, split, training/validation"
+    ) as err:
         train(train_config(other, run, split=None))
     assert "--out" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(InputError, match="different epochs"):
