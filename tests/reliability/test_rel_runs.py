@@ -274,5 +274,5 @@ def test_model_files_in_the_working_folder_never_replace_a_named_model(
     assert resolve_model("tiny") == tiny_model_file
     assert resolve_model("./tiny.safetensors").resolve() == cwd / "tiny.safetensors"
     assert resolve_model("other.safetensors").resolve() == cwd / "other.safetensors"
-    with pytest.raises(ModelFileError, match=r"no model named 'other'.*as a path"):
+    with pytest.raises(ModelFileError, match=r"no model named or at 'other'.*as a path"):
         resolve_model("other")

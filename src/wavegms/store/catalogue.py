@@ -159,8 +159,8 @@ def resolve_model(name_or_path: str | Path) -> Path:
     check_model_name(name)
     available = ", ".join(models) or "none yet (train one with `wavegms train`)"
     raise ModelFileError(
-        f"no model named {name!r}; available: {available} (a model file elsewhere is given "
-        "as a path, e.g. ./model.safetensors)"
+        f"no model named or at {name!r}; available: {available} (a model file elsewhere is "
+        f"given as a path, e.g. ./{name}.safetensors)"
     )
 
 
