@@ -73,13 +73,7 @@ def test_interrupted_run_resumes_on_the_same_loss_curve(tiny_dataset, tmp_path):
 
 def test_cancel_keeps_the_last_completed_checkpoint(tiny_dataset, tmp_path):
     run = tmp_path / "run"
-    first = CancelToken()
-
-    def stop_after_first_epoch(p):
-        if p.stage == "epoch" and p.done == 1:
-            first.cancel()
-
-    train(config(tiny_dataset, run, epochs=2), stop_after_first_epoch, first)
+    train(config(tiny_dataset, run, epochs=1))
     before = (run / "last.safetensors").read_bytes()
     cancel = CancelToken()
     cancel.cancel()

@@ -182,7 +182,7 @@ def train_config(data, out, **kw):
 @case(
     "RUN-RESUME-OTHER-DATA",
     "`wavegms train` again with the same run folder but another data folder (or other "
-    "settings, e.g. more epochs)",
+    "settings, e.g. the learning rate)",
     "InputError naming what differs and how to start fresh (another --out, or delete the "
     "folder); the checkpoint is byte-identical",
 )
@@ -202,8 +202,8 @@ def test_a_run_folder_resumes_only_what_it_was_started_with(tiny_dataset, tmp_pa
     ) as err:
         train(train_config(other, run, split=None))
     assert "--out" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(InputError, match="different epochs"):
-        train(train_config(tiny_dataset, run, epochs=2))
+    with pytest.raises(InputError, match="different lr;"):
+        train(train_config(tiny_dataset, run, lr=1e-2))
     assert snapshot(run) == before
 
 
