@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wavegms.cli import Bounded, build_parser, main
-from wavegms.store.catalogue import MODEL_NAME
+from wavegms.store.catalogue import NAME_PATTERN
 from wavegms.training.config import _NUMBERS
 
 
@@ -192,7 +192,7 @@ def missing_or_odd(flag: str, places: dict[str, str]) -> st.SearchStrategy[str]:
     if flag == "--out":  # a missing folder is made: only empty names, files, overlong names
         return st.sampled_from(["", " ", "\t", "x" * 300, places["model"]])
     if flag in ("--name", "--export"):  # a usable new name would start training
-        return ODD_NAMES.filter(lambda t: not MODEL_NAME.fullmatch(t))
+        return ODD_NAMES.filter(lambda t: not NAME_PATTERN.fullmatch(t))
     return st.one_of(ODD_NAMES, missing)
 
 

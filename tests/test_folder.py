@@ -159,3 +159,20 @@ def test_segment_evaluate_and_batch_job_agree(tiny_dataset, tmp_path, tiny_model
     unscored = [{k: r[k] for k in IMAGE_COLUMNS} for r in table["eval"][: len(names)]]
     assert unscored == table["seg"]
     assert job.scores["dsc_native"][0] == pytest.approx(float(table["eval"][-2]["dsc_native"]))
+
+
+def test_a_failed_run_leaves_no_lock_behind(folder, tmp_path):
+    """The output folder's lock is removed however the run ends, so the next run may start."""
+    from wavegms.core.lock import LOCK_NAME
+    from wavegms.inference.folder import folder_items, run_folder
+
+    class WrongShape:
+        image_size = 32
+
+        def predict_soft(self, images):
+            return np.zeros((len(images), 8, 8), np.float32)
+
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="returned shape"):
+        run_folder(WrongShape(), folder_items(folder), out)
+    assert not (out / LOCK_NAME).exists()

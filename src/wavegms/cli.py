@@ -158,8 +158,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _model_name(args.model), device=args.device, threshold=args.threshold
     )
     report = segment_folder(
-        segmenter, src, args.output, overwrite=args.overwrite, progress=TextProgressBar()
-    )
+        segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
+        progress=TextProgressBar(),
+    )  # fmt: skip
     print(report.summary())
     return 1 if report.skipped and not report.written else 0
 
@@ -416,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="output folder: masks/, soft/ and results.csv")
     _add_model_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into OUTPUT: keep its finished masks, redo the rest",
+    )
     p.set_defaults(func=cmd_segment)
 
     p = command("bench", "inference latency and memory vs a GMS-sized path")

@@ -19,6 +19,7 @@ AREAS = {
     "MASK": "Masks for fine-tuning",
     "MODEL": "Model files",
     "FAULT": "Faults",
+    "RUN": "Runs, resumes and output folders",
     "CLI": "Command line",
 }
 

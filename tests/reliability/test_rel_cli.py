@@ -70,11 +70,12 @@ def test_bad_names(capsys, tiny_dataset, tiny_model_file, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(f"data_dir: {tiny_dataset}\nimage_size: 32\nepochs: 1\ndevice: cpu\n")
     for argv, needle in (
-        (["segment", images, out, "--model", "."], "no model named or at '.'"),
-        (["segment", images, out, "--model", ""], "no model named or at ''"),
-        (["segment", images, out, "--model", "x" * 300], "no model named or at 'xxx"),
+        (["segment", images, out, "--model", "."], "'.' is not a usable model name: letters"),
+        (["segment", images, out, "--model", ""], "'' is not a usable model name"),
+        (["segment", images, out, "--model", "x" * 300], "is not a usable model name"),
+        (["segment", images, out, "--model", "mine"], "no model named or at 'mine'"),
         (["segment", images, out, "--model", "tiny", "--device", "meta"], "cannot run a model"),
-        ([*finetune, "--name", "x" * 300], "not a usable model name (up to 100"),
+        ([*finetune, "--name", "x" * 300], "1-64 characters"),
         ([*finetune, "--name", "v1.2"], "'v1.2' is not a usable model name"),
         ([*finetune, "--name", "my model"], "is not a usable model name"),
         ([*finetune, "--name", "a\nb"], "'a\\nb' is not a usable model name"),

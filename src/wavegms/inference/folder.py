@@ -30,6 +30,7 @@ import numpy as np
 
 from wavegms.core.errors import ImageReadError, InputError, OutputExistsError, WaveGMSError
 from wavegms.core.files import PathLike, ensure_folder, write_json, write_png, write_text
+from wavegms.core.lock import folder_lock
 from wavegms.core.progress import CancelToken, ProgressCallback, report
 from wavegms.data.images import IMAGE_SUFFIXES, page_count, read_image, read_mask, scan_folder
 from wavegms.data.preprocess import model_input, soft_to_shape
@@ -133,6 +134,7 @@ class FolderReport:
     masks: list[Path] = field(default_factory=list)  # binary masks written, in input order
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (input file name, why)
     cancelled: bool = False
+    kept: int = 0  # masks a resumed run kept from the interrupted one
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (mean, std)
 
     @property
@@ -153,6 +155,8 @@ class FolderReport:
             f"{state} {self.written} of {self.total} image(s) segmented into "
             f"{self.out_dir / 'masks'} and {self.out_dir / 'soft'}; table {self.csv_path}"
         ]
+        if self.kept:
+            lines.append(f"{self.kept} of them kept from the interrupted run (resumed)")
         if self.scores:
             lines.append(
                 f"scores over {self.written} image(s), threshold {self.threshold:g}: "
@@ -169,9 +173,9 @@ class FolderReport:
 
 
 def _check_request(
-    items: Sequence[FolderItem], out_dir: Path, threshold: float, batch_size: int, overwrite: bool
-) -> list[Path]:
-    """Refuse a run that would fail or harm files, before any work; return its output files."""
+    items: Sequence[FolderItem], out_dir: Path, threshold: float, batch_size: int
+) -> None:
+    """Refuse a run that would fail or harm files, before any work."""
     if not items:
         raise InputError("no images to segment")
     if not 0.0 <= threshold <= 1.0:
@@ -190,24 +194,71 @@ def _check_request(
                 f"{item.name}.png; rename one of them"
             )
         seen[item.name] = item
-    # Outputs never go among the inputs: a mask folder could be the ground truth itself.
-    sources = {p.parent.resolve() for item in items for p in (item.image, item.mask) if p}
+    _check_apart(items, out_dir)
+
+
+def _folders_read(items: Sequence[FolderItem]) -> set[Path]:
+    """The real folders a run reads, with the ground truth beside a dataset's ``images/``
+    folder (``D/masks`` next to ``D/images``): a run without scores must not write there
+    either."""
+    folders = set()
+    for item in items:
+        folders.update(p.parent.resolve() for p in (item.image, item.mask) if p is not None)
+        images = item.image.parent.resolve()
+        if images.name == "images":
+            folders.add((images.parent / "masks").resolve())
+    return folders
+
+
+def _check_apart(items: Sequence[FolderItem], out_dir: Path) -> None:
+    """Outputs never go into, or over, an input or ground-truth folder (whatever
+    ``overwrite`` says): refuse an output folder that is one of them or holds one. Real paths
+    are compared, so a symlink or a relative path cannot hide the overlap."""
+    read = _folders_read(items)
     for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
-        if folder.resolve() in sources:
-            raise InputError(
-                f"the output folder must differ from the folders read: {folder} holds inputs"
-            )
+        real = folder.resolve()
+        for source in sorted(read):
+            if real == source or real in source.parents:
+                raise InputError(
+                    f"the output folder must differ from the folders read and lie outside "
+                    f"them: {folder} is or holds {source}; choose another output folder"
+                )
+
+
+def _refuse_existing(items: Sequence[FolderItem], out_dir: Path) -> None:
+    """Refuse outputs that are already there (called unless overwriting or resuming)."""
     outputs = [p for item in items for p in output_paths(out_dir, item.name)]
     outputs.append(out_dir / RESULTS_CSV)
     if items[0].mask is not None:
         outputs.append(out_dir / SUMMARY_JSON)
     existing = [p for p in outputs if p.exists()]
-    if existing and not overwrite:
+    if existing:
         raise OutputExistsError(
             f"{len(existing)} output file(s) already exist in {out_dir} (first: "
-            f"{existing[0].relative_to(out_dir)}); choose another folder or allow overwriting"
+            f"{existing[0].relative_to(out_dir)}); choose another folder, allow overwriting, "
+            "or resume an interrupted run"
         )
-    return outputs
+
+
+def _finished_row(item: FolderItem, out_dir: Path) -> dict | None:
+    """The CSV row of an image an interrupted run finished (its mask and soft mask are both
+    written: the soft mask is written first), or None to segment it again."""
+    mask_path, soft_path = output_paths(out_dir, item.name)
+    if not (mask_path.is_file() and soft_path.is_file()):
+        return None
+    try:
+        mask = read_image(mask_path)
+    except (WaveGMSError, OSError, ValueError):
+        return None  # unreadable: made again
+    if mask.ndim != 2:
+        return None  # not a mask this pipeline wrote: made again
+    return {
+        "name": item.name,
+        "file": item.image.name,
+        "height": int(mask.shape[0]),
+        "width": int(mask.shape[1]),
+        "mask_area": int(np.count_nonzero(mask)),
+    }
 
 
 # ----------------------------------------------------------------------------------- the steps
@@ -327,6 +378,7 @@ def run_folder(
     threshold: float = 0.5,
     batch_size: int = 8,
     overwrite: bool = False,
+    resume: bool = False,
     skip_unreadable: bool = True,
     overlap: bool = True,
     progress: ProgressCallback | None = None,
@@ -335,20 +387,60 @@ def run_folder(
     """Segment ``items`` into ``out_dir`` (see the module docstring), scoring them when they
     come with ground-truth masks.
 
-    Refused before any work: existing outputs unless ``overwrite``, an output folder that holds
-    inputs, two items with one name. An image (or mask) that cannot be read is skipped and
-    listed, or ends the run when ``skip_unreadable`` is False (a benchmark must not silently
-    score fewer images). Cancelling keeps the masks written so far and still writes the table
-    (and ``summary.json``, marked incomplete) of them.
+    Refused before any work, whatever ``overwrite`` says: an output folder that is, or holds,
+    a folder read (images, ground truth, or the ``masks/`` beside an ``images/`` folder), two
+    items with one name, and an output folder in use by another run (a lock file in it, see
+    :mod:`wavegms.core.lock`). Existing outputs are refused unless ``overwrite`` or ``resume``:
+    a resumed run keeps each image whose mask and soft mask are both written, segments the
+    rest again and writes the table over all images (unscored runs only).
+
+    An image (or mask) that cannot be read is skipped and listed, or ends the run when
+    ``skip_unreadable`` is False (a benchmark must not silently score fewer images).
+    Cancelling keeps the masks written so far and still writes the table (and
+    ``summary.json``, marked incomplete) of them.
     """
     items, out_dir = list(items), Path(out_dir)
-    _check_request(items, out_dir, threshold, batch_size, overwrite)
+    _check_request(items, out_dir, threshold, batch_size)
+    scored = items[0].mask is not None
+    if resume and scored:
+        raise InputError(
+            "only a segmentation without ground truth can be resumed (the scores need every "
+            "image again); evaluate again into a new folder, or allow overwriting"
+        )
+    # A folder that cannot be written is reported now, not after the model has run.
+    ensure_folder(out_dir)
+    with folder_lock(out_dir):
+        if not (overwrite or resume):
+            _refuse_existing(items, out_dir)
+        for folder in (out_dir / "masks", out_dir / "soft"):
+            ensure_folder(folder)
+        return _run(
+            predictor, items, out_dir, threshold, batch_size, overwrite or resume, resume,
+            skip_unreadable, overlap, progress, cancel,
+        )  # fmt: skip
+
+
+def _run(
+    predictor: SoftPredictor,
+    items: list[FolderItem],
+    out_dir: Path,
+    threshold: float,
+    batch_size: int,
+    overwrite: bool,
+    resume: bool,
+    skip_unreadable: bool,
+    overlap: bool,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> FolderReport:
+    """:func:`run_folder` once its request is checked and its output folder locked."""
     scored = items[0].mask is not None
     size = int(predictor.image_size)
-    # A folder that cannot be written is reported now, not after the model has run.
-    for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
-        ensure_folder(folder)
     result = FolderReport(out_dir, len(items), threshold, size, scored)
+    kept = {item.name: row for item in items if resume and (row := _finished_row(item, out_dir))}
+    order = {item.name: i for i, item in enumerate(items)}
+    result.kept = len(kept)
+    items = [item for item in items if item.name not in kept]
     stage = "evaluate" if scored else "segment"
     finishing: list[tuple[FolderItem, Future]] = []
 
@@ -394,9 +486,13 @@ def run_folder(
                 result.masks.append(output_paths(out_dir, item.name)[0])
             except (WaveGMSError, OSError) as err:
                 result.skipped.append((item.image.name, f"could not write its mask: {err}"))
+    if kept:  # the kept images join the table in input order
+        rows = [*kept.values(), *result.rows]
+        result.rows = sorted(rows, key=lambda row: order[row["name"]])
+        result.masks = [output_paths(out_dir, row["name"])[0] for row in result.rows]
     if scored and not result.rows and not result.cancelled:
         why = result.skipped[0][1] if result.skipped else "nothing was scored"
-        raise InputError(f"none of the {len(items)} images could be scored: {why}")
+        raise InputError(f"none of the {result.total} images could be scored: {why}")
     if scored and result.rows:
         result.scores = summarise_scores(result.rows)
         record = summary_record(
@@ -415,11 +511,12 @@ def segment_folder(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     overlap: bool = True,
+    resume: bool = False,
 ) -> FolderReport:
     """Every image of ``in_dir`` through :func:`run_folder`, with the segmenter's threshold and
     batch size; unreadable files are skipped and listed."""
     return run_folder(
         segmenter, folder_items(in_dir), out_dir,
         threshold=segmenter.threshold, batch_size=segmenter.batch_size, overwrite=overwrite,
-        overlap=overlap, progress=progress, cancel=cancel,
+        resume=resume, overlap=overlap, progress=progress, cancel=cancel,
     )  # fmt: skip

@@ -1,7 +1,9 @@
 """Models by name: the ones shipped inside the package and the ones the user trained.
 
 Shipped models live in ``wavegms/weights/`` and are read-only; the user's live in the user
-data directory (``paths.user_models_dir``). A name that is also an existing path is a path.
+data directory (``paths.user_models_dir``). A model name follows :data:`NAME_RULE` and maps to
+exactly ``<name>.safetensors`` + ``<name>.json`` in one of those two folders, never the
+current working folder; a file elsewhere is given as a path (with a ``/`` or a suffix).
 
 Torch-free: listing models, reading and checking their JSON configs, resolving names and
 refusing pickles happen when a napari widget opens, on the GUI thread. Weights are read and
@@ -21,12 +23,26 @@ DEFAULT_MODEL = "busi"
 FORMAT = "wavegms-model"
 FORMAT_VERSION = 1
 #: suffixes of pickle-based files (torch.save, joblib, Lightning): loading one runs code
-#: longest model name: names go into file and run-folder names, which file systems limit
-MAX_NAME_LENGTH = 100
-#: a new model's name: letters, digits, - and _ (no dot: "v1.2" would be saved as "v1",
-#: no space, no path), starting with a letter or digit
-MODEL_NAME = re.compile(rf"[^\W_][\w-]{{0,{MAX_NAME_LENGTH - 1}}}")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+#: model names: what a name may hold, so that it is one file name on every system
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+NAME_RULE = "letters, digits, - and _, 1-64 characters, starting with a letter or digit"
+#: endings of model files: a string ending so is a path, never a name
+MODEL_SUFFIXES = (".safetensors", ".json")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it follows :data:`NAME_RULE`; otherwise :class:`InputError` stating it."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InputError(f"{name!r} is not a usable model name: {NAME_RULE} (no dots)")
+    return name
+
+
+def is_model_path(name_or_path: str | Path) -> bool:
+    """A path is given as a path: it holds a folder separator or ends in a model suffix;
+    anything else is a model name."""
+    text = str(name_or_path)
+    return "/" in text or "\\" in text or text.lower().endswith(MODEL_SUFFIXES)
 
 
 def refuse_pickle(path: str | Path) -> None:
@@ -43,9 +59,10 @@ def refuse_pickle(path: str | Path) -> None:
 def model_paths(path: str | Path) -> tuple[Path, Path]:
     """``x``, ``x.safetensors`` or ``x.json`` -> (weights path, config path)."""
     p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
+    if p.suffix in MODEL_SUFFIXES:
         p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+    # Suffixes are appended, not swapped: ``busi.v2`` must not become ``busi.safetensors``.
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
 def read_config(path: str | Path) -> dict:
@@ -95,10 +112,11 @@ def _models_in(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     # A model is complete once its JSON is beside its weights (the JSON is written last).
+    # Files whose stem breaks the name rule are no model names (they load by path).
     return {
         p.stem: p
         for p in sorted(folder.glob("*.safetensors"))
-        if p.with_suffix(".json").is_file() and not p.name.startswith(".")
+        if p.with_suffix(".json").is_file() and NAME_PATTERN.fullmatch(p.stem)
     }
 
 
@@ -126,19 +144,24 @@ def default_model() -> str | None:
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """A model name or a path (with or without suffix) -> the weights path."""
+    """A model name (shipped or user models only) or a path -> the weights path."""
     refuse_pickle(name_or_path)  # before any lookup: such a file is never opened
-    try:
+    if is_model_path(name_or_path):
         weights, config = model_paths(name_or_path)
         if weights.is_file() and config.is_file():
             return weights
-    except (ValueError, OSError):  # no file name ("." or ""), a name too long for the disk
-        pass
+        missing = weights if not weights.is_file() else config
+        raise ModelFileError(f"no model at {str(name_or_path)!r}: {missing} does not exist")
     models = list_models()
-    if str(name_or_path) in models:
-        return models[str(name_or_path)]
+    name = str(name_or_path)
+    if name in models:
+        return models[name]
+    check_model_name(name)
     available = ", ".join(models) or "none yet (train one with `wavegms train`)"
-    raise ModelFileError(f"no model named or at {str(name_or_path)!r}; available: {available}")
+    raise ModelFileError(
+        f"no model named or at {name!r}; available: {available} (a model file elsewhere is "
+        f"given as a path, e.g. ./{name}.safetensors)"
+    )
 
 
 def check_new_model_name(name: str) -> Path:
@@ -146,11 +169,7 @@ def check_new_model_name(name: str) -> Path:
     so that nothing the user made, and no shipped model, is ever overwritten."""
     from wavegms.store.paths import user_models_dir
 
-    if not MODEL_NAME.fullmatch(name):
-        raise InputError(
-            f"{name[:40]!r}{'...' if len(name) > 40 else ''} is not a usable model name "
-            f"(up to {MAX_NAME_LENGTH} letters, digits, - and _)"
-        )
+    check_model_name(name)
     if name in shipped_models():
         raise InputError(f"{name!r} is the name of a shipped model; choose another name")
     target = user_models_dir() / name

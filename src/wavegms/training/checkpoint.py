@@ -6,18 +6,24 @@
 budget fixed, config, optimiser settings), also written to ``last.json`` for people.
 ``best.safetensors`` + ``best.json`` is an ordinary model file. Every file is written
 atomically, so stopping or killing a run at any moment leaves the previous checkpoint intact.
+
+The resume state also records what the run was started with (:func:`run_identity`: the data
+folder, split, images, settings and base model); :func:`check_identity` refuses to resume a
+run folder with anything else, so a run never goes on with other data or under another name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from wavegms.core.errors import ModelFileError
+from wavegms.core.errors import InputError, ModelFileError
 from wavegms.core.files import atomic_write, read_json, write_json
 from wavegms.net.model import WaveGMS
 from wavegms.store import model_files
@@ -26,6 +32,77 @@ from wavegms.store.catalogue import model_paths
 STATE_VERSION = 1
 STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors' header
 RNG_PREFIX = "rng."
+IDENTITY_KEY = "identity"  # what the run was started with, in the resume state
+#: settings that say where, how or how long a run computes, not what it learns: they may
+#: change on resume (a finished run may be continued for more epochs, ``train --epochs``)
+RUNTIME_SETTINGS = ("device", "out_dir", "backend_path", "time_budget_s", "epochs")
+#: settings recorded as entries of their own (paths as real paths, the base model as a hash)
+OWN_ENTRIES = ("data_dir", "split_file", "split", "init_model")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _settings(config: dict) -> dict:
+    skip = (*RUNTIME_SETTINGS, *OWN_ENTRIES)
+    return {k: v for k, v in config.items() if k not in skip}
+
+
+def run_identity(
+    config: dict,
+    train_names: Sequence[str],
+    val_names: Sequence[str],
+    base_weights: Path | None,
+) -> dict:
+    """What a run is: its data folder (real path), split file and split, a hash of its
+    training and validation image names, its settings and its base model's file hash."""
+    names = json.dumps([list(train_names), list(val_names)]).encode("utf-8")
+    split_file = config.get("split_file")
+    return {
+        "data_dir": str(Path(config["data_dir"]).resolve()),
+        "split_file": str(Path(split_file).resolve()) if split_file else None,
+        "split": config.get("split"),
+        "images": hashlib.sha256(names).hexdigest(),
+        "settings": _settings(config),
+        "base_model": file_sha256(base_weights) if base_weights else None,
+    }
+
+
+_WHAT = {
+    "data_dir": "data folder",
+    "split_file": "split file",
+    "split": "split",
+    "images": "training/validation images",
+    "base_model": "base model",
+}
+
+
+def check_identity(run_dir: Path, state: dict, identity: dict) -> None:
+    """Refuse to resume the run in ``run_dir`` (resume ``state``) when it was started with
+    anything other than ``identity``. A checkpoint older than identities has its settings
+    compared."""
+    recorded = state.get(IDENTITY_KEY)
+    if recorded is None:
+        recorded = {"settings": _settings(state.get("config", {}))}
+    differ = []
+    for key, value in recorded.items():
+        if key == "settings":
+            settings = identity["settings"]
+            keys = sorted(set(value) | set(settings))
+            differ += [k for k in keys if json.dumps(value.get(k)) != json.dumps(settings.get(k))]
+        elif json.dumps(value) != json.dumps(identity.get(key)):
+            differ.append(_WHAT.get(key, key))
+    if differ:
+        raise InputError(
+            f"the run folder {run_dir} holds a run started with different "
+            f"{', '.join(differ)}; it is not resumed with these: to start fresh choose another "
+            "run folder (--out) or delete that one"
+        )
 
 
 def save_last(
@@ -70,6 +147,24 @@ def load_last(
             moments.setdefault(int(idx), {})[key] = v
     optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
     return meta, {k: v for k, v in tensors.items() if k.startswith(RNG_PREFIX)}
+
+
+def read_state(run_dir: Path) -> dict | None:
+    """The resume state of ``last.*`` (no tensors read), or None without a checkpoint."""
+    meta_path, weights = run_dir / "last.json", run_dir / "last.safetensors"
+    if not weights.exists():
+        return None
+    try:
+        with safe_open(weights, "pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ModelFileError(
+            f"the checkpoint {weights} is damaged ({err}); delete last.safetensors and "
+            "last.json in that folder to start the run again"
+        ) from err
+    if STATE_KEY in header:
+        return json.loads(header[STATE_KEY])
+    return read_json(meta_path) if meta_path.exists() else None
 
 
 def _read_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:

@@ -77,7 +77,11 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.train_set, self.val_set = train_and_validation(config, progress)
+        self.base_weights: Path | None = None  # the init model's file, if fine-tuning
         self.model = self._model()
+        self.identity = checkpoint.run_identity(
+            config.to_dict(), self.train_set.names, self.val_set.names, self.base_weights
+        )
         self.params = list(self.model.ewave.parameters()) + list(self.model.lmm.parameters())
         self._check_trainable()
         self.optimizer = torch.optim.AdamW(
@@ -99,7 +103,8 @@ class Trainer:
         if c.init_model:
             from wavegms.store.catalogue import resolve_model
 
-            model = model_files.load_model(resolve_model(c.init_model))
+            self.base_weights = resolve_model(c.init_model)
+            model = model_files.load_model(self.base_weights)
             if model.config.backend != c.backend or model.config.image_size != c.image_size:
                 raise InputError(
                     f"init model {c.init_model} was trained with {model.config}; the run asks "
@@ -183,12 +188,18 @@ class Trainer:
             "history": self.history,
             "planned_epochs": self.planned_epochs,
             "config": self.config.to_dict(),
+            checkpoint.IDENTITY_KEY: self.identity,
         }
         checkpoint.save_last(self.run_dir, self.model, self.optimizer, rng, state)
         checkpoint.write_history(self.run_dir, self.history)
 
     def resume(self) -> bool:
-        """Load ``last.*`` from the run folder if present; True if a run was resumed."""
+        """Load ``last.*`` from the run folder if present; True if a run was resumed. A run
+        folder started with other data, settings or base model is refused."""
+        state = checkpoint.read_state(self.run_dir)
+        if state is None:
+            return False
+        checkpoint.check_identity(self.run_dir, state, self.identity)
         loaded = checkpoint.load_last(self.run_dir, self.model, self.optimizer)
         if loaded is None:
             return False
