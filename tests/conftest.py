@@ -85,6 +85,15 @@ def tiny_segmenter(tiny_network):
     return segmenter
 
 
+@pytest.fixture
+def segmenter(tiny_segmenter):
+    """A Segmenter of its own (its settings, such as ``batch_size``, may be changed) that
+    shares the session's tiny network and traced graph, so no test pays for tracing again."""
+    import copy
+
+    return copy.copy(tiny_segmenter)
+
+
 @pytest.fixture(autouse=True)
 def no_shipped_models(request, tmp_path_factory, monkeypatch) -> None:
     """Tests see only the models they make (small and fast), unless marked ``shipped``: the

@@ -4,7 +4,7 @@ measured by `wavegms bench`, not asserted here)."""
 from __future__ import annotations
 
 from wavegms.bench import format_extra, time_finetune, time_folder
-from wavegms.store.catalogue import load_segmentation_model
+from wavegms.store.model_files import load_segmentation_model
 
 
 def test_folder_timing_runs_both_paths(tiny_model_file):

@@ -3,6 +3,7 @@ overwritten; `wavegms segment`, `wavegms evaluate` and the batch panel's job agr
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -14,7 +15,6 @@ from skimage.io import imread, imsave
 from wavegms.core.errors import InputError, OutputExistsError
 from wavegms.core.progress import CancelToken
 from wavegms.inference.folder import IMAGE_COLUMNS, segment_folder
-from wavegms.inference.segmenter import Segmenter
 
 
 def _rows(path) -> list[dict]:
@@ -33,9 +33,9 @@ def folder(tmp_path):
     return src
 
 
-def test_masks_soft_masks_and_table_for_every_readable_image(folder, tmp_path, tiny_model_file):
+def test_masks_soft_masks_and_table_for_every_readable_image(folder, tmp_path, segmenter):
     out = tmp_path / "out"
-    segmenter = Segmenter.load("tiny", device="cpu", batch_size=1)
+    segmenter.batch_size = 1
     report = segment_folder(segmenter, folder, out)
     assert [p.name for p in report.masks] == ["a.png", "b.png"]
     assert [name for name, _ in report.skipped] == ["broken.png"]
@@ -58,18 +58,18 @@ def test_masks_soft_masks_and_table_for_every_readable_image(folder, tmp_path, t
     assert np.array_equal(binary_b[clear], (soft_b > segmenter.threshold)[clear])
 
 
-def test_batching_does_not_change_the_masks(folder, tmp_path, tiny_model_file):
-    one = segment_folder(Segmenter.load("tiny", device="cpu", batch_size=1), folder, tmp_path / "1")
-    many = segment_folder(
-        Segmenter.load("tiny", device="cpu", batch_size=8), folder, tmp_path / "8"
-    )
+def test_batching_does_not_change_the_masks(folder, tmp_path, segmenter, tiny_segmenter):
+    segmenter.batch_size = 1
+    one = segment_folder(segmenter, folder, tmp_path / "1")
+    eight = copy.copy(tiny_segmenter)
+    eight.batch_size = 8
+    many = segment_folder(eight, folder, tmp_path / "8")
     for a, b in zip(one.masks, many.masks, strict=True):
         assert np.array_equal(imread(a), imread(b))
 
 
-def test_existing_outputs_are_never_replaced_unless_asked(folder, tmp_path, tiny_model_file):
+def test_existing_outputs_are_never_replaced_unless_asked(folder, tmp_path, segmenter):
     out = tmp_path / "out"
-    segmenter = Segmenter.load("tiny", device="cpu")
     segment_folder(segmenter, folder, out)
     before = (out / "masks" / "a.png").read_bytes()
     table = (out / "results.csv").read_bytes()
@@ -80,20 +80,20 @@ def test_existing_outputs_are_never_replaced_unless_asked(folder, tmp_path, tiny
     assert segment_folder(segmenter, folder, out, overwrite=True).written == 2
 
 
-def test_images_sharing_a_name_are_refused_before_any_work(folder, tmp_path, tiny_model_file):
+def test_images_sharing_a_name_are_refused_before_any_work(folder, tmp_path, segmenter):
     imsave(folder / "a.tif", np.zeros((8, 8), np.uint8))
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"a\.png and a\.tif"):
-        segment_folder(Segmenter.load("tiny", device="cpu"), folder, out)
+        segment_folder(segmenter, folder, out)
     assert not out.exists()
 
 
-def test_output_inside_input_is_refused(folder, tiny_model_file):
+def test_output_inside_input_is_refused(folder, segmenter):
     with pytest.raises(InputError, match="differ"):
-        segment_folder(Segmenter.load("tiny", device="cpu"), folder, folder)
+        segment_folder(segmenter, folder, folder)
 
 
-def test_cancel_keeps_what_was_written_and_its_table(folder, tmp_path, tiny_model_file):
+def test_cancel_keeps_what_was_written_and_its_table(folder, tmp_path, segmenter):
     token = CancelToken()
 
     def cancel_after_first(progress) -> None:
@@ -101,21 +101,21 @@ def test_cancel_keeps_what_was_written_and_its_table(folder, tmp_path, tiny_mode
             token.cancel()
 
     out = tmp_path / "out"
-    segmenter = Segmenter.load("tiny", device="cpu", batch_size=1)
+    segmenter.batch_size = 1
     report = segment_folder(segmenter, folder, out, progress=cancel_after_first, cancel=token)
     assert report.cancelled and [p.name for p in report.masks] == ["a.png"]
     assert [r["name"] for r in _rows(out / "results.csv")] == ["a"]
 
 
-def test_an_empty_folder_is_refused(tmp_path, tiny_model_file):
+def test_an_empty_folder_is_refused(tmp_path, segmenter):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):
-        segment_folder(Segmenter.load("tiny", device="cpu"), tmp_path / "empty", tmp_path / "o")
+        segment_folder(segmenter, tmp_path / "empty", tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
 
-def test_without_overlap_the_same_outputs(folder, tmp_path, tiny_model_file):
-    segmenter = Segmenter.load("tiny", device="cpu", batch_size=2)
+def test_without_overlap_the_same_outputs(folder, tmp_path, segmenter):
+    segmenter.batch_size = 2
     overlapped = segment_folder(segmenter, folder, tmp_path / "on")
     in_order = segment_folder(segmenter, folder, tmp_path / "off", overlap=False)
     assert overlapped.rows == in_order.rows and overlapped.skipped == in_order.skipped

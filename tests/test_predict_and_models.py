@@ -76,8 +76,7 @@ def test_registry_lists_user_models_and_protects_names(tiny_model_file):
         ((2, 5, 20, 30, 3), True, (2, 5, 20, 30)),
     ],
 )
-def test_segment_keeps_the_input_shape(tiny_model_file, shape, rgb, expected):
-    segmenter = Segmenter.load("tiny", device="cpu")
+def test_segment_keeps_the_input_shape(segmenter, shape, rgb, expected):
     image = np.random.default_rng(0).random(shape).astype(np.float32)
     binary, soft = segmenter.segment(image, rgb=rgb)
     assert binary.shape == expected and binary.dtype == bool
@@ -86,8 +85,7 @@ def test_segment_keeps_the_input_shape(tiny_model_file, shape, rgb, expected):
     np.testing.assert_array_equal(binary, soft > 0.5)
 
 
-def test_stack_planes_are_segmented_independently(tiny_model_file):
-    segmenter = Segmenter.load("tiny", device="cpu")
+def test_stack_planes_are_segmented_independently(segmenter):
     rng = np.random.default_rng(0)
     planes = rng.random((3, 24, 24)).astype(np.float32)
     _, soft_stack = segmenter.segment(planes)
@@ -95,8 +93,7 @@ def test_stack_planes_are_segmented_independently(tiny_model_file):
     np.testing.assert_allclose(soft_stack[1], soft_one, atol=1e-5)
 
 
-def test_threshold_is_per_call(tiny_model_file):
-    segmenter = Segmenter.load("tiny", device="cpu")
+def test_threshold_is_per_call(segmenter):
     image = np.random.default_rng(0).random((20, 24)).astype(np.float32)
     binary, soft = segmenter.segment(image, threshold=0.0)
     np.testing.assert_array_equal(binary, soft > 0.0)

@@ -174,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = None
     if args.model:
-        from wavegms.store.catalogue import load_segmentation_model
+        from wavegms.store.model_files import load_segmentation_model
 
         model = load_segmentation_model(args.model, "cpu")
     shape = (args.height, args.width)

@@ -1,8 +1,7 @@
-"""Fixtures of the reliability suite: a Segmenter around the tiny shared network, payloads."""
+"""Fixtures of the reliability suite: malicious pickle payloads."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -12,13 +11,6 @@ from .payloads import write_payload
 
 # One OpenMP thread: the suite shares a small machine with other work (see tests/napari).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture
-def segmenter(tiny_segmenter):
-    """A Segmenter of its own (its settings may be changed) that shares the session's tiny
-    network and traced graph (tests/conftest.py), so no test pays for tracing again."""
-    return copy.copy(tiny_segmenter)
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ class Segmenter:
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str = "auto", **kwargs) -> Segmenter:
-        from wavegms.store.catalogue import load_segmentation_model
+        from wavegms.store.model_files import load_segmentation_model
 
         return cls(load_segmentation_model(name_or_path, device), device, **kwargs)
 

@@ -7,7 +7,7 @@ current working folder; a file elsewhere is given as a path (with a ``/`` or a s
 
 Torch-free: listing models, reading and checking their JSON configs, resolving names and
 refusing pickles happen when a napari widget opens, on the GUI thread. Weights are read and
-written by ``store.model_files`` (torch), imported only by :func:`load_segmentation_model`.
+written by ``store.model_files`` (torch), which this module never imports.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix in MODEL_SUFFIXES:
         p = p.with_suffix("")
+    if not p.name or p.name in (".", ".."):
+        raise ModelFileError(f"{str(path)!r} names a folder, not a model file")
     # Suffixes are appended, not swapped: ``busi.v2`` must not become ``busi.safetensors``.
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
@@ -176,18 +178,3 @@ def check_new_model_name(name: str) -> Path:
     if any(p.exists() for p in model_paths(target)):
         raise InputError(f"a model named {name!r} already exists in {target.parent}")
     return target
-
-
-def load_segmentation_model(name_or_path: str | Path, device: str = "auto", backend_path=None):
-    """Load a model and attach its frozen autoencoder, ready for ``predict_soft``."""
-    from wavegms.core.devices import resolve_device
-    from wavegms.net.autoencoders import load_autoencoder
-    from wavegms.store.model_files import load_model
-
-    path = resolve_model(name_or_path)
-    model = load_model(path)
-    try:
-        model.attach(load_autoencoder(model.config.backend, backend_path))
-    except ValueError as err:  # e.g. latent channels that the backend does not have
-        raise ModelFileError(f"{path}: {err}") from err
-    return model.to(resolve_device(device)).eval()

@@ -22,6 +22,7 @@ from wavegms.store.catalogue import (
     model_paths,
     model_section,
     read_config,
+    resolve_model,
 )
 
 
@@ -87,7 +88,7 @@ def _check_finite(state: dict[str, torch.Tensor], weights: Path) -> None:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
     """Build a model from its files, checking the weights against the config. The frozen
-    autoencoder is not attached (see ``catalogue.load_segmentation_model``)."""
+    autoencoder is not attached (see :func:`load_segmentation_model`)."""
     weights, _ = model_paths(path)
     config = read_config(path)
     model_config = _model_config(config, weights.with_suffix(".json"))
@@ -112,3 +113,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.metadata = config.get("metadata", {})
     return model.to(device).eval()
+
+
+def load_segmentation_model(name_or_path: str | Path, device: str = "auto", backend_path=None):
+    """Load a model and attach its frozen autoencoder, ready for ``predict_soft``."""
+    from wavegms.core.devices import resolve_device
+    from wavegms.net.autoencoders import load_autoencoder
+
+    path = resolve_model(name_or_path)
+    model = load_model(path)
+    try:
+        model.attach(load_autoencoder(model.config.backend, backend_path))
+    except ValueError as err:  # e.g. latent channels that the backend does not have
+        raise ModelFileError(f"{path}: {err}") from err
+    return model.to(resolve_device(device)).eval()
