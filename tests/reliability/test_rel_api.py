@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from wavegms.core.errors import WaveGMSError
-from wavegms.inference.folder import NONFINITE_SOFT, folder_items, run_folder
+from wavegms.core.errors import NONFINITE_SOFT, WaveGMSError
+from wavegms.inference.folder import folder_items, run_folder
 from wavegms.inference.segmenter import Segmenter
 
 from .cases import case

@@ -39,3 +39,10 @@ class MaskWarning(UserWarning):
 
 class ReducedBatchWarning(UserWarning):
     """Prediction ran out of memory and went on with a smaller batch."""
+
+
+#: why an image gets no mask when the model's output is not finite
+NONFINITE_SOFT = (
+    "the model gave a soft mask that is not finite (NaN or infinite), so no mask is made; "
+    "the model is damaged: restore or retrain it"
+)

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from wavegms.core.errors import ImageReadError, InputError, OutputExistsError, WaveGMSError
+from wavegms.core.errors import (
+    NONFINITE_SOFT,
+    ImageReadError,
+    InputError,
+    OutputExistsError,
+    WaveGMSError,
+)
 from wavegms.core.files import PathLike, ensure_folder, write_json, write_png, write_text
 from wavegms.core.lock import folder_lock
 from wavegms.core.progress import CancelToken, ProgressCallback, report
@@ -50,10 +56,6 @@ RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area")
 PREFETCH = 4  # images decoded ahead of the model
-NONFINITE_SOFT = (
-    "the model gave a soft mask that is not finite (NaN or infinite), so no mask is made; "
-    "the model is damaged: restore or retrain it"
-)
 
 
 class SoftPredictor(Protocol):

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wavegms.core.errors import InputError, ReducedBatchWarning, WaveGMSError
+from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.images import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
-from wavegms.inference.folder import NONFINITE_SOFT
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
