@@ -149,6 +149,13 @@ def load_last(
     return meta, {k: v for k, v in tensors.items() if k.startswith(RNG_PREFIX)}
 
 
+def _damaged(weights: Path, err: Exception) -> ModelFileError:
+    return ModelFileError(
+        f"the checkpoint {weights} is damaged ({err}); delete last.safetensors and "
+        "last.json in that folder to start the run again"
+    )
+
+
 def read_state(run_dir: Path) -> dict | None:
     """The resume state of ``last.*`` (no tensors read), or None without a checkpoint."""
     meta_path, weights = run_dir / "last.json", run_dir / "last.safetensors"
@@ -158,33 +165,22 @@ def read_state(run_dir: Path) -> dict | None:
         with safe_open(weights, "pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as err:
-        raise ModelFileError(
-            f"the checkpoint {weights} is damaged ({err}); delete last.safetensors and "
-            "last.json in that folder to start the run again"
-        ) from err
+        raise _damaged(weights, err) from err
     if STATE_KEY in header:
         return json.loads(header[STATE_KEY])
+    # a checkpoint written before the state moved into the weights file
     return read_json(meta_path) if meta_path.exists() else None
 
 
 def _read_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
-    meta_path, weights = run_dir / "last.json", run_dir / "last.safetensors"
-    if not weights.exists():
+    state = read_state(run_dir)
+    if state is None:
         return None
+    weights = run_dir / "last.safetensors"
     try:
-        with safe_open(weights, "pt") as f:
-            header = f.metadata() or {}
-        tensors = load_file(weights)
+        return state, load_file(weights)
     except (SafetensorError, OSError) as err:
-        raise ModelFileError(
-            f"the checkpoint {weights} is damaged ({err}); delete last.safetensors and "
-            "last.json in that folder to start the run again"
-        ) from err
-    if STATE_KEY in header:
-        return json.loads(header[STATE_KEY]), tensors
-    if meta_path.exists():  # a checkpoint written before the state moved into it
-        return read_json(meta_path), tensors
-    return None
+        raise _damaged(weights, err) from err
 
 
 def save_best(run_dir: Path, model: WaveGMS, metadata: dict) -> None:
