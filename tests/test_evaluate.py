@@ -19,7 +19,9 @@ from skimage.transform import resize
 from wavegms.core.errors import InputError, OutputExistsError
 from wavegms.core.progress import CancelToken
 from wavegms.data.preprocess import resize_soft
-from wavegms.inference.folder import IMAGE_COLUMNS, FolderReport, pair_items, run_folder
+from wavegms.inference.folder import run_folder
+from wavegms.inference.folder_items import pair_items
+from wavegms.inference.folder_outputs import IMAGE_COLUMNS, FolderReport
 from wavegms.scoring.metrics import HD95_CONVENTION
 from wavegms.scoring.scores import SCORE_KEYS
 

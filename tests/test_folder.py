@@ -14,7 +14,8 @@ from skimage.io import imread, imsave
 
 from wavegms.core.errors import InputError, OutputExistsError
 from wavegms.core.progress import CancelToken
-from wavegms.inference.folder import IMAGE_COLUMNS, segment_folder
+from wavegms.inference.folder import segment_folder
+from wavegms.inference.folder_outputs import IMAGE_COLUMNS
 
 
 def _rows(path) -> list[dict]:
@@ -164,7 +165,8 @@ def test_segment_evaluate_and_batch_job_agree(tiny_dataset, tmp_path, tiny_model
 def test_a_failed_run_leaves_no_lock_behind(folder, tmp_path):
     """The output folder's lock is removed however the run ends, so the next run may start."""
     from wavegms.core.lock import LOCK_NAME
-    from wavegms.inference.folder import folder_items, run_folder
+    from wavegms.inference.folder import run_folder
+    from wavegms.inference.folder_items import folder_items
 
     class WrongShape:
         image_size = 32

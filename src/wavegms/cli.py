@@ -124,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from wavegms.core.progress import TextProgressBar
     from wavegms.data.pairs import dataset_pairs
-    from wavegms.inference.folder import pair_items, run_folder
+    from wavegms.inference.folder import run_folder
+    from wavegms.inference.folder_items import pair_items
     from wavegms.inference.segmenter import Segmenter
 
     name = _model_name(args.model)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from wavegms.core.errors import NONFINITE_SOFT, WaveGMSError
-from wavegms.inference.folder import folder_items, run_folder
+from wavegms.inference.folder import run_folder
+from wavegms.inference.folder_items import folder_items
 from wavegms.inference.segmenter import Segmenter
 
 from .cases import case

@@ -14,7 +14,8 @@ from skimage.io import imsave
 
 from wavegms.core.errors import ImageReadError, OutputExistsError, OutputWriteError, WaveGMSError
 from wavegms.data.images import read_image
-from wavegms.inference.folder import pair_items, run_folder, segment_folder
+from wavegms.inference.folder import run_folder, segment_folder
+from wavegms.inference.folder_items import pair_items
 
 from .cases import case
 

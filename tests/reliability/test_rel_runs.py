@@ -19,7 +19,8 @@ from wavegms.cli import main
 from wavegms.core.errors import InputError, OutputExistsError
 from wavegms.core.lock import LOCK_NAME, StaleLockWarning
 from wavegms.core.progress import CancelToken
-from wavegms.inference.folder import folder_items, run_folder, segment_folder
+from wavegms.inference.folder import run_folder, segment_folder
+from wavegms.inference.folder_items import folder_items
 
 from .cases import case
 

@@ -18,11 +18,8 @@ very same steps run one after another, which is the benchmark's baseline.
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -32,19 +29,26 @@ from wavegms.core.errors import (
     NONFINITE_SOFT,
     ImageReadError,
     InputError,
-    OutputExistsError,
     WaveGMSError,
 )
 from wavegms.core.files import PathLike, ensure_folder, write_json, write_png, write_text
 from wavegms.core.lock import folder_lock
 from wavegms.core.progress import CancelToken, ProgressCallback, report
-from wavegms.data.images import IMAGE_SUFFIXES, page_count, read_image, read_mask, scan_folder
+from wavegms.data.images import read_image, read_mask
 from wavegms.data.preprocess import model_input, soft_to_shape
+from wavegms.inference.folder_items import FolderItem, folder_items
+from wavegms.inference.folder_outputs import (
+    RESULTS_CSV,
+    SUMMARY_JSON,
+    FolderReport,
+    check_apart,
+    csv_text,
+    finished_row,
+    output_paths,
+    refuse_existing,
+)
 from wavegms.scoring.scores import (
-    SCORE_KEYS,
-    SUMMARY_KEYS,
     score_image,
-    score_table,
     summarise_scores,
     summary_record,
 )
@@ -52,9 +56,6 @@ from wavegms.scoring.scores import (
 if TYPE_CHECKING:
     from wavegms.inference.segmenter import Segmenter
 
-RESULTS_CSV = "results.csv"
-SUMMARY_JSON = "summary.json"
-IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area")
 PREFETCH = 4  # images decoded ahead of the model
 
 
@@ -66,109 +67,6 @@ class SoftPredictor(Protocol):
     def predict_soft(self, images: list[np.ndarray]) -> np.ndarray:
         """float32 ``S x S x 3`` model inputs in [0, 1] -> (B, S, S) soft masks in [0, 1]."""
         ...
-
-
-@dataclass(frozen=True)
-class FolderItem:
-    """One image to segment, named by its outputs' stem, with its ground truth if scored.
-
-    ``page`` picks one plane of a multi-page TIFF; ``unread`` says why a file found in the
-    folder is not read at all (it is listed as skipped with that reason).
-    """
-
-    name: str
-    image: Path
-    mask: Path | None = None
-    page: int | None = None
-    unread: str | None = None
-
-
-def _image_items(path: Path) -> list[FolderItem]:
-    """One item per plane: a multi-page TIFF ``scan.tif`` of N pages gives the masks
-    ``scan_page001.png`` .. ``scan_pageN.png``; any other image one item named by its stem."""
-    try:
-        pages = page_count(path)
-    except WaveGMSError:
-        pages = 1  # reading it later reports what is wrong with it
-    if pages == 1:
-        return [FolderItem(path.stem, path)]
-    digits = max(3, len(str(pages)))
-    return [FolderItem(f"{path.stem}_page{k + 1:0{digits}d}", path, page=k) for k in range(pages)]
-
-
-def folder_items(in_dir: PathLike) -> list[FolderItem]:
-    """Every image of a folder, unscored (see :func:`~wavegms.data.images.scan_folder`):
-    one item per page of a multi-page TIFF, and the files not read (DICOM, NIfTI, GIF, a FIFO
-    named ``.png``) as items that are listed as skipped with their reason."""
-    in_dir = Path(in_dir)
-    if not in_dir.is_dir():
-        raise InputError(f"input folder {in_dir} does not exist or is not a folder")
-    scan = scan_folder(in_dir)
-    if not scan.images:
-        why = f"; skipped {scan.skipped[0][0].name}: {scan.skipped[0][1]}" if scan.skipped else ""
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}{why}")
-    items = [item for p in scan.images for item in _image_items(p)]
-    # The full file name, not the stem: a.dcm never takes the name of a.png's masks.
-    items += [FolderItem(p.name, p, unread=why) for p, why in scan.skipped]
-    return items
-
-
-def pair_items(pairs: Iterable[Any]) -> list[FolderItem]:
-    """Image/mask pairs (``wavegms.data.pairs.Pair`` or alike: name, image, mask), scored."""
-    return [FolderItem(str(p.name), Path(p.image), Path(p.mask)) for p in pairs]
-
-
-def output_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
-    """``OUT/masks/<name>.png`` (binary 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255)."""
-    return out_dir / "masks" / f"{name}.png", out_dir / "soft" / f"{name}.png"
-
-
-@dataclass
-class FolderReport:
-    """What a run did: a row per image written, the files skipped, the scores if scored."""
-
-    out_dir: Path
-    total: int  # images asked for
-    threshold: float
-    model_size: int
-    scored: bool
-    rows: list[dict] = field(default_factory=list)  # CSV rows, in input order
-    masks: list[Path] = field(default_factory=list)  # binary masks written, in input order
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (input file name, why)
-    cancelled: bool = False
-    kept: int = 0  # masks a resumed run kept from the interrupted one
-    scores: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (mean, std)
-
-    @property
-    def written(self) -> int:
-        return len(self.masks)
-
-    @property
-    def csv_path(self) -> Path:
-        return self.out_dir / RESULTS_CSV
-
-    @property
-    def summary_path(self) -> Path | None:
-        return self.out_dir / SUMMARY_JSON if self.scored else None
-
-    def summary(self) -> str:
-        state = "cancelled after" if self.cancelled else "done:"
-        lines = [
-            f"{state} {self.written} of {self.total} image(s) segmented into "
-            f"{self.out_dir / 'masks'} and {self.out_dir / 'soft'}; table {self.csv_path}"
-        ]
-        if self.kept:
-            lines.append(f"{self.kept} of them kept from the interrupted run (resumed)")
-        if self.scores:
-            lines.append(
-                f"scores over {self.written} image(s), threshold {self.threshold:g}: "
-                "mean DSC, IoU and HD95 ± std"
-            )
-            lines += score_table(self.scores, self.model_size)
-        if self.skipped:
-            lines.append(f"{len(self.skipped)} file(s) skipped:")
-            lines += [f"  {name}: {why}" for name, why in self.skipped]
-        return printable("\n".join(lines))
 
 
 # ------------------------------------------------------------------------------ before any work
@@ -196,71 +94,7 @@ def _check_request(
                 f"{item.name}.png; rename one of them"
             )
         seen[item.name] = item
-    _check_apart(items, out_dir)
-
-
-def _folders_read(items: Sequence[FolderItem]) -> set[Path]:
-    """The real folders a run reads, with the ground truth beside a dataset's ``images/``
-    folder (``D/masks`` next to ``D/images``): a run without scores must not write there
-    either."""
-    folders = set()
-    for item in items:
-        folders.update(p.parent.resolve() for p in (item.image, item.mask) if p is not None)
-        images = item.image.parent.resolve()
-        if images.name == "images":
-            folders.add((images.parent / "masks").resolve())
-    return folders
-
-
-def _check_apart(items: Sequence[FolderItem], out_dir: Path) -> None:
-    """Outputs never go into, or over, an input or ground-truth folder (whatever
-    ``overwrite`` says): refuse an output folder that is one of them or holds one. Real paths
-    are compared, so a symlink or a relative path cannot hide the overlap."""
-    read = _folders_read(items)
-    for folder in (out_dir, out_dir / "masks", out_dir / "soft"):
-        real = folder.resolve()
-        for source in sorted(read):
-            if real == source or real in source.parents:
-                raise InputError(
-                    f"the output folder must differ from the folders read and lie outside "
-                    f"them: {folder} is or holds {source}; choose another output folder"
-                )
-
-
-def _refuse_existing(items: Sequence[FolderItem], out_dir: Path) -> None:
-    """Refuse outputs that are already there (called unless overwriting or resuming)."""
-    outputs = [p for item in items for p in output_paths(out_dir, item.name)]
-    outputs.append(out_dir / RESULTS_CSV)
-    if items[0].mask is not None:
-        outputs.append(out_dir / SUMMARY_JSON)
-    existing = [p for p in outputs if p.exists()]
-    if existing:
-        raise OutputExistsError(
-            f"{len(existing)} output file(s) already exist in {out_dir} (first: "
-            f"{existing[0].relative_to(out_dir)}); choose another folder, allow overwriting, "
-            "or resume an interrupted run"
-        )
-
-
-def _finished_row(item: FolderItem, out_dir: Path) -> dict | None:
-    """The CSV row of an image an interrupted run finished (its mask and soft mask are both
-    written: the soft mask is written first), or None to segment it again."""
-    mask_path, soft_path = output_paths(out_dir, item.name)
-    if not (mask_path.is_file() and soft_path.is_file()):
-        return None
-    try:
-        mask = read_image(mask_path)
-    except (WaveGMSError, OSError, ValueError):
-        return None  # unreadable: made again
-    if mask.ndim != 2:
-        return None  # not a mask this pipeline wrote: made again
-    return {
-        "name": item.name,
-        "file": item.image.name,
-        "height": int(mask.shape[0]),
-        "width": int(mask.shape[1]),
-        "mask_area": int(np.count_nonzero(mask)),
-    }
+    check_apart(items, out_dir)
 
 
 # ----------------------------------------------------------------------------------- the steps
@@ -343,32 +177,6 @@ def _decoded(items: list[FolderItem], pool, size: int) -> Iterator[tuple[FolderI
     yield from pending
 
 
-def printable(text: str) -> str:
-    """``text`` with the bytes of file names that are no valid UTF-8 (held as surrogates, as
-    :func:`os.fsdecode` gives them) written as ``\\xNN``: printable and writable as UTF-8."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate no file name gives: escaped as \udNNN
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _csv_cell(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6f}"
-    return printable(str(value))
-
-
-def _csv_text(rows: list[dict], scores: dict[str, tuple[float, float]], scored: bool) -> str:
-    columns = [*IMAGE_COLUMNS, *(SCORE_KEYS if scored else ())]
-    buf = _stdio.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: _csv_cell(row[k]) for k in columns} for row in rows)
-    for label, index in (("mean", 0), ("std", 1)) if scores else ():
-        writer.writerow({"name": label, **{k: _csv_cell(scores[k][index]) for k in SUMMARY_KEYS}})
-    return buf.getvalue()
-
-
 # ----------------------------------------------------------------------------------- the run
 
 
@@ -413,7 +221,7 @@ def run_folder(
     ensure_folder(out_dir)
     with folder_lock(out_dir):
         if not (overwrite or resume):
-            _refuse_existing(items, out_dir)
+            refuse_existing(items, out_dir)
         for folder in (out_dir / "masks", out_dir / "soft"):
             ensure_folder(folder)
         return _run(
@@ -439,7 +247,7 @@ def _run(
     scored = items[0].mask is not None
     size = int(predictor.image_size)
     result = FolderReport(out_dir, len(items), threshold, size, scored)
-    kept = {item.name: row for item in items if resume and (row := _finished_row(item, out_dir))}
+    kept = {item.name: row for item in items if resume and (row := finished_row(item, out_dir))}
     order = {item.name: i for i, item in enumerate(items)}
     result.kept = len(kept)
     items = [item for item in items if item.name not in kept]
@@ -501,7 +309,7 @@ def _run(
             result.scores, len(result.rows), threshold, size, complete=not result.cancelled
         )
         write_json(out_dir / SUMMARY_JSON, record)
-    write_text(out_dir / RESULTS_CSV, _csv_text(result.rows, result.scores, scored))
+    write_text(out_dir / RESULTS_CSV, csv_text(result.rows, result.scores, scored))
     return result
 
 

@@ -18,7 +18,9 @@ import numpy as np
 
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.progress import CancelToken, ProgressCallback, report
-from wavegms.inference.folder import FolderReport as BatchResult  # torch-free: the one report
+from wavegms.inference.folder_outputs import (
+    FolderReport as BatchResult,  # torch-free: the one report
+)
 
 
 def error_text(err: BaseException) -> str:
@@ -146,7 +148,8 @@ def batch_job(
     stem) each image is scored too (score columns in the CSV, ``OUT/summary.json``).
     Unreadable files are skipped and listed in the report."""
     from wavegms.data.pairs import find_pairs
-    from wavegms.inference.folder import folder_items, pair_items, run_folder
+    from wavegms.inference.folder import run_folder
+    from wavegms.inference.folder_items import folder_items, pair_items
 
     if not in_dir or not Path(in_dir).is_dir():
         raise InputError(f"input folder {in_dir!r} does not exist or is not a folder")
