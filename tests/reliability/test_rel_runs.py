@@ -277,3 +277,45 @@ def test_model_files_in_the_working_folder_never_replace_a_named_model(
     assert resolve_model("other.safetensors").resolve() == cwd / "other.safetensors"
     with pytest.raises(ModelFileError, match=r"no model named or at 'other'.*as a path"):
         resolve_model("other")
+
+
+@case(
+    "RUN-STALE-VIEWS",
+    "A CPU run (cached target views) stopped before its first checkpoint, then started again "
+    "in the same run folder on other images",
+    "The saved views are recognised as made from other images (a fingerprint in their "
+    "header), encoded again with a warning, and never trained on",
+)
+def test_views_of_other_images_are_not_reused(tiny_dataset, tmp_path):
+    from wavegms.data.pairs import find_pairs
+    from wavegms.training.config import TrainConfig
+    from wavegms.training.dataset import InMemoryDataset
+    from wavegms.training.targets import CachedViews
+
+    config = TrainConfig(data_dir=str(tiny_dataset), image_size=32, cached_views=2, device="cpu")
+    pairs = find_pairs(tiny_dataset / "images", tiny_dataset / "masks")
+    first = CachedViews(InMemoryDataset(pairs[:4], 32), config, _Encoder(), "cpu", None, tmp_path)
+    first.prepare(None, None)
+    again = CachedViews(InMemoryDataset(pairs[:4], 32), config, _Encoder(), "cpu", None, tmp_path)
+    again.prepare(None, None)  # same images: the saved views are reused as they are
+    assert all(torch_equal(first.views[k], again.views[k]) for k in first.views)
+    other = CachedViews(InMemoryDataset(pairs[4:], 32), config, _Encoder(), "cpu", None, tmp_path)
+    with pytest.warns(UserWarning, match="made from other training images"):
+        other.prepare(None, None)
+    assert not torch_equal(other.views["image"], first.views["image"])
+    assert other.fingerprint() != first.fingerprint()
+
+
+class _Encoder:
+    """A stand-in frozen encoder (the views' caching is under test, not the encoder)."""
+
+    def encode(self, x):
+        import torch
+
+        return torch.nn.functional.avg_pool2d(x, 8).repeat(1, 2, 1, 1)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))

@@ -13,10 +13,14 @@ images, masks and those targets on the device, and differ only in when the encod
 
 from __future__ import annotations
 
+import hashlib
+import json
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from wavegms.core.files import atomic_write
@@ -110,13 +114,39 @@ class CachedViews:
         self.path = run_dir / f"views{config.cached_views}.safetensors"
         self.views: dict[str, torch.Tensor] = {}
 
+    def fingerprint(self) -> str:
+        """What the views depend on: the training images (names, pixels), the size, the seed
+        and the augmentation. Views made for anything else are never reused."""
+        c, digest = self.config, hashlib.sha256()
+        what = [self.train_set.names, c.image_size, c.seed, c.augment, str(c.augmentation)]
+        digest.update(json.dumps(what).encode())
+        digest.update(self.train_set.images.numpy().tobytes())
+        digest.update(self.train_set.masks.numpy().tobytes())
+        return digest.hexdigest()
+
+    def _saved_views_fit(self, fingerprint: str) -> bool:
+        with safe_open(self.path, "pt") as f:
+            saved = (f.metadata() or {}).get("fingerprint")
+            rows = f.get_slice("image").get_shape()[0]
+        if saved is not None:
+            return saved == fingerprint
+        # Views saved before fingerprints were recorded: reused only when their count fits.
+        return rows == self.config.cached_views * len(self.train_set)
+
     def prepare(self, progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
         """Load the views of this run folder, or compute and save them (deterministic from the
         seed, with a generator of their own, so the training RNG stream is the same either
-        way)."""
+        way). Saved views made from other images or settings are made again, with a warning."""
+        fingerprint = self.fingerprint()
         if self.path.exists():
-            self.views = load_file(self.path)
-            return
+            if self._saved_views_fit(fingerprint):
+                self.views = load_file(self.path)
+                return
+            warnings.warn(
+                f"{self.path.name} in {self.path.parent} was made from other training images or "
+                "settings; encoding the views again",
+                stacklevel=2,
+            )
         c, n = self.config, len(self.train_set)
         gen = torch.Generator().manual_seed(c.seed + 1)
         keys = ("image", "mask", "z_image", "z_mask")
@@ -138,7 +168,8 @@ class CachedViews:
                 done = view * n + int(indices[-1]) + 1
                 report(progress, "targets", done, c.cached_views * n, "encoding frozen targets")
         views = {k: torch.cat(v) for k, v in chunks.items()}
-        atomic_write(self.path, lambda t: save_file(views, t), ".safetensors")
+        header = {"fingerprint": fingerprint}
+        atomic_write(self.path, lambda t: save_file(views, t, metadata=header), ".safetensors")
         self.views = views
 
     def batch(self, indices: torch.Tensor) -> Batch:
