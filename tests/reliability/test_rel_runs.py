@@ -294,12 +294,17 @@ def test_views_of_other_images_are_not_reused(tiny_dataset, tmp_path):
 
     config = TrainConfig(data_dir=str(tiny_dataset), image_size=32, cached_views=2, device="cpu")
     pairs = find_pairs(tiny_dataset / "images", tiny_dataset / "masks")
-    first = CachedViews(InMemoryDataset(pairs[:4], 32), config, _Encoder(), "cpu", None, tmp_path)
+
+    def views(chosen):
+        dataset = InMemoryDataset(chosen, 32)
+        return CachedViews(dataset, config, _Encoder(), "cpu", None, run_dir=tmp_path)
+
+    first = views(pairs[:4])
     first.prepare(None, None)
-    again = CachedViews(InMemoryDataset(pairs[:4], 32), config, _Encoder(), "cpu", None, tmp_path)
+    again = views(pairs[:4])
     again.prepare(None, None)  # same images: the saved views are reused as they are
     assert all(torch_equal(first.views[k], again.views[k]) for k in first.views)
-    other = CachedViews(InMemoryDataset(pairs[4:], 32), config, _Encoder(), "cpu", None, tmp_path)
+    other = views(pairs[4:])
     with pytest.warns(UserWarning, match="made from other training images"):
         other.prepare(None, None)
     assert not torch_equal(other.views["image"], first.views["image"])

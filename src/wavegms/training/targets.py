@@ -62,8 +62,11 @@ def encode_targets(
     return z_image, z_mask
 
 
-class OnlineTargets:
-    """Augment each batch on the device, then encode its targets."""
+class _TargetsOf:
+    """What both schedules hold: the training set, the run's settings, the frozen encoder, the
+    device, and the trainer's (CPU) generator, which draws the augmentations: augment_batch
+    takes its per-sample decisions on the host anyway, the ops run on the device, and one
+    stream (saved in the checkpoint) makes a run the same on every device and on resume."""
 
     def __init__(
         self,
@@ -73,14 +76,18 @@ class OnlineTargets:
         device: torch.device,
         generator: torch.Generator,
     ) -> None:
-        self.config, self.autoencoder, self.device = config, autoencoder, device
+        self.train_set, self.config, self.autoencoder = train_set, config, autoencoder
+        self.device, self.generator = device, generator
+
+
+class OnlineTargets(_TargetsOf):
+    """Augment each batch on the device, then encode its targets."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         # The whole set moves to the device once (uint8: 880 Kvasir pairs at 224 are 130 MB).
-        self.images = train_set.images.to(device)
-        self.masks = train_set.masks.to(device)
-        # The trainer's (CPU) generator draws the augmentations: augment_batch takes its
-        # per-sample decisions on the host anyway, the ops run on the device, and one stream
-        # (saved in the checkpoint) makes a run the same on every device and on resume.
-        self.generator = generator
+        self.images = self.train_set.images.to(self.device)
+        self.masks = self.train_set.masks.to(self.device)
 
     def prepare(self, progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
         pass
@@ -97,21 +104,12 @@ class OnlineTargets:
         return Batch(images, masks, z_image, z_mask)
 
 
-class CachedViews:
+class CachedViews(_TargetsOf):
     """Encode ``cached_views`` views of each training image once; sample one per batch row."""
 
-    def __init__(
-        self,
-        train_set: InMemoryDataset,
-        config: TrainConfig,
-        autoencoder,
-        device: torch.device,
-        generator: torch.Generator,
-        run_dir: Path,
-    ) -> None:
-        self.train_set, self.config, self.autoencoder = train_set, config, autoencoder
-        self.device, self.generator = device, generator
-        self.path = run_dir / f"views{config.cached_views}.safetensors"
+    def __init__(self, *args, run_dir: Path) -> None:
+        super().__init__(*args)
+        self.path = run_dir / f"views{self.config.cached_views}.safetensors"
         self.views: dict[str, torch.Tensor] = {}
 
     def fingerprint(self) -> str:
@@ -192,5 +190,5 @@ def frozen_targets(
 ) -> FrozenTargets:
     """The schedule the config asks for: cached views when ``cached_views`` > 0."""
     if config.cached_views:
-        return CachedViews(train_set, config, autoencoder, device, generator, run_dir)
+        return CachedViews(train_set, config, autoencoder, device, generator, run_dir=run_dir)
     return OnlineTargets(train_set, config, autoencoder, device, generator)
