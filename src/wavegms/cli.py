@@ -1,4 +1,4 @@
-"""The ``wavegms`` command: train, finetune, evaluate, segment, bench, models.
+"""The ``wavegms`` command: train, finetune, evaluate, segment, bench, models, export.
 
 Each subcommand is a thin wrapper over a library function. Bad input of any kind (arguments,
 configs, model files, images) is printed as one line starting with ``error:`` (exit code 2)
@@ -247,6 +247,18 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.export.bioimageio import export_bioimageio
+
+    path = export_bioimageio(
+        args.model, args.package, image=args.image, overwrite=args.overwrite,
+        progress=TextProgressBar(),
+    )  # fmt: skip
+    print(f"wrote the bioimage.io package of model {args.model!r} to {path}")
+    return 0
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows every option's default, except where the help text already says what happens
     without it (no default value, or a flag that is off)."""
@@ -277,6 +289,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
     if args.command == "segment":
         check_input_images(Path(args.input))
+    if args.command == "export":  # the package's name and the example image, before a load
+        from wavegms.export.bioimageio import check_output_path
+
+        check_output_path(args.package, args.overwrite)
+        if args.image is not None and not Path(args.image).is_file():
+            raise InputError(f"--image {args.image} is not a file")
     new_name = getattr(args, "name", None) or getattr(args, "export", None)
     if new_name is not None:  # refused now, not after minutes of training
         from wavegms.store.catalogue import check_new_model_name
@@ -454,6 +472,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("models", "list shipped and user models")
     p.set_defaults(func=cmd_models)
+
+    p = command("export", "write a model as a package to share (bioimage.io model zip)")
+    p.add_argument("model", help="model name (see `wavegms models`) or path to a .safetensors")
+    p.add_argument("package", metavar="OUT", help="package file to write, ending in .zip")
+    p.add_argument("--format", choices=["bioimageio"], default="bioimageio", help="format")
+    p.add_argument(
+        "--image",
+        help="image the package's test tensors and cover are made of (default: the shipped "
+        "synthetic ultrasound sample)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

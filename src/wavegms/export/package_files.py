@@ -1,0 +1,127 @@
+"""The files inside an exported model package, each made by the project's own code path:
+TorchScript weights of the soft-mask path, test tensors, a cover image and the documentation.
+
+The package's network runs on what :func:`~wavegms.data.preprocess.model_input` makes (RGB
+float32 in [0, 1], resized to the model size) and gives the soft mask at the model size, as
+:meth:`WaveGMS.predict_soft` does; resizing the mask back to the image is left to the consumer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wavegms.core.errors import NONFINITE_SOFT, WaveGMSError
+from wavegms.data.images import read_image
+from wavegms.data.preprocess import model_input
+from wavegms.net.model import WaveGMS
+
+#: the synthetic ultrasound-like sample image shipped in the package (no patient data)
+SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "napari" / "sample_data" / "images"
+SAMPLE_IMAGE = SAMPLE_IMAGE / "ultrasound.png"
+#: the model cards of a repository checkout (absent from an installed wheel)
+MODEL_CARDS = Path(__file__).resolve().parents[3] / "docs" / "model_cards"
+#: cover images are at least this tall: a 32-pixel model's tensors would make a tiny cover
+COVER_HEIGHT = 256
+
+
+def soft_mask_module(model: WaveGMS) -> torch.nn.Module:
+    """The whole inference path as one module: (1, 3, S, S) in [0, 1] -> (1, 1, S, S)."""
+    from wavegms.inference.traced import _SoftMask
+
+    return _SoftMask(model).eval()
+
+
+def write_torchscript(model: WaveGMS, path: Path) -> Path:
+    """Trace the soft-mask path at the model size, freeze it (which drops the weights it never
+    uses, such as the autoencoder's encoder) and save it. Not optimised for this CPU, unlike
+    the inference graph of ``inference.traced``, so that the file runs wherever PyTorch does."""
+    size = model.config.image_size
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wavelet code's shape branches, fixed here
+        graph = torch.jit.trace(
+            soft_mask_module(model), torch.zeros(1, 3, size, size), check_trace=False
+        )
+        graph = torch.jit.freeze(graph)
+    graph.save(str(path))
+    return path
+
+
+def test_tensors(model: WaveGMS, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(input (1, 3, S, S), output (1, 1, S, S)), float32, of ``image`` through the project's
+    own path: ``model_input`` then ``predict_soft``. A non-finite output is refused."""
+    size = model.config.image_size
+    x = model_input(image, size).transpose(2, 0, 1)[None].copy()
+    device = next(model.parameters()).device
+    y = model.predict_soft(torch.from_numpy(x).to(device)).float().cpu().numpy()
+    if not np.isfinite(y).all():
+        raise WaveGMSError(NONFINITE_SOFT)
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def example_image(path: str | Path | None) -> np.ndarray:
+    """The image the test tensors and the cover are made of: ``path``, else the sample."""
+    return read_image(SAMPLE_IMAGE if path is None else path)
+
+
+def cover(x: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """A 2:1 RGB uint8 cover: the model input on the left, on the right the same image with
+    the soft mask tinted red and the thresholded outline in yellow."""
+    image = x[0].transpose(1, 2, 0)
+    soft = y[0, 0]
+    tinted = image * (1 - 0.5 * soft[..., None]) + 0.5 * soft[..., None] * np.array([1, 0, 0])
+    inside = soft > threshold
+    edge = inside & ~(
+        np.roll(inside, 1, 0) & np.roll(inside, -1, 0) & np.roll(inside, 1, 1)
+        & np.roll(inside, -1, 1)
+    )  # fmt: skip
+    tinted[edge] = (1, 1, 0)
+    both = np.concatenate([image, tinted], axis=1)
+    factor = max(1, -(-COVER_HEIGHT // both.shape[0]))  # whole-pixel enlargement, no blur
+    both = both.repeat(factor, axis=0).repeat(factor, axis=1)
+    return np.round(np.clip(both, 0, 1) * 255).astype(np.uint8)
+
+
+def sample_images(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The test tensors as pictures for people (bioimage.io's sample tensors): the input as an
+    RGB image and the soft mask as a grey one, both at the model size."""
+    return x[0].transpose(1, 2, 0), y[0, 0]
+
+
+def model_card(name: str) -> str | None:
+    """The model card of ``name`` from the checkout's docs, or None."""
+    card = MODEL_CARDS / f"{name}.md"
+    return card.read_text(encoding="utf-8") if card.is_file() else None
+
+
+def documentation(name: str, model: WaveGMS, card: str | None) -> str:
+    """The package's README.md: the model card (or a short heading) followed by how the
+    input is prepared and how to validate the model, which bioimage.io asks for."""
+    size = model.config.image_size
+    head = card.rstrip() if card else f"# Wave-GMS model `{name}`"
+    return f"""{head}
+
+## Input and output of this package
+
+- Input `image`: shape (1, 3, {size}, {size}) (batch, RGB channel, y, x), float32 in [0, 1].
+  Prepare it as napari-wavegms does: grey images are repeated to three channels, alpha is
+  dropped; uint8 values are divided by 255, other values are kept when they lie in [0, 1] and
+  otherwise stretched by the image's own minimum and maximum; then the image is resized
+  to {size} x {size} (aspect ratio ignored, bilinear with anti-aliasing).
+- Output `soft_mask`: shape (1, 1, {size}, {size}), float32 in [0, 1], the lesion
+  probability-like soft mask at the model size. Resize it bilinearly to the image's size and
+  threshold it at 0.5 for a binary mask.
+- Weights: TorchScript and ONNX of the whole inference path (wavelet encoder, latent mapping
+  model and the frozen TAEF2 decoder); both give the test output from the test input.
+
+## Validation
+
+Validate the model on unseen, labelled images of your own before you rely on it: with
+napari-wavegms, `wavegms evaluate --model {name} --data FOLDER --split test --out EVAL`
+writes per-image DSC, IoU and HD95 (at {size} and at the native size) for a folder of
+`images/` and `masks/`. The test tensors of this package only check that a runtime
+reproduces the model's output; they say nothing about its accuracy.
+"""
