@@ -1,0 +1,109 @@
+"""`wavegms export MODEL OUT --format bioimageio`: the package passes bioimageio.core's own
+test, its ONNX weights give the project's soft mask, and bad requests fail before any work."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bioimageio.core", reason="needs the bioimageio extra")
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory, tiny_network):
+    """The package of the tiny random-weight model (32 pixels, real TAEF2), built once, and
+    the progress reports of that build."""
+    from wavegms.export.bioimageio import export_bioimageio
+    from wavegms.store.model_files import save_model
+
+    folder = tmp_path_factory.mktemp("export")
+    model_file = save_model(tiny_network, folder / "tiny")
+    reports = []
+    path = export_bioimageio(model_file, folder / "tiny.zip", progress=reports.append)
+    return path, reports
+
+
+def test_package_passes_bioimageio_core_test(package):
+    """bioimageio.core validates the zip and runs its ONNX weights on the test tensors (the
+    TorchScript weights are run the same way by the export itself, see the next tests, and by
+    bioimageio.core in the full check of ``busi`` the README gives; both here cost ~10 s)."""
+    from bioimageio.core import test_model
+
+    path, reports = package
+    assert reports[-1].done == reports[-1].total  # the last report says it is finished
+    summary = test_model(path, weight_format="onnx", devices=["cpu"])
+    failed = [d.name for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+    assert "Reproduce test outputs from test inputs (onnx)" in {d.name for d in summary.details}
+
+
+def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_path):
+    """On the BUSI-like sample image, the packaged ONNX graph (fed as the package's README
+    says) equals the soft mask the project's own Segmenter makes."""
+    import onnxruntime
+    import yaml
+
+    from wavegms.data.preprocess import model_input
+    from wavegms.export.package_files import SAMPLE_IMAGE, example_image
+
+    path, _ = package
+    with zipfile.ZipFile(path) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+        (tmp_path / "weights.onnx").write_bytes(z.read(rdf["weights"]["onnx"]["source"]))
+        readme = z.read(rdf["documentation"]["source"]).decode()
+    image = example_image(None)
+    assert SAMPLE_IMAGE.is_file() and image.ndim == 2  # grey, as ultrasound comes
+    x = model_input(image, 32).transpose(2, 0, 1)[None]
+    session = onnxruntime.InferenceSession(str(tmp_path / "weights.onnx"))
+    onnx_soft = session.run(None, {session.get_inputs()[0].name: x})[0]
+    ours = tiny_segmenter.predict_soft([image])
+    assert onnx_soft.shape == (1, 1, 32, 32)
+    assert np.abs(onnx_soft[0, 0] - ours[0]).max() < 1e-4
+    assert ours.std() > 0.05  # a soft mask with structure, not a constant that agrees trivially
+    # what a consumer needs to know is in the description
+    assert rdf["format_version"].startswith("0.5") and rdf["license"] == "MIT"
+    dois = {c.get("doi") for c in rdf["cite"]}
+    assert {"10.48550/arXiv.2510.03216", "10.48550/arXiv.2403.18198"} <= dois
+    assert any("taesd" in str(c.get("url")) for c in rdf["cite"])
+    assert "## Validation" in readme and "resized" in readme
+    assert [a["size"] for a in rdf["inputs"][0]["axes"][2:]] == [32, 32]
+
+
+def test_weights_that_disagree_are_refused(monkeypatch, tmp_path):
+    from wavegms.core.errors import WaveGMSError
+    from wavegms.export import bioimageio
+
+    y = np.full((1, 1, 8, 8), 0.5, np.float32)
+    monkeypatch.setattr(
+        bioimageio, "_run_weights", lambda folder, x: {"onnx": y + 0.01, "torchscript": y}
+    )
+    with pytest.raises(WaveGMSError, match="onnx weights differ"):
+        bioimageio.check_weights(tmp_path, y, y)
+    monkeypatch.setattr(
+        bioimageio, "_run_weights", lambda folder, x: {"onnx": y, "torchscript": y * np.nan}
+    )
+    with pytest.raises(WaveGMSError, match="torchscript"):
+        bioimageio.check_weights(tmp_path, y, y)
+
+
+def test_bad_requests_fail_before_any_work(tmp_path, tiny_model_file):
+    from wavegms.cli import main
+    from wavegms.core.errors import Cancelled
+    from wavegms.core.progress import CancelToken
+    from wavegms.export.bioimageio import export_bioimageio
+
+    existing = tmp_path / "shared.zip"
+    existing.write_bytes(b"the user's file")
+    assert main(["export", str(tiny_model_file), str(existing)]) == 2
+    assert existing.read_bytes() == b"the user's file"  # never overwritten unasked
+    assert main(["export", str(tiny_model_file), str(tmp_path / "model.tar")]) == 2
+    assert main(["export", "nosuch", str(tmp_path / "n.zip")]) == 2
+    assert main(["export", "tiny", str(tmp_path / "n.zip"), "--image", "nope.png"]) == 2
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        export_bioimageio(tiny_model_file, tmp_path / "c.zip", cancel=token)
+    assert not (tmp_path / "n.zip").exists() and not (tmp_path / "c.zip").exists()
