@@ -29,6 +29,7 @@ from napari.utils.notifications import show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
+from wavegms.napari.export_action import ExportForm
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import (
     LayerChoices,
@@ -91,6 +92,8 @@ class FinetuneWidget(JobForm):
         self.extend([self.pairs, self.remove_button, Label(value="<b>Fine-tuning</b>")])
         self.extend(list(self.fields.values()))
         self.add_job_controls()
+        self.export_form = ExportForm(self.made_model)  # "Export..." of the model it made
+        self.append(self.export_form)
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
@@ -184,6 +187,7 @@ class FinetuneWidget(JobForm):
             request, data_dir=str(pairs.root), out_dir=str(self.run_dir)
         )
         self.outcome = None
+        self.export_form.refresh()
         self.plot.clear()
         self.start_process(train_process, f"fine-tuning {request.new_name}", self.request)
 
@@ -200,6 +204,7 @@ class FinetuneWidget(JobForm):
     def on_returned(self, outcome: dict) -> None:
         """Show what the library made (it installed the model) and select it in Segment."""
         self.outcome = outcome
+        self.export_form.refresh()
         if outcome["installed"] is None:
             self.status.value = "stopped before the first epoch ended: no model was made"
             return
@@ -212,6 +217,12 @@ class FinetuneWidget(JobForm):
             f"{outcome['epochs_done']}, validation Dice {outcome['best_val_dice']:.3f} on "
             f"{outcome['val_images']} image(s)"
         )
+
+    def made_model(self) -> str | None:
+        """The model the last fine-tune made (what "Export..." offers), or None."""
+        if self.request is None or not self.outcome or self.outcome["installed"] is None:
+            return None
+        return self.request.new_name
 
     def _select_in_segment_widgets(self, name: str) -> None:
         from wavegms.napari.segment import SegmentWidget
