@@ -12,29 +12,56 @@ pytest.importorskip("bioimageio.core", reason="needs the bioimageio extra")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 
 
+class NoNetwork:
+    """Refuses the HTTP requests bioimageio.spec makes to check the URLs a description
+    names (as an offline machine would), and records them."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def __call__(self, method, url, *args, **kwargs):
+        import httpx
+
+        self.urls.append(str(url))
+        raise httpx.ConnectError("tests never use the network")
+
+    def install(self, monkeypatch) -> NoNetwork:
+        monkeypatch.setattr("httpx.request", self)
+        monkeypatch.setattr("httpx.stream", self)
+        return self
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, tiny_network):
-    """The package of the tiny random-weight model (32 pixels, real TAEF2), built once, and
-    the progress reports of that build."""
+    """The package of the tiny random-weight model (32 pixels, real TAEF2), built once
+    offline, the progress reports of that build and the URLs it tried to check."""
     from wavegms.export.bioimageio import export_bioimageio
     from wavegms.store.model_files import save_model
 
     folder = tmp_path_factory.mktemp("export")
     model_file = save_model(tiny_network, folder / "tiny")
     reports = []
-    path = export_bioimageio(model_file, folder / "tiny.zip", progress=reports.append)
-    return path, reports
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        network = NoNetwork().install(monkeypatch)
+        path = export_bioimageio(model_file, folder / "tiny.zip", progress=reports.append)
+    return path, reports, network.urls
 
 
-def test_package_passes_bioimageio_core_test(package):
+def test_package_passes_bioimageio_core_test(package, monkeypatch):
     """bioimageio.core validates the zip and runs its ONNX weights on the test tensors (the
     TorchScript weights are run the same way by the export itself, see the next tests, and by
     bioimageio.core in the full check of ``busi`` the README gives; both here cost ~10 s)."""
     from bioimageio.core import test_model
 
-    path, reports = package
+    from wavegms.export.bioimageio import KNOWN_URLS
+
+    path, reports, urls = package
     assert reports[-1].done == reports[-1].total  # the last report says it is finished
+    network = NoNetwork().install(monkeypatch)
     summary = test_model(path, weight_format="onnx", devices=["cpu"])
+    # offline, as here, only the citation's link cannot be checked: the package needs nothing
+    # from outside the zip
+    assert set(urls + network.urls) <= set(KNOWN_URLS)
     failed = [d.name for d in summary.details if d.status != "passed"]
     assert summary.status == "passed", failed
     assert "Reproduce test outputs from test inputs (onnx)" in {d.name for d in summary.details}
@@ -49,7 +76,7 @@ def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_p
     from wavegms.data.preprocess import model_input
     from wavegms.export.package_files import SAMPLE_IMAGE, example_image
 
-    path, _ = package
+    path, _, _ = package
     with zipfile.ZipFile(path) as z:
         rdf = yaml.safe_load(z.read("rdf.yaml"))
         (tmp_path / "weights.onnx").write_bytes(z.read(rdf["weights"]["onnx"]["source"]))

@@ -25,7 +25,9 @@ from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, r
 #: how far the packaged weights may stray from the project's soft mask (values in [0, 1])
 TOLERANCE = 1e-3
 TAESD_REPOSITORY = "https://github.com/madebyollin/taesd"
-#: URLs the description names; recorded as known, so that validating it makes no request
+#: the only URLs the description names (everything else is inside the zip). Marked as known
+#: while the description is built; bioimageio.spec's check of the written zip still sends one
+#: HEAD request for each, and only warns when it fails (offline).
 KNOWN_URLS = (TAESD_REPOSITORY,)
 CITATIONS = (
     (
