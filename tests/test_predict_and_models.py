@@ -136,7 +136,7 @@ def test_a_graph_that_cannot_be_traced_falls_back_to_eager(tiny_model_file, monk
     def broken(model):
         raise RuntimeError("no tracing today")
 
-    monkeypatch.setattr("wavegms.inference.traced.trace_soft_mask", broken)
+    monkeypatch.setattr("wavegms.runtime.traced.trace_soft_mask", broken)
     segmenter = Segmenter.load("tiny", device="cpu")
     image = np.zeros((16, 16, 3), np.float32)
     with pytest.warns(RuntimeWarning, match="no tracing today"):

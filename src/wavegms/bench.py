@@ -156,8 +156,8 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
     wave, eager, gms = (by_name.get(k) for k in ("Wave-GMS", "WG eager", "GMS-sized"))
     if wave and eager:
         lines.append(
-            f"Wave-GMS is the traced CPU graph (wavegms.traced); WG eager the same model in "
-            f"eager PyTorch: {eager.median_ms / wave.median_ms:.2f}x"
+            f"Wave-GMS is the traced CPU graph (wavegms.runtime.traced); WG eager the same model "
+            f"in eager PyTorch: {eager.median_ms / wave.median_ms:.2f}x"
         )
     if wave and gms:
         lines.append(

@@ -63,7 +63,7 @@ class Segmenter:
         batch_size: int = 8,
         traced: bool | None = None,
     ):
-        """``traced``: run the TorchScript graph of :mod:`wavegms.traced` (default: on CPU,
+        """``traced``: run the TorchScript graph of :mod:`wavegms.runtime.traced` (default: on CPU,
         where it is about a quarter faster); otherwise the eager model, batch by batch."""
         from wavegms.core.devices import resolve_device
 
@@ -102,7 +102,7 @@ class Segmenter:
     def _soft_mask_graph(self):
         """The traced graph, built on first use; None (eager from then on) if tracing fails."""
         if self._graph is None:
-            from wavegms.inference.traced import trace_soft_mask
+            from wavegms.runtime.traced import trace_soft_mask
 
             try:
                 self._graph = trace_soft_mask(self.model)

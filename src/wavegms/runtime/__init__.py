@@ -1,0 +1,6 @@
+"""Ways to execute a trained network fast: exact rewrites, exported graphs, their runtimes.
+
+One idea per module: ``decoder_rewrite`` (exact cheaper TAEF2 decoder), ``soft_mask`` (the
+soft-mask path in a recordable form), ``traced`` (TorchScript), ``onnx_graph`` (ONNX export and
+its cache). Nothing here changes a model; everything is checked against the eager model.
+"""

@@ -1,0 +1,91 @@
+"""wavegms.runtime: exact rewrites and exported graphs give the eager model's soft masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wavegms.net.model import latent_to_mask
+from wavegms.runtime.decoder_rewrite import UpsampleConvPhases, rewrite_decoder
+from wavegms.runtime.soft_mask import SoftMaskPath
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src/wavegms/napari/sample_data/images"
+
+
+def sample_image(size: int = 64) -> torch.Tensor:
+    """The bundled ultrasound sample, resized to ``size`` square, as (1, 3, S, S) in [0, 1]."""
+    from wavegms.data.images import read_image
+    from wavegms.data.preprocess import model_input
+
+    image = read_image(next(SAMPLE.glob("*.png")))
+    return torch.from_numpy(model_input(image, size)).permute(2, 0, 1)[None]
+
+
+def test_upsample_conv_phases_equal_upsample_then_conv():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(5, 7, 3, padding=1)
+    x = torch.randn(2, 5, 6, 9)
+    expected = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(UpsampleConvPhases(conv)(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_rewritten_decoder_gives_the_soft_mask_on_random_latents(taef2):
+    rewritten = rewrite_decoder(taef2.decoder)
+    n_upsample = sum(isinstance(m, torch.nn.Upsample) for m in taef2.decoder)
+    assert sum(isinstance(m, UpsampleConvPhases) for m in rewritten) == n_upsample == 3
+    torch.manual_seed(0)
+    latents = torch.randn(2, 32, 5, 7) * 2  # beyond the clamp's knee too
+    with torch.no_grad():
+        expected = latent_to_mask(taef2.decode(latents))
+        got = rewritten(latents)
+    assert got.shape == expected.shape == (2, 1, 40, 56)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert taef2.decoder[-1].out_channels == 3  # the original is left as it was
+
+
+def test_rewritten_decoder_gives_the_soft_mask_of_a_real_image(taef2):
+    with torch.no_grad():
+        latent = taef2.encode(sample_image(64) * 2 - 1)
+        expected = latent_to_mask(taef2.decode(latent))
+        got = rewrite_decoder(taef2.decoder)(latent)
+    assert expected.std() > 0.05  # a real image decodes to structure, not a constant
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_rewrite_refuses_another_layout():
+    with pytest.raises(ValueError, match="not a TAEF2 decoder"):
+        rewrite_decoder(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)))
+
+
+def test_soft_mask_path_equals_eager_model(tiny_network):
+    image = torch.cat([sample_image(32), torch.rand(1, 3, 32, 32)])
+    expected = tiny_network.predict_soft(image)
+    with torch.no_grad():
+        got = SoftMaskPath(tiny_network)(image)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_network, tmp_path_factory) -> Path:
+    from wavegms.runtime.onnx_graph import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    assert export_onnx(tiny_network, path) == path
+    return path
+
+
+def test_onnx_export_gives_the_eager_soft_mask_for_any_batch_and_size(tiny_network, tiny_onnx):
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, out.name) == ("images", "mask")
+    assert inp.shape[1] == 3 and out.shape[1] == 1
+    assert all(isinstance(d, str) for d in (*inp.shape[::2], inp.shape[3]))  # N, H, W dynamic
+    for images in (sample_image(32), torch.rand(3, 3, 48, 24)):
+        expected = tiny_network.predict_soft(images).numpy()
+        (got,) = session.run(None, {"images": images.numpy()})
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4)
