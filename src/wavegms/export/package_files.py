@@ -29,19 +29,20 @@ COVER_HEIGHT = 256
 
 
 def soft_mask_module(model: WaveGMS) -> torch.nn.Module:
-    """The whole inference path as one module: (1, 3, S, S) in [0, 1] -> (1, 1, S, S)."""
-    from wavegms.inference.traced import _SoftMask
+    """The whole inference path as one module, images (N, 3, S, S) in [0, 1] -> soft masks
+    (N, 1, S, S): the one the ONNX export records too (``runtime.soft_mask``)."""
+    from wavegms.runtime.soft_mask import SoftMaskPath
 
-    return _SoftMask(model).eval()
+    return SoftMaskPath(model).eval()
 
 
 def write_torchscript(model: WaveGMS, path: Path) -> Path:
     """Trace the soft-mask path at the model size, freeze it (which drops the weights it never
     uses, such as the autoencoder's encoder) and save it. Not optimised for this CPU, unlike
-    the inference graph of ``inference.traced``, so that the file runs wherever PyTorch does."""
+    the inference graph of ``runtime.traced``, so that the file runs wherever PyTorch does."""
     size = model.config.image_size
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the wavelet code's shape branches, fixed here
+        warnings.simplefilter("ignore")  # tracer notes on shapes: one fixed shape is recorded
         graph = torch.jit.trace(
             soft_mask_module(model), torch.zeros(1, 3, size, size), check_trace=False
         )
