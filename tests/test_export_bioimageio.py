@@ -39,7 +39,7 @@ def package(tmp_path_factory, tiny_network):
     from wavegms.store.model_files import save_model
 
     folder = tmp_path_factory.mktemp("export")
-    model_file = save_model(tiny_network, folder / "tiny")
+    model_file = save_model(tiny_network, folder / "tiny.v1")  # a dot: no bioimage.io name
     reports = []
     with pytest.MonkeyPatch.context() as monkeypatch:
         network = NoNetwork().install(monkeypatch)
@@ -92,6 +92,7 @@ def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_p
     assert ours.std() > 0.05  # a soft mask with structure, not a constant that agrees trivially
     # what a consumer needs to know is in the description
     assert rdf["format_version"].startswith("0.5") and rdf["license"] == "MIT"
+    assert rdf["name"] == "Wave-GMS tiny-v1"
     dois = {c.get("doi") for c in rdf["cite"]}
     assert {"10.48550/arXiv.2510.03216", "10.48550/arXiv.2403.18198"} <= dois
     assert any("taesd" in str(c.get("url")) for c in rdf["cite"])

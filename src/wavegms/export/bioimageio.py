@@ -12,6 +12,7 @@ Needs the ``bioimageio`` extra: ``pip install 'napari-wavegms[bioimageio]'``.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -51,6 +52,7 @@ def _require_packages() -> None:
     try:
         import bioimageio.spec  # noqa: F401
         import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
     except ImportError as err:
         raise WaveGMSError(
             f"exporting to bioimage.io needs {err.name}: pip install 'napari-wavegms[bioimageio]'"
@@ -102,8 +104,13 @@ def check_weights(folder: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float
     finite, misshapen or further than :data:`TOLERANCE` (never a package that lies)."""
     worst = {}
     for fmt, out in _run_weights(folder, x).items():
-        if out.shape != y.shape or not np.isfinite(out).all():
-            raise WaveGMSError(f"the {fmt} weights give output of shape {out.shape} or non-finite")
+        if out.shape != y.shape:
+            raise WaveGMSError(
+                f"the {fmt} weights give output of shape {out.shape}, not {y.shape}; the "
+                "package was not written"
+            )
+        if not np.isfinite(out).all():
+            raise WaveGMSError(f"the {fmt} weights give non-finite output; nothing was written")
         worst[fmt] = float(np.abs(out - y).max())
         if worst[fmt] > TOLERANCE:
             raise WaveGMSError(
@@ -130,6 +137,12 @@ def _tensor_axes(channels: list[str], size: int, output: bool) -> list:
         space(id=AxisId("y"), size=size),
         space(id=AxisId("x"), size=size),
     ]
+
+
+def rdf_name(name: str) -> str:
+    """``name`` in the characters a bioimage.io name may hold (a model file given by path
+    may have others, such as dots), at most 64 of them."""
+    return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", name)[:64]
 
 
 def describe(name: str, model, folder: Path, opset: int):
@@ -181,7 +194,7 @@ def describe(name: str, model, folder: Path, opset: int):
     )
     trainable = sum(p.numel() for n, p in model.named_parameters() if "autoencoder" not in n)
     return ModelDescr(
-        name=f"Wave-GMS {name}",
+        name=f"Wave-GMS {rdf_name(name)}",
         description=(
             f"Wave-GMS 2D segmentation ({model.config.backend} backend, {trainable:,} trainable "
             f"parameters) exported by napari-wavegms {__version__}: RGB image in [0, 1] at "
