@@ -135,3 +135,15 @@ def test_bad_requests_fail_before_any_work(tmp_path, tiny_model_file):
     with pytest.raises(Cancelled):
         export_bioimageio(tiny_model_file, tmp_path / "c.zip", cancel=token)
     assert not (tmp_path / "n.zip").exists() and not (tmp_path / "c.zip").exists()
+
+
+def test_documentation_is_the_model_card_plus_how_to_feed_and_validate(tiny_network):
+    from wavegms.export.package_files import documentation, model_card
+
+    card = model_card("busi")  # docs/model_cards/busi.md of this checkout
+    assert card is not None and card.startswith("# Model card: `busi`")
+    text = documentation("busi", tiny_network, card)
+    assert text.startswith(card.rstrip()) and "## Validation" in text
+    assert "(1, 3, 32, 32)" in text  # the input shape of this model, not a fixed 224
+    assert model_card("no-such-model") is None
+    assert documentation("mine", tiny_network, None).startswith("# Wave-GMS model `mine`")
