@@ -64,6 +64,33 @@ def test_monochrome1_is_inverted_and_imager_spacing_carried(tmp_path):
     assert read_header(path).spacing == (0.15, 0.2)
 
 
+def test_voi_lut_sequence_maps_values_through_its_table(tmp_path):
+    from pydicom.dataset import Dataset
+
+    lut = Dataset()  # 256 entries from stored value 100 on, 8 bits: a falling ramp
+    lut.add_new(0x00283002, "US", [256, 100, 8])  # LUT Descriptor
+    lut.add_new(0x00283006, "US", list(range(255, -1, -1)))  # LUT Data
+    pixels = np.array([[0, 100, 200, 355, 3000]], np.uint16)
+    path = write_dicom(tmp_path / "lut.dcm", pixels, VOILUTSequence=[lut])
+    # below the table: its first entry; past its end: its last (not wrapped around)
+    expected = np.array([[255, 255, 155, 0, 0]]) / 255
+    np.testing.assert_allclose(read_image(path), expected, atol=1e-6)
+
+
+def test_enhanced_multi_frame_spacing_and_window_from_functional_groups(tmp_path):
+    from pydicom.dataset import Dataset
+
+    measures, voi, shared = Dataset(), Dataset(), Dataset()
+    measures.PixelSpacing = [0.4, 0.6]
+    voi.WindowCenter, voi.WindowWidth = 100, 101
+    shared.PixelMeasuresSequence, shared.FrameVOILUTSequence = [measures], [voi]
+    path = write_dicom(tmp_path / "enhanced.dcm", FRAMES, SharedFunctionalGroupsSequence=[shared])
+    assert read_header(path).spacing == (0.4, 0.6)
+    expected = np.vectorize(shown)(FRAMES[1].astype(float), 100.0, 101.0)
+    np.testing.assert_allclose(read_image(path, page=1), expected, atol=1e-6)
+    assert read_image(path, page=1)[0, 3] == 1.0  # 200: above the window, white
+
+
 def test_ybr_becomes_rgb_and_ultrasound_regions_give_spacing(tmp_path):
     from pydicom.dataset import Dataset
     from pydicom.pixels import convert_color_space

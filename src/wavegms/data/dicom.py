@@ -122,6 +122,25 @@ def _window(x: np.ndarray, centre: float, width: float, function: str) -> np.nda
     return None
 
 
+def _voi_lut(ds: Any, values: np.ndarray) -> np.ndarray:
+    """The first VOI LUT (PS3.3 C.11.2.1.1) onto [0, 1]: values below its first entry take
+    the first, values past its end the last. Done here rather than by pydicom, which wraps
+    values past the LUT's integer type around before clipping them."""
+    item = ds.VOILUTSequence[0]
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 65536  # 0 means 2^16 entries
+    data = item.LUTData
+    if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
+        little = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        order = "<" if little is None or little.is_little_endian else ">"
+        lut = np.frombuffer(data, f"{order}u2")
+    else:
+        lut = np.atleast_1d(np.asarray(data, np.float64))  # US: pydicom gives the numbers
+    lut = lut[:entries].astype(np.float64)
+    index = np.clip(np.rint(values) - first, 0, len(lut) - 1).astype(np.int64)
+    return lut[index] / float(2**bits - 1)
+
+
 def _voi(ds: Any, values: np.ndarray, stored: np.ndarray, frame: int) -> np.ndarray:
     """Modality values -> displayed grey in [0, 1]."""
     centre, width = _find(ds, "WindowCenter", frame), _find(ds, "WindowWidth", frame)
@@ -131,11 +150,7 @@ def _voi(ds: Any, values: np.ndarray, stored: np.ndarray, frame: int) -> np.ndar
         if shown is not None:
             return shown
     if "VOILUTSequence" in ds:
-        from pydicom.pixels import apply_voi
-
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        lut = apply_voi(np.rint(values).astype(np.int64), ds)
-        return lut.astype(np.float64) / float(2**bits - 1)
+        return _voi_lut(ds, values)
     bits = int(ds.get("BitsStored") or 16)
     unchanged = not ds.get("PixelRepresentation") and np.array_equal(values, stored)
     if bits <= 8 and unchanged:

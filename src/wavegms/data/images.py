@@ -162,10 +162,12 @@ def _read_pillow(p: Path) -> np.ndarray:
 
 
 def _read_clinical(p: Path, page: int | None) -> np.ndarray:
-    """DICOM and NIfTI (see :mod:`wavegms.data.clinical`), after a look at their header."""
+    """DICOM and NIfTI (see :mod:`wavegms.data.clinical`), after a look at their header: the
+    pixel limit holds for what is decoded, one frame of a long cine loop or the whole stack."""
     header = read_header(p)
-    _check_pixels(p, header.planes * header.height * header.width,
-                  (header.planes, header.height, header.width))  # fmt: skip
+    planes = header.planes if page is None else 1
+    _check_pixels(p, planes * header.height * header.width,
+                  (planes, header.height, header.width))  # fmt: skip
     return read_planes(p, page)
 
 
