@@ -141,7 +141,7 @@ def test_missing_reader_library_names_the_extra(tmp_path, monkeypatch):
 
     path = write_dicom(tmp_path / "a.dcm", FRAMES[0])
     monkeypatch.setitem(sys.modules, "pydicom", None)  # as if not installed
-    with pytest.raises(ImageReadError, match=r"napari-wavegms\[clinical\]"):
+    with pytest.raises(ImageReadError, match=r"a\.dcm: .*napari-wavegms\[clinical\]"):
         read_image(path)
 
 
@@ -178,3 +178,14 @@ def test_cli_segments_dicom_frames_and_nifti_slices(tmp_path, tiny_model_file, c
     )
     assert read_mask(out / "masks" / "vol_z0000.png").shape == (18, 22)
     assert Path(out / "soft" / f"{UID}_f0003.png").is_file()
+
+
+def test_reader_libraries_are_imported_only_when_a_file_needs_them():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wavegms.data.images, wavegms.inference.folder_items\n"
+        "assert not {'pydicom', 'nibabel'} & set(sys.modules), 'imported eagerly'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -71,13 +71,14 @@ def clinical_kind(path: PathLike, sniff: bool = False) -> Kind | None:
     return None
 
 
-def require(module: str, what: str) -> ModuleType:
+def require(module: str, what: str, path: Path) -> ModuleType:
     """Import an optional reader library, or say in one line which extra installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImageReadError(
-            f"reading {what} files needs {module}: pip install 'napari-wavegms[clinical]'"
+            f"cannot read image {path}: reading {what} files needs {module}: "
+            "pip install 'napari-wavegms[clinical]'"
         ) from exc
 
 
@@ -108,14 +109,19 @@ def read_header(path: PathLike, kind: Kind | None = None) -> ClinicalHeader:
         raise _failure(p, exc) from exc
 
 
-def read_planes(path: PathLike, page: int | None = None, kind: Kind | None = None) -> np.ndarray:
+def read_planes(
+    path: PathLike,
+    page: int | None = None,
+    kind: Kind | None = None,
+    header: ClinicalHeader | None = None,
+) -> np.ndarray:
     """A clinical file as viewers show it, float32 in [0, 1] (grey) or RGB: one plane
     ``H x W[ x 3]`` when it has one or ``page`` picks one, else a stack ``N x H x W[ x 3]``.
 
     Each format's ``read_planes(path, page, header)`` gives plane ``page``, or the stack of
-    all planes when ``page`` is None."""
+    all planes when ``page`` is None. ``header``: the file's, when the caller has read it."""
     p = Path(path)
-    header = read_header(p, kind)
+    header = header or read_header(p, kind)
     if page is not None and not 0 <= page < header.planes:
         raise ImageReadError(f"cannot read image {p}: it has no plane {page} ({header.planes})")
     try:

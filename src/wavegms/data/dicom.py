@@ -78,7 +78,7 @@ def pixel_spacing(ds: Any) -> tuple[float, float] | None:
 
 
 def read_header(path: Path) -> ClinicalHeader:
-    pydicom = require("pydicom", "DICOM")
+    pydicom = require("pydicom", "DICOM", path)
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageReadError(f"cannot read image {path}: the DICOM file holds no image")
@@ -189,7 +189,7 @@ def _display(ds: Any, plane: np.ndarray, frame: int) -> np.ndarray:
 def read_planes(path: Path, page: int | None, header: ClinicalHeader) -> np.ndarray:
     """Frame ``page`` as viewers show it, or the stack of all frames when ``page`` is None;
     pydicom decodes only the frame asked for."""
-    pydicom = require("pydicom", "DICOM")
+    pydicom = require("pydicom", "DICOM", path)
     from pydicom.pixels import pixel_array
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)

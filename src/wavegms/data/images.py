@@ -168,7 +168,7 @@ def _read_clinical(p: Path, page: int | None) -> np.ndarray:
     planes = header.planes if page is None else 1
     _check_pixels(p, planes * header.height * header.width,
                   (planes, header.height, header.width))  # fmt: skip
-    return read_planes(p, page)
+    return read_planes(p, page, header=header)
 
 
 def read_image(path: PathLike, page: int | None = None) -> np.ndarray:

@@ -27,7 +27,7 @@ _MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
 
 def _image(path: Path) -> tuple[Any, tuple[int, ...]]:
     """The image (pixels stay on disk) and its shape without trailing axes of length 1."""
-    nib = require("nibabel", "NIfTI")
+    nib = require("nibabel", "NIfTI", path)
     img = nib.load(path)
     shape = tuple(int(n) for n in img.shape)
     while len(shape) > 3 and shape[-1] == 1:
