@@ -126,10 +126,13 @@ def test_nifti_volume_slices_along_its_last_axis(tmp_path):
 
 def test_clinical_files_are_listed_and_broken_ones_say_why(tmp_path):
     write_dicom(tmp_path / "IM0001", FRAMES[0], uid=UID)  # no suffix: found by its marker
+    write_dicom(tmp_path / "1.2.840.77", FRAMES[0], uid=UID)  # named by a UID, likewise
+    (tmp_path / "3.14").write_text("a number, no DICOM")
     (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
     (tmp_path / "broken.nii").write_bytes(b"\0" * 40)
     (tmp_path / "README").write_text("not an image")
-    assert [p.name for p in scan_folder(tmp_path).images] == ["IM0001", "broken.dcm", "broken.nii"]
+    names = [p.name for p in scan_folder(tmp_path).images]
+    assert names == ["1.2.840.77", "IM0001", "broken.dcm", "broken.nii"]
     for name in ("broken.dcm", "broken.nii"):
         with pytest.raises(ImageReadError, match=f"cannot read image .*{name}") as err:
             read_image(tmp_path / name)

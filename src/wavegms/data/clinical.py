@@ -59,14 +59,15 @@ def has_dicom_magic(path: PathLike) -> bool:
 
 def clinical_kind(path: PathLike, sniff: bool = False) -> Kind | None:
     """``"dicom"`` or ``"nifti"`` by the file's suffix, else None. With ``sniff``, a file
-    with no suffix (scanners often write ``IM0001``) is DICOM when it has the DICM marker."""
+    with no suffix or a numeric one (scanners write ``IM0001`` or UIDs such as
+    ``1.2.840.1234``) is DICOM when it has the DICM marker."""
     p = Path(path)
     suffix = _suffix(p)
     if suffix in DICOM_SUFFIXES:
         return "dicom"
     if suffix in NIFTI_SUFFIXES:
         return "nifti"
-    if sniff and not suffix and has_dicom_magic(p):
+    if sniff and (not suffix or suffix[1:].isdigit()) and has_dicom_magic(p):
         return "dicom"
     return None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _find(ds: Any, keyword: str, frame: int = 0) -> Any:
 
 def _first(value: Any) -> float:
     """The first of a multi-valued number (Window Centre may list several presets)."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if isinstance(value, Sequence) and not isinstance(value, str):  # pydicom's MultiValue
         value = value[0]
     return float(value)
 

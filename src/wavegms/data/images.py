@@ -21,7 +21,6 @@ from wavegms.core.files import PathLike, os_error_reason
 from wavegms.data.clinical import (
     CLINICAL_SUFFIXES,
     clinical_kind,
-    has_dicom_magic,
     read_header,
     read_planes,
 )
@@ -462,7 +461,7 @@ class FolderScan(NamedTuple):
 def scan_folder(folder: PathLike) -> FolderScan:
     """The image files of ``folder``, sorted: suffix in :data:`IMAGE_SUFFIXES` or
     :data:`~wavegms.data.clinical.CLINICAL_SUFFIXES` (any case), and DICOM files with no
-    suffix (found by their DICM marker).
+    suffix or a numeric one (found by their DICM marker).
 
     Skipped with a reason instead of vanishing: files of the image formats in
     :data:`UNREAD_FORMATS` (NRRD, GIF, ...), and image names that are no regular file
@@ -481,7 +480,7 @@ def scan_folder(folder: PathLike) -> FolderScan:
         suffix = format_suffix(p)
         known = suffix in IMAGE_SUFFIXES or suffix in CLINICAL_SUFFIXES
         if p.name.startswith(".") or not (
-            known or suffix in UNREAD_FORMATS or (not suffix and has_dicom_magic(p))
+            known or suffix in UNREAD_FORMATS or clinical_kind(p, sniff=True)
         ):
             continue
         try:
