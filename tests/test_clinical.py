@@ -115,7 +115,7 @@ def test_nifti_volume_slices_along_its_last_axis(tmp_path):
     path = write_nifti(tmp_path / "ct.nii.gz", volume, (0.5, 0.8, 2.0))
     header = read_header(path)
     assert header.planes == 5 and (header.height, header.width) == (3, 4)
-    assert header.spacing == pytest.approx((0.5, 0.8)) and header.plane_spacing == 2.0
+    assert header.spacing == (0.5, 0.8) and header.plane_spacing == 2.0  # as written
     lo, hi = volume.min(), volume.max()  # one contrast for the whole volume
     expected = (volume[:, :, 2] - lo) / (hi - lo)
     np.testing.assert_allclose(read_image(path, page=2), expected, atol=1e-6)
@@ -192,3 +192,20 @@ def test_reader_libraries_are_imported_only_when_a_file_needs_them():
         "assert not {'pydicom', 'nibabel'} & set(sys.modules), 'imported eagerly'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_8_bit_dicom_frame_is_segmented_like_the_same_png(tmp_path, segmenter):
+    from wavegms.core.files import write_png
+    from wavegms.inference.folder import segment_folder
+
+    src = tmp_path / "in"
+    pixels = np.random.default_rng(3).integers(0, 256, (2, 30, 26)).astype(np.uint8)
+    src.mkdir()
+    write_dicom(src / "cine.dcm", pixels, uid=UID)
+    write_png(src / "frame2.png", pixels[1])
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert report.written == 3 and not report.skipped
+    soft = tmp_path / "out" / "soft"
+    np.testing.assert_array_equal(
+        read_image(soft / f"{UID}_f0002.png"), read_image(soft / "frame2.png")
+    )

@@ -52,7 +52,8 @@ def _mm(value: float, factor: float) -> float | None:
 def read_header(path: Path) -> ClinicalHeader:
     img, shape = _image(path)
     factor = _MM.get(img.header.get_xyzt_units()[0])
-    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    # float32 in the header: its shortest decimal (0.1, not 0.10000000149) is what was meant
+    zooms = [float(str(np.float32(z))) for z in img.header.get_zooms()[:3]]
     spacing = plane_spacing = None
     if factor is not None:
         row, col = _mm(zooms[0], factor), _mm(zooms[1], factor)
