@@ -48,6 +48,13 @@ def test_multi_frame_dicom_is_windowed_after_rescale(tmp_path):
     np.testing.assert_array_equal(read_image(path, page=1), stack[1])
     with pytest.raises(ImageReadError, match="no plane 2"):
         read_image(path, page=2)
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    compressed = pydicom.dcmread(path)
+    compressed.compress(RLELossless)  # encapsulated: each frame decoded on its own
+    compressed.save_as(tmp_path / "rle.dcm")
+    np.testing.assert_array_equal(read_image(tmp_path / "rle.dcm", page=1), stack[1])
 
 
 def test_monochrome1_is_inverted_and_imager_spacing_carried(tmp_path):
