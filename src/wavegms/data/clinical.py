@@ -9,9 +9,10 @@ nibabel are optional (the ``clinical`` extra) and imported only when such a file
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ CLINICAL_SUFFIXES = DICOM_SUFFIXES + NIFTI_SUFFIXES
 DICOM_MAGIC = b"DICM"
 
 Kind = Literal["dicom", "nifti"]
+T = TypeVar("T")
 
 
 class ClinicalHeader(NamedTuple):
@@ -89,25 +91,30 @@ def _module(kind: Kind) -> ModuleType:
     return dicom if kind == "dicom" else nifti
 
 
-def _failure(p: Path, exc: Exception) -> ImageReadError:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return ImageReadError(f"cannot read image {p}: {text}")
-
-
-def read_header(path: PathLike, kind: Kind | None = None) -> ClinicalHeader:
-    """The header of a DICOM or NIfTI file; any failure is one :class:`ImageReadError` line."""
-    p = Path(path)
-    kind = kind or clinical_kind(p, sniff=True)
-    if kind is None:
-        raise ImageReadError(f"cannot read image {p}: it is neither DICOM nor NIfTI")
+def _guarded(p: Path, read: Callable[..., T], *args: Any) -> T:
+    """``read(p, *args)``, any failure one :class:`ImageReadError` line naming the file."""
     try:
-        return _module(kind).read_header(p)
+        return read(p, *args)
     except ImageReadError:
         raise
     except MemoryError as exc:
         raise ImageReadError(f"cannot read image {p}: it does not fit into memory") from exc
     except Exception as exc:  # pydicom and nibabel raise many unrelated types
-        raise _failure(p, exc) from exc
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageReadError(f"cannot read image {p}: {text}") from exc
+
+
+def _kind(p: Path, kind: Kind | None) -> Kind:
+    kind = kind or clinical_kind(p, sniff=True)
+    if kind is None:
+        raise ImageReadError(f"cannot read image {p}: it is neither DICOM nor NIfTI")
+    return kind
+
+
+def read_header(path: PathLike, kind: Kind | None = None) -> ClinicalHeader:
+    """The header of a DICOM or NIfTI file; any failure is one :class:`ImageReadError` line."""
+    p = Path(path)
+    return _guarded(p, _module(_kind(p, kind)).read_header)
 
 
 def read_planes(
@@ -122,17 +129,13 @@ def read_planes(
     Each format's ``read_planes(path, page, header)`` gives plane ``page``, or the stack of
     all planes when ``page`` is None. ``header``: the file's, when the caller has read it."""
     p = Path(path)
+    kind = _kind(p, kind)
     header = header or read_header(p, kind)
     if page is not None and not 0 <= page < header.planes:
-        raise ImageReadError(f"cannot read image {p}: it has no plane {page} ({header.planes})")
-    try:
-        planes = _module(kind or clinical_kind(p, sniff=True)).read_planes(p, page, header)
-    except ImageReadError:
-        raise
-    except MemoryError as exc:
-        raise ImageReadError(f"cannot read image {p}: it does not fit into memory") from exc
-    except Exception as exc:
-        raise _failure(p, exc) from exc
+        raise ImageReadError(
+            f"cannot read image {p}: it has no plane {page} (planes 0 to {header.planes - 1})"
+        )
+    planes = _guarded(p, _module(kind).read_planes, page, header)
     if page is None and header.planes == 1:
         planes = planes[0]  # one plane is an image, not a stack of one
     if not np.isfinite(planes).all():

@@ -18,12 +18,7 @@ import numpy as np
 
 from wavegms.core.errors import ImageReadError, InputError, MaskWarning
 from wavegms.core.files import PathLike, os_error_reason
-from wavegms.data.clinical import (
-    CLINICAL_SUFFIXES,
-    clinical_kind,
-    read_header,
-    read_planes,
-)
+from wavegms.data.clinical import clinical_kind, read_header, read_planes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -460,8 +455,8 @@ class FolderScan(NamedTuple):
 
 def scan_folder(folder: PathLike) -> FolderScan:
     """The image files of ``folder``, sorted: suffix in :data:`IMAGE_SUFFIXES` or
-    :data:`~wavegms.data.clinical.CLINICAL_SUFFIXES` (any case), and DICOM files with no
-    suffix or a numeric one (found by their DICM marker).
+    :data:`~wavegms.data.clinical.CLINICAL_SUFFIXES` (any case; DICOM and NIfTI), and DICOM
+    files with no suffix or a numeric one (found by their DICM marker).
 
     Skipped with a reason instead of vanishing: files of the image formats in
     :data:`UNREAD_FORMATS` (NRRD, GIF, ...), and image names that are no regular file
@@ -478,9 +473,8 @@ def scan_folder(folder: PathLike) -> FolderScan:
     skipped: list[tuple[Path, str]] = []
     for p in sorted(d.iterdir()):
         suffix = format_suffix(p)
-        known = suffix in IMAGE_SUFFIXES or suffix in CLINICAL_SUFFIXES
         if p.name.startswith(".") or not (
-            known or suffix in UNREAD_FORMATS or clinical_kind(p, sniff=True)
+            suffix in IMAGE_SUFFIXES or suffix in UNREAD_FORMATS or clinical_kind(p, sniff=True)
         ):
             continue
         try:

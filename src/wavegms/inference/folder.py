@@ -6,7 +6,9 @@ segmented in batches, and its soft mask resized back to the image; optionally it
 against its ground-truth mask (:mod:`wavegms.scoring.scores`). Outputs:
 
 * ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255); a
-  multi-page TIFF ``scan.tif`` gives one of each per page, ``scan_page001.png`` and on;
+  multi-page TIFF ``scan.tif`` gives one of each per page, ``scan_page001.png`` and on; a
+  DICOM one per frame, ``<SOPInstanceUID>_f0001.png`` and on; a NIfTI volume one per slice,
+  ``<stem>_z0000.png`` and on (see :mod:`wavegms.inference.folder_items`);
 * ``OUT/results.csv``: one row per image (name, file, height, width, mask_area, and the pixel
   spacing and mask area in mm² when the file gives a spacing); a scored run adds the score
   columns and a mean and a std row;
