@@ -216,3 +216,16 @@ def test_8_bit_dicom_frame_is_segmented_like_the_same_png(tmp_path, segmenter):
     np.testing.assert_array_equal(
         read_image(soft / f"{UID}_f0002.png"), read_image(soft / "frame2.png")
     )
+
+
+def test_a_nifti_image_pairs_with_its_mask_by_name(tmp_path: Path) -> None:
+    """``a.nii.gz`` is named ``a`` (not ``a.nii``), so it pairs with the mask ``a.png``."""
+    from wavegms.core.files import write_png
+    from wavegms.data.pairs import find_pairs
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    write_nifti(tmp_path / "images" / "a.nii.gz", np.zeros((8, 8, 1), np.uint8), (1.0, 1.0, 1.0))
+    write_png(tmp_path / "masks" / "a.png", np.zeros((8, 8), np.uint8))
+    pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
+    assert [(p.name, p.image.name) for p in pairs] == [("a", "a.nii.gz")]

@@ -41,9 +41,17 @@ class ClinicalHeader(NamedTuple):
     uid: str | None  # the DICOM SOP Instance UID, when it can name files
 
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+def format_suffix(path: PathLike) -> str:
+    """The lower-case suffix that names a file's format (``.nii.gz`` counts as one)."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def file_stem(path: PathLike) -> str:
+    """A file's name without its format suffix: ``a.nii.gz`` -> ``a`` (``Path.stem`` would
+    keep ``a.nii``, so a volume would never pair with its mask ``a.png``)."""
+    name = Path(path).name
+    return name[: len(name) - len(format_suffix(name))] if format_suffix(name) else name
 
 
 def has_dicom_magic(path: PathLike) -> bool:
@@ -64,7 +72,7 @@ def clinical_kind(path: PathLike, sniff: bool = False) -> Kind | None:
     with no suffix or a numeric one (scanners write ``IM0001`` or UIDs such as
     ``1.2.840.1234``) is DICOM when it has the DICM marker."""
     p = Path(path)
-    suffix = _suffix(p)
+    suffix = format_suffix(p)
     if suffix in DICOM_SUFFIXES:
         return "dicom"
     if suffix in NIFTI_SUFFIXES:

@@ -18,7 +18,7 @@ import numpy as np
 
 from wavegms.core.errors import ImageReadError, InputError, MaskWarning
 from wavegms.core.files import PathLike, os_error_reason
-from wavegms.data.clinical import clinical_kind, read_header, read_planes
+from wavegms.data.clinical import clinical_kind, format_suffix, read_header, read_planes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -42,12 +42,6 @@ MAX_PIXELS = 1 << 28
 ORIENTATION_TAG = 0x0112
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
-def format_suffix(path: PathLike) -> str:
-    """The lower-case suffix that names a file's format (``.nii.gz`` counts as one)."""
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
 
 
 def _special_kind(mode: int) -> str | None:
