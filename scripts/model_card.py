@@ -37,6 +37,19 @@ def worst_cases(scores_csv: Path, n: int = 5) -> list[str]:
     ]
 
 
+# What the paper's figures do and do not cover, by dataset folder: a card never invites a
+# comparison the protocols do not support.
+DATASET_NOTES = {
+    "kvasir_seg": (
+        "The Wave-GMS paper scored Kvasir-Instrument, not Kvasir-SEG, so it has no figure to "
+        "compare this model with. Polyp-segmentation papers that follow the PraNet protocol "
+        "(trained on Kvasir-SEG and CVC-ClinicDB together, their own 900/100 split) report "
+        "numbers that are not comparable with this model's either: it is trained on Kvasir-SEG "
+        "alone and scored on the official 880/120 test split."
+    ),
+}
+
+
 def card(
     name: str,
     config: dict,
@@ -112,6 +125,9 @@ def card(
             "|---|---|---|---|",
             *worst,
         ]
+    note = DATASET_NOTES.get(Path(train["data_dir"]).name)
+    if note is not None:
+        lines += ["", "## Comparing with published figures", "", note]
     if paper is not None:
         dsc = summary["dsc_224"]["mean"]
         hd = summary["hd95_224"]["mean"]

@@ -329,6 +329,7 @@ def _holds_images(folder: Path) -> bool:
 def check_input_images(folder: Path) -> None:
     """The input of ``segment`` holds at least one readable image; otherwise one line saying
     what it holds instead (a dataset root's ``images/`` folder, other files, nothing)."""
+    from wavegms.data.clinical import CLINICAL_SUFFIXES
     from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image
 
     if not folder.exists():
@@ -360,7 +361,7 @@ def check_input_images(folder: Path) -> None:
         )
     held = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:5])
     more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
-    kinds = " ".join(IMAGE_SUFFIXES)
+    kinds = " ".join(IMAGE_SUFFIXES + CLINICAL_SUFFIXES)
     what = f"it holds {held}{more}" if entries else "it is empty"
     raise WaveGMSError(f"no images ({kinds}) in {folder}; {what}")
 

@@ -356,11 +356,11 @@ def test_file_name_not_utf8(tmp_path, segmenter):
 
 @case(
     "FILE-UNREAD-FORMATS",
-    "A batch folder holding DICOM (.dcm), NIfTI (.nii, .nii.gz) and GIF files beside a PNG; a "
-    "folder of DICOM files only",
-    "Each one listed as skipped with its reason ('DICOM is not read yet ...'), the PNG is "
-    "segmented (was: skipped without a word); a folder with nothing readable: InputError "
-    "saying why",
+    "A batch folder holding damaged DICOM (.dcm) and NIfTI (.nii, .nii.gz) files and a GIF "
+    "beside a PNG; a folder holding one damaged DICOM only",
+    "Each one listed as skipped with its one-line reason (the GIF: 'GIF is not read', the "
+    "damaged DICOM and NIfTI: 'cannot read image ...'), the PNG is segmented (was: skipped "
+    "without a word); the folder with nothing readable: no mask, the DICOM listed with why",
 )
 def test_formats_not_read_are_listed(tmp_path, segmenter):
     from PIL import Image
@@ -374,15 +374,16 @@ def test_formats_not_read_are_listed(tmp_path, segmenter):
     assert [p.name for p in report.masks] == ["a.png"]
     skipped = dict(report.skipped)
     assert sorted(skipped) == ["brain.nii", "brain2.nii.gz", "clip.gif", "ct.dcm"]
-    assert "DICOM is not read yet" in skipped["ct.dcm"]
-    assert "NIfTI" in skipped["brain.nii"] and "NIfTI" in skipped["brain2.nii.gz"]
+    for name in ("brain.nii", "brain2.nii.gz", "ct.dcm"):
+        assert skipped[name].startswith(f"cannot read image {src / name}: ")
+        assert "\n" not in skipped[name]
     assert "GIF" in skipped["clip.gif"]
     assert "ct.dcm" in report.summary()
     only = tmp_path / "dicom"
     only.mkdir()
     (only / "ct.dcm").write_bytes(b"\0" * 128 + b"DICM")
-    with pytest.raises(WaveGMSError, match="DICOM is not read yet"):
-        segment_folder(segmenter, only, tmp_path / "out2")
+    report = segment_folder(segmenter, only, tmp_path / "out2")
+    assert report.written == 0 and [name for name, _ in report.skipped] == ["ct.dcm"]
 
 
 @case(

@@ -18,15 +18,12 @@ import numpy as np
 
 from wavegms.core.errors import ImageReadError, InputError, MaskWarning
 from wavegms.core.files import PathLike, os_error_reason
+from wavegms.data.clinical import clinical_kind, format_suffix, read_header, read_planes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 #: image formats found in medical folders that are not read: listed as skipped, with why
 UNREAD_FORMATS = {
-    ".dcm": "DICOM is not read yet; export the slices as PNG or TIFF",
-    ".dicom": "DICOM is not read yet; export the slices as PNG or TIFF",
-    ".nii": "NIfTI is not read yet; export the slices as PNG or TIFF",
-    ".nii.gz": "NIfTI is not read yet; export the slices as PNG or TIFF",
     ".nrrd": "NRRD is not read yet; export the slices as PNG or TIFF",
     ".mha": "MetaImage is not read yet; export the slices as PNG or TIFF",
     ".mhd": "MetaImage is not read yet; export the slices as PNG or TIFF",
@@ -45,12 +42,6 @@ MAX_PIXELS = 1 << 28
 ORIENTATION_TAG = 0x0112
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
-def format_suffix(path: PathLike) -> str:
-    """The lower-case suffix that names a file's format (``.nii.gz`` counts as one)."""
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
 
 
 def _special_kind(mode: int) -> str | None:
@@ -158,13 +149,26 @@ def _read_pillow(p: Path) -> np.ndarray:
         return np.asarray(shown)  # decodes, inside ``with``: a closed image has no pixels
 
 
+def _read_clinical(p: Path, page: int | None) -> np.ndarray:
+    """DICOM and NIfTI (see :mod:`wavegms.data.clinical`), after a look at their header: the
+    pixel limit holds for what is decoded, one frame of a long cine loop or the whole stack."""
+    header = read_header(p)
+    planes = header.planes if page is None else 1
+    _check_pixels(p, planes * header.height * header.width,
+                  (planes, header.height, header.width))  # fmt: skip
+    return read_planes(p, page, header=header)
+
+
 def read_image(path: PathLike, page: int | None = None) -> np.ndarray:
     """Read an image file as viewers show it and return the raw array (no normalisation).
 
     PNG, JPEG and BMP go through Pillow: the EXIF orientation is applied, CMYK, YCbCr and
     palette images become RGB (RGBA if the palette has transparency), 16-bit grey stays uint16.
     TIFFs go through tifffile with their own data type; a multi-page TIFF is a stack
-    ``(N, H, W[, C])`` (``page`` picks plane ``page`` of it instead).
+    ``(N, H, W[, C])`` (``page`` picks plane ``page`` of it instead). DICOM and NIfTI
+    files (by suffix, or the DICM marker of a file with no suffix) are read as viewers show
+    them, float32 in [0, 1] (see :mod:`wavegms.data.clinical`): a multi-frame DICOM or a 3D
+    NIfTI is a stack of its frames or slices.
 
     Refused with :class:`ImageReadError` naming the file and the reason, before any pixel is
     decoded: anything but a regular file (a FIFO would block the read forever), formats in
@@ -173,6 +177,11 @@ def read_image(path: PathLike, page: int | None = None) -> np.ndarray:
     """
     p = Path(path)
     _check_file(p)
+    if clinical_kind(p, sniff=True):
+        array = _read_clinical(p, page)
+        if array.size == 0:
+            raise ImageReadError(f"cannot read image {p}: it holds no pixels")
+        return array
     try:
         if _is_tiff(p):
             array = _read_tiff(p, page)
@@ -194,9 +203,12 @@ def read_image(path: PathLike, page: int | None = None) -> np.ndarray:
 
 def page_count(path: PathLike) -> int:
     """How many 2D planes :func:`read_image` returns for ``path`` (1 unless a multi-page
-    TIFF); raises :class:`ImageReadError` like :func:`read_image`."""
+    TIFF, a multi-frame DICOM or a NIfTI volume); raises :class:`ImageReadError` like
+    :func:`read_image`."""
     p = Path(path)
     _check_file(p)
+    if clinical_kind(p, sniff=True):
+        return read_header(p).planes
     try:
         if not _is_tiff(p):
             return 1
@@ -436,10 +448,12 @@ class FolderScan(NamedTuple):
 
 
 def scan_folder(folder: PathLike) -> FolderScan:
-    """The image files of ``folder``, sorted: suffix in :data:`IMAGE_SUFFIXES` (any case).
+    """The image files of ``folder``, sorted: suffix in :data:`IMAGE_SUFFIXES` or
+    :data:`~wavegms.data.clinical.CLINICAL_SUFFIXES` (any case; DICOM and NIfTI), and DICOM
+    files with no suffix or a numeric one (found by their DICM marker).
 
     Skipped with a reason instead of vanishing: files of the image formats in
-    :data:`UNREAD_FORMATS` (DICOM, NIfTI, GIF, ...), and image names that are no regular file
+    :data:`UNREAD_FORMATS` (NRRD, GIF, ...), and image names that are no regular file
     (a FIFO named ``x.png`` would block the run forever; it is never opened). Broken symbolic
     links and link loops are listed among the images, so that reading them reports them.
     Ignored: hidden files (names starting with ``.``, e.g. macOS ``._x.png`` resource forks,
@@ -453,8 +467,8 @@ def scan_folder(folder: PathLike) -> FolderScan:
     skipped: list[tuple[Path, str]] = []
     for p in sorted(d.iterdir()):
         suffix = format_suffix(p)
-        if p.name.startswith(".") or (
-            suffix not in IMAGE_SUFFIXES and suffix not in UNREAD_FORMATS
+        if p.name.startswith(".") or not (
+            suffix in IMAGE_SUFFIXES or suffix in UNREAD_FORMATS or clinical_kind(p, sniff=True)
         ):
             continue
         try:

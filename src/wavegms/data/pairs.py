@@ -19,6 +19,7 @@ import numpy as np
 
 from wavegms.core.errors import InputError
 from wavegms.core.files import PathLike, read_json
+from wavegms.data.clinical import file_stem, format_suffix
 from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask, to_rgb01
 from wavegms.data.preprocess import mask_to_model_size, model_input
 
@@ -38,8 +39,7 @@ def _names_preview(names: Iterable[str]) -> str:
 
 def _strip_suffix(name: str) -> str:
     """``"a.png"`` -> ``"a"``: split files sometimes hold file names instead of stems."""
-    p = Path(name)
-    return p.stem if p.suffix.lower() in IMAGE_SUFFIXES else name
+    return file_stem(name) if format_suffix(name) in IMAGE_SUFFIXES else name
 
 
 # ----------------------------------------------------------------------------------------- splits
@@ -127,12 +127,13 @@ class Pair:
 def _by_stem(folder: Path, what: str) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for f in list_images(folder):
-        if f.stem in files:
+        stem = file_stem(f)
+        if stem in files:
             raise InputError(
-                f"two {what} files share the name {f.stem!r} in {folder}: "
-                f"{files[f.stem].name} and {f.name}"
+                f"two {what} files share the name {stem!r} in {folder}: "
+                f"{files[stem].name} and {f.name}"
             )
-        files[f.stem] = f
+        files[stem] = f
     return files
 
 

@@ -6,9 +6,12 @@ segmented in batches, and its soft mask resized back to the image; optionally it
 against its ground-truth mask (:mod:`wavegms.scoring.scores`). Outputs:
 
 * ``OUT/masks/<name>.png`` (binary, 0/255) and ``OUT/soft/<name>.png`` (soft, 0-255); a
-  multi-page TIFF ``scan.tif`` gives one of each per page, ``scan_page001.png`` and on;
-* ``OUT/results.csv``: one row per image (name, file, height, width, mask_area); a scored run
-  adds the score columns and a mean and a std row;
+  multi-page TIFF ``scan.tif`` gives one of each per page, ``scan_page001.png`` and on; a
+  DICOM one per frame, ``<SOPInstanceUID>_f0001.png`` and on; a NIfTI volume one per slice,
+  ``<stem>_z0000.png`` and on (see :mod:`wavegms.inference.folder_items`);
+* ``OUT/results.csv``: one row per image (name, file, height, width, mask_area, and the pixel
+  spacing and mask area in mm² when the file gives a spacing); a scored run adds the score
+  columns and a mean and a std row;
 * ``OUT/summary.json`` (scored runs only): mean/std and the conventions they follow.
 
 With ``overlap`` the next images are decoded and the finished ones resized, scored and written
@@ -46,6 +49,7 @@ from wavegms.inference.folder_outputs import (
     finished_row,
     output_paths,
     refuse_existing,
+    spacing_cells,
 )
 from wavegms.scoring.scores import (
     score_image,
@@ -143,6 +147,7 @@ def _finish(
         "width": image.shape[1],
         "mask_area": int(np.count_nonzero(binary)),
     }
+    row.update(spacing_cells(item.spacing, row["mask_area"]))
     if image.truth is not None:
         row.update(score_image(small, binary, image.truth, threshold))
     return row

@@ -1,5 +1,6 @@
-"""What a folder run reads: one item per image (or per page of a multi-page TIFF), with its
-ground-truth mask when the run is scored, and the files found but not read."""
+"""What a folder run reads: one item per image (or per page of a multi-page TIFF, frame of a
+DICOM, slice of a NIfTI volume), with its ground-truth mask when the run is scored, its pixel
+spacing when its file has one, and the files found but not read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.files import PathLike
+from wavegms.data.clinical import CLINICAL_SUFFIXES, clinical_kind, read_header
 from wavegms.data.images import IMAGE_SUFFIXES, page_count, scan_folder
 
 
@@ -17,7 +19,8 @@ from wavegms.data.images import IMAGE_SUFFIXES, page_count, scan_folder
 class FolderItem:
     """One image to segment, named by its outputs' stem, with its ground truth if scored.
 
-    ``page`` picks one plane of a multi-page TIFF; ``unread`` says why a file found in the
+    ``page`` picks one plane of a multi-page file; ``spacing`` is mm per pixel (row,
+    column) when the file says (DICOM, NIfTI); ``unread`` says why a file found in the
     folder is not read at all (it is listed as skipped with that reason).
     """
 
@@ -26,11 +29,41 @@ class FolderItem:
     mask: Path | None = None
     page: int | None = None
     unread: str | None = None
+    spacing: tuple[float, float] | None = None
+
+
+def _clinical_items(path: Path) -> list[FolderItem]:
+    """One item per plane of a DICOM or NIfTI file, named as its masks will be.
+
+    DICOM: ``<SOPInstanceUID>_f0001`` .. (frames numbered from 1, as DICOM numbers them; the
+    file's stem when it has no usable UID). NIfTI: ``<stem>_z0000`` .. for the slices
+    ``data[:, :, k]`` of a volume (numbered from 0, as voxel indices are), ``<stem>`` for a 2D
+    image. A file whose header cannot be read is one item listed as skipped with the error.
+    """
+    try:
+        header = read_header(path)
+    except WaveGMSError as err:
+        return [FolderItem(path.name, path, unread=str(err))]
+    if clinical_kind(path, sniff=True) == "dicom":
+        base, tag, first = header.uid or path.stem or path.name, "f", 1
+    else:
+        gz = path.name.lower().endswith(".nii.gz")
+        base, tag, first = path.name[: -len(".nii.gz")] if gz else path.stem, "z", 0
+        if header.planes == 1:
+            return [FolderItem(base, path, spacing=header.spacing)]
+    digits = max(4, len(str(header.planes)))
+    return [
+        FolderItem(f"{base}_{tag}{k + first:0{digits}d}", path, page=k, spacing=header.spacing)
+        for k in range(header.planes)
+    ]
 
 
 def _image_items(path: Path) -> list[FolderItem]:
     """One item per plane: a multi-page TIFF ``scan.tif`` of N pages gives the masks
-    ``scan_page001.png`` .. ``scan_pageN.png``; any other image one item named by its stem."""
+    ``scan_page001.png`` .. ``scan_pageN.png``; any other image one item named by its stem;
+    DICOM and NIfTI files as :func:`_clinical_items` names them."""
+    if clinical_kind(path, sniff=True):
+        return _clinical_items(path)
     try:
         pages = page_count(path)
     except WaveGMSError:
@@ -43,15 +76,17 @@ def _image_items(path: Path) -> list[FolderItem]:
 
 def folder_items(in_dir: PathLike) -> list[FolderItem]:
     """Every image of a folder, unscored (see :func:`~wavegms.data.images.scan_folder`):
-    one item per page of a multi-page TIFF, and the files not read (DICOM, NIfTI, GIF, a FIFO
-    named ``.png``) as items that are listed as skipped with their reason."""
+    one item per page of a multi-page TIFF, frame of a DICOM or slice of a NIfTI volume, and
+    the files not read (GIF, a FIFO named ``.png``, a DICOM whose header is damaged) as items
+    that are listed as skipped with their reason."""
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise InputError(f"input folder {in_dir} does not exist or is not a folder")
     scan = scan_folder(in_dir)
     if not scan.images:
         why = f"; skipped {scan.skipped[0][0].name}: {scan.skipped[0][1]}" if scan.skipped else ""
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}{why}")
+        kinds = ", ".join(IMAGE_SUFFIXES + CLINICAL_SUFFIXES)
+        raise InputError(f"no images ({kinds}) in {in_dir}{why}")
     items = [item for p in scan.images for item in _image_items(p)]
     # The full file name, not the stem: a.dcm never takes the name of a.png's masks.
     items += [FolderItem(p.name, p, unread=why) for p, why in scan.skipped]
@@ -60,4 +95,17 @@ def folder_items(in_dir: PathLike) -> list[FolderItem]:
 
 def pair_items(pairs: Iterable[Any]) -> list[FolderItem]:
     """Image/mask pairs (``wavegms.data.pairs.Pair`` or alike: name, image, mask), scored."""
-    return [FolderItem(str(p.name), Path(p.image), Path(p.mask)) for p in pairs]
+    return [
+        FolderItem(str(p.name), Path(p.image), Path(p.mask), spacing=_spacing(Path(p.image)))
+        for p in pairs
+    ]
+
+
+def _spacing(image: Path) -> tuple[float, float] | None:
+    """The pixel spacing of a DICOM or NIfTI image (None for others and unreadable ones)."""
+    if not clinical_kind(image, sniff=True):
+        return None
+    try:
+        return read_header(image).spacing
+    except WaveGMSError:
+        return None  # reading the image reports what is wrong with it

@@ -24,7 +24,19 @@ RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 
 
-IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area")
+IMAGE_COLUMNS = (
+    "name", "file", "height", "width", "mask_area",
+    "row_spacing_mm", "col_spacing_mm", "mask_area_mm2",
+)  # fmt: skip
+
+
+def spacing_cells(spacing: tuple[float, float] | None, mask_area: int) -> dict:
+    """The spacing columns of a row: mm per pixel (row, column) and the mask's area in mm²,
+    empty when the image file gives no spacing (PNG, JPEG; DICOM or NIfTI without one)."""
+    if spacing is None:
+        return {"row_spacing_mm": None, "col_spacing_mm": None, "mask_area_mm2": None}
+    row, col = spacing
+    return {"row_spacing_mm": row, "col_spacing_mm": col, "mask_area_mm2": mask_area * row * col}
 
 
 def output_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -135,12 +147,14 @@ def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
         return None  # unreadable: made again
     if mask.ndim != 2:
         return None  # not a mask this pipeline wrote: made again
+    area = int(np.count_nonzero(mask))
     return {
         "name": item.name,
         "file": item.image.name,
         "height": int(mask.shape[0]),
         "width": int(mask.shape[1]),
-        "mask_area": int(np.count_nonzero(mask)),
+        "mask_area": area,
+        **spacing_cells(item.spacing, area),
     }
 
 
@@ -154,6 +168,8 @@ def printable(text: str) -> str:
 
 
 def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6f}"
     return printable(str(value))

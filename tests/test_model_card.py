@@ -1,0 +1,61 @@
+"""The model card script: every figure comes from the model's metadata and its evaluation, and
+a card never invites a comparison the protocols do not support."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "model_card.py"
+
+
+@pytest.fixture(scope="module")
+def model_card():
+    spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _inputs(data_dir: str) -> tuple[dict, dict]:
+    history = [
+        {"epoch": 1, "loss": 1.2, "val_dice": 0.61, "seconds": 100.0},
+        {"epoch": 2, "loss": 0.9, "val_dice": 0.67, "seconds": 90.0},
+    ]
+    train = {
+        "name": "x", "data_dir": data_dir, "split": "train", "epochs": 2, "batch_size": 8,
+        "lr": 1e-3, "warmup_epochs": 1, "seed": 1, "cached_views": 2, "augment": True,
+        "seg_heads": ["out"], "seg_every": 4,
+    }  # fmt: skip
+    config = {
+        "model": {"backend": "taef2", "latent_channels": 32, "image_size": 224},
+        "dtype": "float16",
+        "metadata": {
+            "config": train, "history": history, "train_wall_seconds": 190.0,
+            "train_images": 90, "val_images": 10,
+        },
+    }  # fmt: skip
+    stat = {"mean": 70.0, "std": 10.0}
+    summary = {f"{m}_{s}": stat for m in ("dsc", "iou", "hd95") for s in ("224", "native")}
+    evaluation = {
+        "summary": summary, "n_images": 12, "threshold": 0.5, "overlap_convention": "a",
+        "hd95_convention": "b", "std_definition": "c",
+    }  # fmt: skip
+    return config, evaluation
+
+
+def test_kvasir_card_says_the_paper_has_no_comparable_figure(model_card):
+    config, evaluation = _inputs("kvasir_seg")
+    text = model_card.card("kvasir-seg", config, evaluation, None, "a CPU")
+    assert "Kvasir-Instrument" in text and "PraNet" in text
+    assert "Selected: epoch 2, validation Dice 0.6700" in text
+    assert "## Against the paper" not in text
+
+
+def test_busi_card_compares_with_the_paper_and_has_no_dataset_note(model_card):
+    config, evaluation = _inputs("busi")
+    text = model_card.card("busi", config, evaluation, (82.31, 18.46), "a CPU")
+    assert "PraNet" not in text
+    assert "scores 70.00 (-12.31)" in text
