@@ -58,8 +58,9 @@ class Ranks:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        # Some trainable parameters get no gradient from the losses (a head none of them
-        # reads): DDP must look for them each step, or it waits for their gradients forever.
+        # The LMM's level3 head is trained by no loss (only level2, level1 and out are), so its
+        # parameters never get a gradient: DDP must look for such parameters at every step, or
+        # it waits for their gradients (its warning that it found none is a false positive).
         return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     def epoch_order(self, dataset: torch.utils.data.Dataset, seed: int, epoch: int):
@@ -118,13 +119,38 @@ def rank_config(config: TrainConfig, ranks: Ranks) -> TrainConfig:
     return config
 
 
+def torchrun_world() -> int:
+    """The number of processes torchrun started (1 when not started by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def torchrun_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def train_torchrun(config: TrainConfig, show_progress: bool = False):
+    """Train ``config`` as this torchrun process's rank: rank 0's result on rank 0, None on
+    the others."""
+    from wavegms.core.progress import TextProgressBar
+
+    ranks = torchrun_ranks(config)
+    if ranks is None:
+        raise InputError("not started by torchrun with more than one process")
+    progress = TextProgressBar() if show_progress and ranks.main else None
+    try:
+        result = train_rank(ranks, config, progress)
+    finally:
+        dist.destroy_process_group()
+    return result if ranks.main else None
+
+
 def torchrun_ranks(config: TrainConfig) -> Ranks | None:
     """This process's ranks when started by torchrun with more than one process (its
     environment: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), else None."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = torchrun_world()
     if world < 2:
         return None
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = torchrun_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     return _start(config, rank, world, local, "env://")
 
 
