@@ -119,3 +119,18 @@ def test_a_worker_killed_mid_run_costs_no_mask(client, images, model_file, local
     assert killed and killed[0] < 13  # killed while shares were left
     assert report.written == 12 and not report.cancelled
     assert _files(out) == _files(expected)
+
+
+def test_cluster_options_are_checked_before_any_work(images, tmp_path, capsys, monkeypatch):
+    from wavegms.cli import main
+
+    out = str(tmp_path / "out")
+    assert main(["segment", str(images), out, "--workers", "2", "--scheduler", "x:1"]) == 2
+    assert main(["segment", str(images), out, "--workers", "0"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert "not allowed with argument --workers" in errors[0]
+    assert "--workers" in errors[1] and "[1, 1024]" in errors[1]
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)  # the extra missing
+    assert main(["segment", str(images), out, "--workers", "2", "--device", "cpu"]) == 2
+    assert 'pip install "napari-wavegms[distributed]"' in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
