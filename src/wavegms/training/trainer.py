@@ -272,7 +272,7 @@ class Trainer:
     def run(self) -> TrainResult:
         c = self.config
         first = self.ranks.main_first() if self.ranks else contextlib.nullcontext()
-        with first:  # in a DDP run, rank 0 tidies the folder and caches views first
+        with first:  # in a DDP run rank 0 tidies the folder before any rank reads it
             if self.writes:
                 ensure_folder(self.run_dir, "run folder")
                 # A run killed while saving leaves a temporary file; its last checkpoint is whole.
@@ -280,6 +280,7 @@ class Trainer:
             self.resume()
         if self.epoch < self.total_epochs:
             try:
+                # in a DDP run rank 0 caches the views (CachedViews) before the others read them
                 with self.ranks.main_first() if self.ranks else contextlib.nullcontext():
                     self.targets.prepare(self.progress, self.cancel)
             except Cancelled:
