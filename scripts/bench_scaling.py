@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from skimage.io import imsave
 
+BATCH = 8  # images per model call, in every run
+
 
 def make_images(folder: Path, count: int, shape: tuple[int, int], seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
@@ -52,7 +54,13 @@ def main() -> None:
     import torch
 
     from wavegms.inference.folder import segment_folder
-    from wavegms.inference.folder_dask import dask_client, local_torch_threads, run_folder_dask
+    from wavegms.inference.folder_dask import (
+        WorkerModel,
+        dask_client,
+        local_torch_threads,
+        run_folder_dask,
+        warm_up,
+    )
     from wavegms.inference.folder_items import folder_items
     from wavegms.inference.segmenter import Segmenter
 
@@ -64,11 +72,12 @@ def main() -> None:
         cores = os.cpu_count()
         print(f"{args.images} images {args.height}x{args.width}, {cores} cores, model {model.name}")
 
-        segmenter = Segmenter.load(model, "cpu")
+        segmenter = Segmenter.load(model, "cpu", batch_size=BATCH)
         segment_folder(segmenter, root / "warm", root / "warm-local")  # traces the graph
         start = time.perf_counter()
         segment_folder(segmenter, root / "in", root / "out-local")
         local = time.perf_counter() - start
+        print(f"one process: {local:.2f} s", flush=True)
         rows = [("one process (run_folder)", torch.get_num_threads(), local, 0.0)]
         masks = sorted(p.read_bytes() for p in (root / "out-local" / "masks").iterdir())
 
@@ -77,19 +86,17 @@ def main() -> None:
             start = time.perf_counter()
             with dask_client(workers=workers) as client:
                 client.wait_for_workers(workers)
-                warm = folder_items(root / "warm")
-                # one warm-up share per worker: each loads and traces its model
-                run_folder_dask(
-                    model, warm, root / f"warm-{workers}", client, device="cpu",
-                    torch_threads=threads, share_size=max(1, len(warm) // workers),
-                )  # fmt: skip
+                # every worker loads and traces the model the timed run will ask for
+                ready = WorkerModel(str(model.resolve()), "cpu", BATCH, threads)
+                client.run(warm_up, ready)
                 started = time.perf_counter() - start
                 start = time.perf_counter()
                 run_folder_dask(
                     model, folder_items(root / "in"), root / f"out-{workers}", client,
-                    device="cpu", torch_threads=threads,
+                    device="cpu", batch_size=BATCH, torch_threads=threads,
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
+                print(f"{workers} worker(s): {seconds:.2f} s", flush=True)
             same = sorted(p.read_bytes() for p in (root / f"out-{workers}" / "masks").iterdir())
             assert len(same) == len(masks), "a distributed run lost masks"
             rows.append((f"dask, {workers} worker(s)", threads, seconds, started))

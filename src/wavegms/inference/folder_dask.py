@@ -95,6 +95,14 @@ def worker_segmenter(model: WorkerModel) -> tuple[Segmenter, threading.Lock]:
         return _loaded[model]
 
 
+def warm_up(model: WorkerModel) -> None:
+    """Load ``model`` on this worker and run it once (on CPU that builds its traced graph):
+    ``client.run(warm_up, model)`` readies every worker, e.g. before timing them."""
+    segmenter, lock = worker_segmenter(model)
+    with lock:
+        segmenter.predict_soft([np.zeros((8, 8), np.uint8)])
+
+
 def segment_share(
     model: WorkerModel,
     items: list[FolderItem],
