@@ -245,7 +245,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     with (
         distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=None, silence_logs=logging.ERROR,
+            dashboard_address=":0", silence_logs=logging.ERROR,  # any free port: no clash
         ) as cluster,
         distributed.Client(cluster) as client,
     ):  # fmt: skip
