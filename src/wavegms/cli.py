@@ -69,6 +69,7 @@ BOUNDS: dict[str, Bounded] = {
     "repeats": Bounded(int, 1, 10_000),
     "threads": Bounded(int, 0, 1024),
     "folder": Bounded(int, 0, 10_000),
+    "processes": Bounded(int, 1, 1024),  # DDP ranks (train) or dask workers (segment)
 }
 
 
@@ -100,14 +101,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data,
         out_dir=args.out,
         epochs=args.epochs,
-        device=args.device,
+        device=args.device or ("cuda" if args.gpus else None),
         init_model=args.init_model,
         time_budget_s=budget,
     )
-    print(f"run folder: {config.run_dir()} (running again resumes from the last epoch)")
-    if budget is not None:
-        print(f"time budget {budget:g} s: the epochs are counted once the first ones are timed")
-    result = train(config, progress=TextProgressBar())
+    from wavegms.training import distributed
+
+    processes = args.gpus or args.processes or distributed.torchrun_world()
+    if distributed.torchrun_world() < 2 or distributed.torchrun_rank() == 0:  # rank 0 speaks
+        print(f"run folder: {config.run_dir()} (running again resumes from the last epoch)")
+        if budget is not None:
+            print(f"time budget {budget:g} s: the epochs are counted once the first are timed")
+        if processes > 1:
+            print(
+                f"DDP over {processes} processes: {config.batch_size} images per process and "
+                f"step ({processes * config.batch_size} in all), learning rate {config.lr:g} "
+                "as configured (see docs/scaling.md)"
+            )
+    if distributed.torchrun_world() > 1:
+        result = distributed.train_torchrun(config, show_progress=True)
+        if result is None:  # not rank 0: rank 0 reports and exports
+            return 0
+    elif processes > 1:
+        result = distributed.train_processes(config, processes, show_progress=True)
+    else:
+        result = train(config, progress=TextProgressBar())
     state = "stopped" if result.cancelled else "finished"
     print(
         f"{state} after {result.epochs_done} epoch(s); best validation Dice "
@@ -155,6 +173,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not src.exists():
         raise WaveGMSError(f"input {src} does not exist")
+    if args.workers or args.scheduler:
+        report = _segment_on_cluster(args, src)
+        print(report.summary())
+        return 1 if report.skipped and not report.written else 0
     segmenter = Segmenter.load(
         _model_name(args.model), device=args.device, threshold=args.threshold
     )
@@ -164,6 +186,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(report.summary())
     return 1 if report.skipped and not report.written else 0
+
+
+def _segment_on_cluster(args: argparse.Namespace, src: Path):
+    """``segment --workers N | --scheduler ADDRESS``: the folder run on a dask cluster."""
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.inference.folder_dask import dask_client, local_torch_threads, run_folder_dask
+    from wavegms.inference.folder_items import folder_items
+
+    threads = local_torch_threads(args.workers) if args.workers else None
+    with dask_client(args.workers, args.scheduler) as client:
+        return run_folder_dask(
+            _model_name(args.model), folder_items(src), args.output, client,
+            device=args.device, threshold=args.threshold, torch_threads=threads,
+            overwrite=args.overwrite, resume=args.resume, progress=TextProgressBar(),
+        )  # fmt: skip
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -391,6 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="wall-clock budget, e.g. 90s, 8m, 1.5h or seconds: the run fits its epochs to it",
     )
+    ranks = p.add_mutually_exclusive_group()
+    ranks.add_argument(
+        "--processes",
+        type=BOUNDS["processes"],
+        metavar="N",
+        help="DDP on N processes of this machine (gloo on CPU; batch_size is per process)",
+    )
+    ranks.add_argument(
+        "--gpus", type=BOUNDS["processes"], metavar="N", help="DDP on N GPUs, one process each"
+    )
     p.set_defaults(func=cmd_train)
 
     p = command("finetune", "fine-tune a model on a folder of corrected pairs")
@@ -441,6 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue an interrupted run into OUTPUT: keep its finished masks, redo the rest",
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=BOUNDS["processes"],
+        metavar="N",
+        help="spread the images over a local dask cluster of N worker processes",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="spread the images over the dask cluster at ADDRESS (e.g. tcp://host:8786)",
     )
     p.set_defaults(func=cmd_segment)
 

@@ -73,6 +73,9 @@ class SoftPredictor(Protocol):
         ...
 
 
+SegmentStep = Callable[..., FolderReport]  # the signature of segment_items
+
+
 # ------------------------------------------------------------------------------ before any work
 
 
@@ -198,6 +201,7 @@ def run_folder(
     overlap: bool = True,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    segment: SegmentStep | None = None,
 ) -> FolderReport:
     """Segment ``items`` into ``out_dir`` (see the module docstring), scoring them when they
     come with ground-truth masks.
@@ -213,6 +217,11 @@ def run_folder(
     ``skip_unreadable`` is False (a benchmark must not silently score fewer images).
     Cancelling keeps the masks written so far and still writes the table (and
     ``summary.json``, marked incomplete) of them.
+
+    ``segment`` is how the images left to do are segmented: :func:`segment_items` in this
+    process (the default), or spread over a cluster by
+    :func:`wavegms.inference.folder_dask.run_folder_dask`; checks, lock, resume and table
+    stay these.
     """
     items, out_dir = list(items), Path(out_dir)
     _check_request(items, out_dir, threshold, batch_size)
@@ -231,7 +240,7 @@ def run_folder(
             ensure_folder(folder)
         return _run(
             predictor, items, out_dir, threshold, batch_size, overwrite or resume, resume,
-            skip_unreadable, overlap, progress, cancel,
+            skip_unreadable, overlap, progress, cancel, segment or segment_items,
         )  # fmt: skip
 
 
@@ -247,15 +256,38 @@ def _run(
     overlap: bool,
     progress: ProgressCallback | None,
     cancel: CancelToken | None,
+    segment: SegmentStep,
 ) -> FolderReport:
     """:func:`run_folder` once its request is checked and its output folder locked."""
-    scored = items[0].mask is not None
-    size = int(predictor.image_size)
-    result = FolderReport(out_dir, len(items), threshold, size, scored)
     kept = {item.name: row for item in items if resume and (row := finished_row(item, out_dir))}
-    order = {item.name: i for i, item in enumerate(items)}
+    result = FolderReport(
+        out_dir, len(items), threshold, int(predictor.image_size), items[0].mask is not None
+    )
     result.kept = len(kept)
-    items = [item for item in items if item.name not in kept]
+    todo = [item for item in items if item.name not in kept]
+    segment(
+        predictor, todo, result, batch_size, overwrite, skip_unreadable, overlap, progress, cancel
+    )
+    return write_results(result, items, kept)
+
+
+def segment_items(
+    predictor: SoftPredictor,
+    items: list[FolderItem],
+    result: FolderReport,
+    batch_size: int,
+    overwrite: bool,
+    skip_unreadable: bool,
+    overlap: bool,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> FolderReport:
+    """Segment ``items`` into ``result.out_dir`` (request checked, ``masks/`` and ``soft/``
+    made), adding their rows, masks and skips to ``result``; no table. The step every folder
+    run shares: :func:`run_folder` runs it over all images, a distributed run
+    (:mod:`wavegms.inference.folder_dask`) over each worker's share."""
+    out_dir, threshold, scored = result.out_dir, result.threshold, result.scored
+    size = int(predictor.image_size)
     stage = "evaluate" if scored else "segment"
     finishing: list[tuple[FolderItem, Future]] = []
 
@@ -301,10 +333,20 @@ def _run(
                 result.masks.append(output_paths(out_dir, item.name)[0])
             except (WaveGMSError, OSError) as err:
                 result.skipped.append((item.image.name, f"could not write its mask: {err}"))
-    if kept:  # the kept images join the table in input order
-        rows = [*kept.values(), *result.rows]
-        result.rows = sorted(rows, key=lambda row: order[row["name"]])
-        result.masks = [output_paths(out_dir, row["name"])[0] for row in result.rows]
+    return result
+
+
+def write_results(
+    result: FolderReport, items: Sequence[FolderItem], kept: dict[str, dict]
+) -> FolderReport:
+    """Write the table (and ``summary.json`` if scored) of a run over ``items``: its rows
+    with the ``kept`` rows of a resumed run, in input order, whichever order they came in."""
+    out_dir, threshold, scored = result.out_dir, result.threshold, result.scored
+    size = result.model_size
+    order = {item.name: i for i, item in enumerate(items)}
+    rows = [*kept.values(), *result.rows]
+    result.rows = sorted(rows, key=lambda row: order[row["name"]])
+    result.masks = [output_paths(out_dir, row["name"])[0] for row in result.rows]
     if scored and not result.rows and not result.cancelled:
         why = result.skipped[0][1] if result.skipped else "nothing was scored"
         raise InputError(f"none of the {result.total} images could be scored: {why}")

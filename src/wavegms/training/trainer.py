@@ -3,15 +3,19 @@
 One loop for the command line, the napari fine-tune dock and the benchmark. What it trains on
 (``dataset``), where its targets come from (``targets``), what it writes (``checkpoint``) and
 what it depends on (``config``) live in modules of their own. Running the same config again
-resumes from the last completed epoch, on the same loss curve.
+resumes from the last completed epoch, on the same loss curve. Given the
+:class:`~wavegms.training.distributed.Ranks` of a DDP run, the same loop runs as one rank of
+it (the few places that differ say ``ranks``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +31,9 @@ from wavegms.training.config import TrainConfig
 from wavegms.training.dataset import train_and_validation
 from wavegms.training.losses import alignment_loss, latent_loss, segmentation_loss
 from wavegms.training.targets import Batch, autocast, frozen_targets
+
+if TYPE_CHECKING:
+    from wavegms.training.distributed import Ranks
 
 BUDGET_MEASURED_EPOCHS = 2  # epochs timed before a time budget fixes the number of epochs
 BUDGET_MARGIN = 0.95  # share of the remaining budget planned for (epochs vary a little)
@@ -66,8 +73,11 @@ class Trainer:
         config: TrainConfig,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
         config.validate()
+        self.ranks = ranks  # None: one process; else this rank of a DDP run
+        self.writes = ranks is None or ranks.main  # only rank 0 writes the run folder
         self.started = clock()  # a time budget counts from here: loading data is part of it
         self.config = config
         self.progress = progress
@@ -79,6 +89,7 @@ class Trainer:
         self.train_set, self.val_set = train_and_validation(config, progress)
         self.base_weights: Path | None = None  # the init model's file, if fine-tuning
         self.model = self._model()
+        self.forward = ranks.wrap(self.model) if ranks else self.model  # DDP averages grads
         self.identity = checkpoint.run_identity(
             config.to_dict(), self.train_set.names, self.val_set.names, self.base_weights
         )
@@ -123,7 +134,7 @@ class Trainer:
     def _step(self, batch: Batch, decode: bool) -> dict[str, float]:
         c = self.config
         with autocast(self.device, c.amp):
-            out = self.model(batch.images, sample=True)
+            out = self.forward(batch.images, sample=True)
             l_lm = latent_loss(out, batch.z_mask)
             l_align = alignment_loss(out["z"], batch.z_image)
             l_seg = (
@@ -147,7 +158,10 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = c.lr * lr_factor(self.epoch, self.total_epochs, c.warmup_epochs)
-        order = torch.randperm(len(self.train_set), generator=self.generator)
+        if self.ranks:  # this rank's part of the epoch (DistributedSampler)
+            order = self.ranks.epoch_order(self.train_set, c.seed, self.epoch)
+        else:
+            order = torch.randperm(len(self.train_set), generator=self.generator)
         batches = list(order.split(c.batch_size))
         if c.max_batches_per_epoch:
             batches = batches[: c.max_batches_per_epoch]
@@ -160,7 +174,8 @@ class Trainer:
                 totals[k] = totals.get(k, 0.0) + v * len(indices)
             report(self.progress, "batch", i, len(batches), metrics={"loss": losses["loss"]})
         seen = sum(len(b) for b in batches)
-        return {k: v / seen for k, v in totals.items()}
+        means = {k: v / seen for k, v in totals.items()}
+        return self.ranks.average(means) if self.ranks else means
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -179,6 +194,8 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
+        if not self.writes:
+            return
         rng = {"rng.generator": self.generator.get_state(), "rng.torch": torch.get_rng_state()}
         if self.device.type == "cuda":  # the model's latent sampling draws on the GPU
             rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
@@ -215,6 +232,8 @@ class Trainer:
         return True
 
     def _save_best(self, val_dice: float) -> None:
+        if not self.writes:
+            return
         meta = {
             "name": self.config.name,
             "epoch": self.epoch,
@@ -252,13 +271,18 @@ class Trainer:
 
     def run(self) -> TrainResult:
         c = self.config
-        ensure_folder(self.run_dir, "run folder")
-        # A run killed while saving leaves a temporary file; its previous checkpoint is whole.
-        remove_stale_temporaries(self.run_dir)
-        self.resume()
+        first = self.ranks.main_first() if self.ranks else contextlib.nullcontext()
+        with first:  # in a DDP run rank 0 tidies the folder before any rank reads it
+            if self.writes:
+                ensure_folder(self.run_dir, "run folder")
+                # A run killed while saving leaves a temporary file; its last checkpoint is whole.
+                remove_stale_temporaries(self.run_dir)
+            self.resume()
         if self.epoch < self.total_epochs:
             try:
-                self.targets.prepare(self.progress, self.cancel)
+                # in a DDP run rank 0 caches the views (CachedViews) before the others read them
+                with self.ranks.main_first() if self.ranks else contextlib.nullcontext():
+                    self.targets.prepare(self.progress, self.cancel)
             except Cancelled:
                 return self._result(cancelled=True)
         cancelled = False
@@ -281,6 +305,8 @@ class Trainer:
                 self.best_val_dice = val_dice
                 self._save_best(val_dice)
             decided = self._fit_budget(row, epochs_timed, clock() - loop_start)
+            if self.ranks:  # one clock decides for every rank
+                self.planned_epochs = self.ranks.from_main(self.planned_epochs)
             last = self.epoch == self.total_epochs
             if decided or last or self.epoch % c.checkpoint_every == 0:
                 self._save_checkpoint()

@@ -1,0 +1,257 @@
+"""Folder segmentation on a dask.distributed cluster: ``wavegms segment IN OUT --workers N``
+(a local cluster of N worker processes) or ``--scheduler ADDRESS`` (a running cluster, e.g.
+one that dask-jobqueue started on SLURM; see docs/scaling.md).
+
+This is :func:`~wavegms.inference.folder.run_folder` itself with its segment step spread
+over the cluster: the checks, the output folder's lock, ``--resume``, the outputs and the
+table are the local run's. The images left to do are cut into shares of a few batches; each
+share is one dask task that runs :func:`~wavegms.inference.folder.segment_items` (the
+local run's per-image steps) on a worker and returns its rows. Each worker loads the model
+once, on its first share (a per-worker cache); the table is written once, by the client, when
+every share is in. A worker that dies has its shares run again elsewhere by the scheduler
+(``distributed.scheduler.allowed-failures`` times at most); progress is reported as shares
+finish. Input and output folders and the model file must be reachable from every worker at
+the same paths (a shared file system).
+
+dask is an optional dependency (``pip install "napari-wavegms[distributed]"``), imported only
+when a distributed run starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wavegms.core.errors import InputError, WaveGMSError
+from wavegms.core.files import PathLike
+from wavegms.core.progress import CancelToken, ProgressCallback, report
+from wavegms.inference.folder import run_folder, segment_items
+from wavegms.inference.folder_items import FolderItem
+from wavegms.inference.folder_outputs import FolderReport
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from wavegms.inference.segmenter import Segmenter
+
+#: batches per task by default: small enough to spread and to retry, large enough to batch.
+#: A share is a whole number of batches, so a worker batches the images as the local run does
+#: (a model's output may differ in its last bits with the batch an image is in).
+SHARE_BATCHES = 4
+
+
+def import_distributed() -> Any:
+    """``distributed``, or a one-line error saying how to install it."""
+    try:
+        import distributed
+    except ImportError as err:
+        raise WaveGMSError(
+            'distributed folder runs need dask: pip install "napari-wavegms[distributed]"'
+        ) from err
+    return distributed
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker needs to load the model itself: its file (at a path every worker sees),
+    the device (``auto`` resolves on each worker) and the settings it runs with."""
+
+    path: str
+    device: str = "auto"
+    batch_size: int = 8
+    torch_threads: int | None = None  # None: torch's default on that worker
+    traced: bool | None = None  # None: the Segmenter's default (the traced graph on CPU)
+
+
+_loaded: dict[WorkerModel, tuple[Segmenter, threading.Lock]] = {}
+_loading = threading.Lock()
+
+
+def worker_segmenter(model: WorkerModel) -> tuple[Segmenter, threading.Lock]:
+    """The worker's segmenter for ``model``, loaded on its first share and kept for the rest,
+    with a lock: a Segmenter is not thread-safe, so the shares of a worker with several
+    threads take turns (the model uses the cores through torch's own threads)."""
+    with _loading:
+        if model not in _loaded:
+            if model.torch_threads:
+                import torch
+
+                torch.set_num_threads(model.torch_threads)
+            from wavegms.inference.segmenter import Segmenter
+
+            segmenter = Segmenter.load(
+                model.path, model.device, batch_size=model.batch_size, traced=model.traced
+            )
+            _loaded[model] = (segmenter, threading.Lock())
+        return _loaded[model]
+
+
+def warm_up(model: WorkerModel) -> None:
+    """Load ``model`` on this worker and run it once (on CPU that builds its traced graph):
+    ``client.run(warm_up, model)`` readies every worker, e.g. before timing them."""
+    segmenter, lock = worker_segmenter(model)
+    with lock:
+        segmenter.predict_soft([np.zeros((8, 8), np.uint8)])
+
+
+def segment_share(
+    model: WorkerModel,
+    items: list[FolderItem],
+    out_dir: str,
+    threshold: float,
+    scored: bool,
+    skip_unreadable: bool,
+) -> FolderReport:
+    """One dask task: segment a share of the images on this worker; its rows, masks and skips.
+    Outputs are written over: the only ones there are this share's own, from a try on a
+    worker that died (the client refused existing outputs before the run)."""
+    segmenter, lock = worker_segmenter(model)
+    share = FolderReport(Path(out_dir), len(items), threshold, segmenter.image_size, scored)
+    with lock:
+        return segment_items(
+            segmenter, items, share, segmenter.batch_size, True, skip_unreadable, True, None, None
+        )
+
+
+class ClusterModel:
+    """The model as the client's run_folder sees it: its input size and where it runs. It
+    never predicts in this process; :func:`segment_on_cluster` sends the images to it."""
+
+    def __init__(self, client: Client, model: WorkerModel, image_size: int, share_size: int):
+        self.client, self.model = client, model
+        self.image_size, self.share_size = image_size, share_size
+
+    def predict_soft(self, images: list[np.ndarray]) -> np.ndarray:
+        raise RuntimeError("a ClusterModel predicts on the cluster's workers only")
+
+
+def segment_on_cluster(
+    predictor: ClusterModel,
+    items: list[FolderItem],
+    result: FolderReport,
+    batch_size: int,
+    overwrite: bool,
+    skip_unreadable: bool,
+    overlap: bool,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> FolderReport:
+    """run_folder's segment step on the cluster (same signature as ``segment_items``): one
+    task per share, gathered as they finish, merged into ``result`` in input order."""
+    from distributed import as_completed
+
+    client, n = predictor.client, predictor.share_size
+    shares = [items[i : i + n] for i in range(0, len(items), n)]
+    run = uuid.uuid4().hex[:8]
+    settings = (str(result.out_dir), result.threshold, result.scored, skip_unreadable)
+    futures = [
+        client.submit(
+            segment_share, predictor.model, share, *settings, key=f"wavegms-{run}-{i}", pure=False
+        )
+        for i, share in enumerate(shares)
+    ]
+    position = {future.key: i for i, future in enumerate(futures)}
+    finished: list[FolderReport | None] = [None] * len(futures)
+    stage = "evaluate" if result.scored else "segment"
+    report(progress, stage, 0, len(items))
+    done = 0
+    try:
+        for future in as_completed(futures):
+            if cancel is not None and cancel.cancelled:
+                result.cancelled = True
+                break
+            share = future.result()  # a worker's error (skip_unreadable=False) ends the run
+            finished[position[future.key]] = share
+            done += share.total
+            report(progress, stage, done, len(items), share.rows[-1]["name"] if share.rows else "")
+    except Exception as err:
+        if type(err).__name__ == "KilledWorker":  # dask's: the share's workers kept dying
+            raise WaveGMSError(f"workers died on every try of a share of images: {err}") from err
+        raise
+    finally:
+        client.cancel([future for future in futures if not future.done()])
+    for share in finished:
+        if share is not None:
+            result.rows += share.rows
+            result.masks += share.masks
+            result.skipped += share.skipped
+    return result
+
+
+def run_folder_dask(
+    model: PathLike,
+    items: Sequence[FolderItem],
+    out_dir: PathLike,
+    client: Client,
+    *,
+    device: str = "auto",
+    threshold: float = 0.5,
+    batch_size: int = 8,
+    share_size: int | None = None,
+    torch_threads: int | None = None,
+    traced: bool | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    skip_unreadable: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> FolderReport:
+    """:func:`~wavegms.inference.folder.run_folder` over ``client``'s workers: the model
+    file ``model`` (name or path) is checked here and loaded once on each worker.
+    ``share_size``: images per task (default ``SHARE_BATCHES`` batches)."""
+    from wavegms.store.catalogue import resolve_model
+    from wavegms.store.model_files import load_model
+
+    share_size = SHARE_BATCHES * batch_size if share_size is None else share_size
+    if share_size < 1:
+        raise InputError(f"share_size must be at least 1, got {share_size}")
+    path = resolve_model(model).resolve()
+    size = load_model(path).config.image_size  # a damaged model is found before any task
+    worker_model = WorkerModel(str(path), device, batch_size, torch_threads, traced)
+    predictor = ClusterModel(client, worker_model, size, share_size)
+    return run_folder(
+        predictor, items, out_dir, threshold=threshold, batch_size=batch_size,
+        overwrite=overwrite, resume=resume, skip_unreadable=skip_unreadable, progress=progress,
+        cancel=cancel, segment=segment_on_cluster,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Client]:
+    """A client of the cluster at ``scheduler``, or of a local cluster of ``workers``
+    processes (one thread each) that ends with the block."""
+    distributed = import_distributed()
+    if (workers is None) == (scheduler is None):
+        raise InputError("give either a number of workers or a scheduler address")
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as err:
+            raise WaveGMSError(f"cannot reach the dask scheduler at {scheduler}: {err}") from err
+        with client:
+            yield client
+        return
+    if workers is None or workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    with (
+        distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True,
+            dashboard_address=":0", silence_logs=logging.ERROR,  # any free port: no clash
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        yield client
+
+
+def local_torch_threads(workers: int) -> int:
+    """torch threads per worker of a local cluster: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // workers)
