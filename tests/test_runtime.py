@@ -156,3 +156,22 @@ def test_a_graph_that_disagrees_with_the_eager_model_is_never_used(tiny_network)
 def test_unknown_backend_is_a_one_line_error(tiny_network):
     with pytest.raises(InputError, match="backend must be one of"):
         Segmenter(tiny_network, device="cpu", backend="fastest")
+
+
+def test_int8_graph_is_quantised_and_close_to_the_fp32_one(tiny_network, tiny_onnx, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from wavegms.runtime.onnx_session import OnnxSoftMask
+    from wavegms.runtime.quantize import calibration_batches, quantize_onnx, sample_images
+
+    int8 = quantize_onnx(
+        tiny_onnx, tmp_path / "int8.onnx", calibration_batches(sample_images()[:1], 32)
+    )
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    images = sample_image(32)
+    got = OnnxSoftMask(int8)(images)
+    expected = OnnxSoftMask(tiny_onnx)(images)
+    assert got.shape == expected.shape and torch.isfinite(got).all()
+    assert got.min() >= 0 and got.max() <= 1
+    assert (got - expected).abs().mean() < 0.05  # approximate, not exact: close on average
