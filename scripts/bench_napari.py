@@ -98,6 +98,36 @@ def dock_finetune(viewer, segment, data_dir: str, model: str, n: int, epochs: in
     print(f"  Segment widget now offers and selects: {segment.model.value!r}")
 
 
+def click_breakdown(viewer, widget, layer, repeats: int) -> None:
+    """Where the click -> labels time goes, each step timed alone in this process (medians):
+    the model call the job makes (``Segmenter.segment``), adding and drawing a labels layer of
+    the result, and the rest of the click (worker start, progress, events) as the difference."""
+    from qtpy.QtWidgets import QApplication
+
+    segmenter = widget.slot.loaded.segmenter
+    data = np.asarray(layer.data)
+    model_s, layer_s, click_s = [], [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        binary, _ = segmenter.segment(data)
+        model_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        probe = viewer.add_labels(binary.astype(np.uint8), name="breakdown probe")
+        QApplication.processEvents()
+        layer_s.append(time.perf_counter() - start)
+        viewer.layers.remove(probe)
+        click_s.append(click_to_layer(viewer, widget, layer))
+    model, draw, click = (statistics.median(t) for t in (model_s, layer_s, click_s))
+    print(
+        f"  click -> labels, step by step (median of {repeats}, backend {segmenter.backend}"
+        f" -> {segmenter.graph_backend or 'eager'}):"
+    )
+    print(f"    model call (Segmenter.segment, resize in and out, threshold): {model:.3f} s")
+    print(f"    add + draw the labels layer: {draw:.3f} s")
+    print(f"    the rest (worker start, progress bar, events): {click - model - draw:+.3f} s")
+    print(f"    whole click: {click:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="busi")
@@ -141,6 +171,7 @@ def main() -> None:
         f"  model loaded, median of {args.repeats}: {statistics.median(again):.3f} s "
         f"(min {min(again):.3f} s)"
     )
+    click_breakdown(viewer, widget, layer, args.repeats)
     if args.finetune_data:
         dock_finetune(viewer, widget, args.finetune_data, args.model, args.pairs, args.epochs)
     viewer.close()
