@@ -35,3 +35,10 @@ def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_
     assert [(s.name, s.images) for s in scores] == [("WG eager", 2), ("onnx", 2)]
     assert abs(scores[0].dsc - scores[1].dsc) < 0.1  # an exact path scores as eager does
     assert "vs eager" in format_scores(scores, str(tiny_dataset))
+
+
+def test_peak_rss_is_measured_per_path_in_a_fresh_process(tiny_model_file):
+    from wavegms.bench import path_peak_rss_mb
+
+    rss = path_peak_rss_mb("tiny", backends=("eager",))
+    assert set(rss) == {"eager"} and 50 < rss["eager"] < 5000

@@ -184,6 +184,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends
     )
     print(format_report(results, args.size, shape), flush=True)
+    if args.rss:
+        from wavegms.bench import path_peak_rss_mb
+
+        if not args.model:
+            raise WaveGMSError("--rss needs --model (it is loaded again in fresh processes)")
+
+        rss = path_peak_rss_mb(args.model)
+        print(
+            "peak RSS of inference alone (fresh process per path): "
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()),
+            flush=True,
+        )
     if args.score_data:
         from wavegms.bench import format_scores, score_paths
 
@@ -453,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="paths to time beside eager, comma-separated: traced,onnx,int8 (default: all)",
     )
     p.add_argument("--score-data", help="dataset folder (BUSI): test-split DSC/HD95 of every path")
+    p.add_argument(
+        "--rss", action="store_true", help="peak RSS of each path alone, in fresh processes"
+    )
     p.add_argument(
         "--folder", type=BOUNDS["folder"], default=20, help="images in the folder test (0: skip)"
     )
