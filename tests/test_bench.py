@@ -23,7 +23,8 @@ def test_finetune_timing_uses_the_fine_tune_schedule(tiny_dataset, tiny_model_fi
 
 
 def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_model_file):
-    from wavegms.bench import format_report, format_scores, run_bench, score_paths
+    from wavegms.bench import format_report, run_bench
+    from wavegms.bench_paths import format_scores, score_paths
 
     model = load_segmentation_model("tiny", "cpu")
     results = run_bench(model, 32, (30, 40), repeats=1, baseline=False, backends=("onnx",))
@@ -38,7 +39,7 @@ def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_
 
 
 def test_peak_rss_is_measured_per_path_in_a_fresh_process(tiny_model_file):
-    from wavegms.bench import path_peak_rss_mb
+    from wavegms.bench_paths import path_peak_rss_mb
 
     rss = path_peak_rss_mb("tiny", backends=("eager",))
     assert set(rss) == {"eager"} and 50 < rss["eager"] < 5000

@@ -185,7 +185,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     print(format_report(results, args.size, shape), flush=True)
     if args.rss:
-        from wavegms.bench import path_peak_rss_mb
+        from wavegms.bench_paths import path_peak_rss_mb
 
         if not args.model:
             raise WaveGMSError("--rss needs --model (it is loaded again in fresh processes)")
@@ -197,7 +197,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             flush=True,
         )
     if args.score_data:
-        from wavegms.bench import format_scores, score_paths
+        from wavegms.bench_paths import format_scores, score_paths
 
         if model is None:
             raise WaveGMSError("--score-data needs --model (random weights score nothing)")
