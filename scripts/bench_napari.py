@@ -98,6 +98,42 @@ def dock_finetune(viewer, segment, data_dir: str, model: str, n: int, epochs: in
     print(f"  Segment widget now offers and selects: {segment.model.value!r}")
 
 
+def click_breakdown(viewer, widget, layer, repeats: int) -> None:
+    """Where the click -> labels time goes, each step timed alone in this process (medians):
+    the model call the job makes (``Segmenter.segment``), drawing a labels layer of the result
+    (added once, then its data replaced, as a repeated click does), and the rest of the click
+    (worker start, progress bar, events) as the difference. (Adding and removing a probe layer
+    in a loop crashed Mesa's software GL under xvfb, so the probe layer stays.)"""
+    from qtpy.QtWidgets import QApplication
+
+    click_s = [click_to_layer(viewer, widget, layer) for _ in range(repeats)]
+    segmenter = widget.slot.loaded.segmenter
+    data = np.asarray(layer.data)
+    model_s, results = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        binary, _ = segmenter.segment(data)
+        model_s.append(time.perf_counter() - start)
+        results.append(binary.astype(np.uint8))
+    start = time.perf_counter()
+    probe = viewer.add_labels(results[0], name="breakdown probe")
+    QApplication.processEvents()
+    add_s = time.perf_counter() - start
+    draw_s = []
+    for labels in results:
+        start = time.perf_counter()
+        probe.data = labels.copy()
+        QApplication.processEvents()
+        draw_s.append(time.perf_counter() - start)
+    model, draw, click = (statistics.median(t) for t in (model_s, draw_s, click_s))
+    ran = segmenter.graph_backend or "eager"
+    print(f"  click -> labels, step by step (median of {repeats}, backend {ran}):")
+    print(f"    model call (Segmenter.segment, resize in and out, threshold): {model:.3f} s")
+    print(f"    labels layer: first add + draw {add_s:.3f} s, data replaced + draw {draw:.3f} s")
+    print(f"    the rest (worker start, progress bar, events): {click - model - add_s:+.3f} s")
+    print(f"    whole click: {click:.3f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="busi")
@@ -141,6 +177,7 @@ def main() -> None:
         f"  model loaded, median of {args.repeats}: {statistics.median(again):.3f} s "
         f"(min {min(again):.3f} s)"
     )
+    click_breakdown(viewer, widget, layer, args.repeats)
     if args.finetune_data:
         dock_finetune(viewer, widget, args.finetune_data, args.model, args.pairs, args.epochs)
     viewer.close()

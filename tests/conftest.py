@@ -72,16 +72,20 @@ def tiny_network(taef2):
 
 
 @pytest.fixture(scope="session")
-def tiny_segmenter(tiny_network):
-    """A CPU Segmenter around :func:`tiny_network`, shared by the session, its traced graph
-    built once here. Do not change its settings: ``copy.copy`` it (the copy shares the model
-    and the graph, not the settings)."""
+def tiny_segmenter(tiny_network, tmp_path_factory):
+    """A CPU Segmenter around :func:`tiny_network`, shared by the session, its graph (the
+    automatic backend's) built once here. Do not change its settings: ``copy.copy`` it (the
+    copy shares the model and the graph, not the settings)."""
     import numpy as np
 
     from wavegms.inference.segmenter import Segmenter
 
     segmenter = Segmenter(tiny_network, device="cpu", batch_size=4)
-    segmenter.predict_soft([np.zeros((32, 32), np.uint8)])  # builds the traced graph
+    # Session fixtures run before the per-test user folders exist: the graph's export cache
+    # goes to a folder of the session's own, never to the real user's cache.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAVEGMS_HOME", str(tmp_path_factory.mktemp("session_home")))
+        segmenter.predict_soft([np.zeros((32, 32), np.uint8)])  # builds the graph
     return segmenter
 
 

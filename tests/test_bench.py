@@ -20,3 +20,26 @@ def test_finetune_timing_uses_the_fine_tune_schedule(tiny_dataset, tiny_model_fi
     assert (timing.train_images, timing.val_images, timing.epochs) == (4, 1, 1)
     assert timing.seconds > 0 and 0 <= timing.val_dice <= 1
     assert "4 train + 1 validation" in format_extra(None, [timing])
+
+
+def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_model_file):
+    from wavegms.bench import format_report, run_bench
+    from wavegms.bench_paths import format_scores, score_paths
+
+    model = load_segmentation_model("tiny", "cpu")
+    results = run_bench(model, 32, (30, 40), repeats=1, baseline=False, backends=("onnx",))
+    assert [t.name for t in results] == ["WG eager", "onnx"]
+    eager, onnx = results
+    assert onnx.gflop < eager.gflop  # the exactly rewritten decoder does less work
+    assert "speed-up of onnx" in format_report(results, 32, (30, 40))
+    scores = score_paths(model, str(tiny_dataset), backends=("onnx",))
+    assert [(s.name, s.images) for s in scores] == [("WG eager", 2), ("onnx", 2)]
+    assert abs(scores[0].dsc - scores[1].dsc) < 0.1  # an exact path scores as eager does
+    assert "vs eager" in format_scores(scores, str(tiny_dataset))
+
+
+def test_peak_rss_is_measured_per_path_in_a_fresh_process(tiny_model_file):
+    from wavegms.bench_paths import path_peak_rss_mb
+
+    rss = path_peak_rss_mb("tiny", backends=("eager",))
+    assert set(rss) == {"eager"} and 50 < rss["eager"] < 5000

@@ -137,7 +137,7 @@ def test_a_graph_that_cannot_be_traced_falls_back_to_eager(tiny_model_file, monk
         raise RuntimeError("no tracing today")
 
     monkeypatch.setattr("wavegms.runtime.traced.trace_soft_mask", broken)
-    segmenter = Segmenter.load("tiny", device="cpu")
+    segmenter = Segmenter.load("tiny", device="cpu", backend="traced")
     image = np.zeros((16, 16, 3), np.float32)
     with pytest.warns(RuntimeWarning, match="no tracing today"):
         soft = segmenter.predict_soft([image])

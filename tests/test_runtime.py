@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from wavegms.core.errors import InputError
+from wavegms.inference.segmenter import Segmenter
 from wavegms.net.model import latent_to_mask
 from wavegms.runtime.decoder_rewrite import UpsampleConvPhases, rewrite_decoder
 from wavegms.runtime.soft_mask import SoftMaskPath
@@ -89,3 +93,85 @@ def test_onnx_export_gives_the_eager_soft_mask_for_any_batch_and_size(tiny_netwo
         (got,) = session.run(None, {"images": images.numpy()})
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_onnx_export_is_cached_by_model_file_hash_and_reused(tiny_model_file, monkeypatch):
+    from wavegms.runtime import onnx_graph
+
+    exports = []
+    real_export = onnx_graph.export_onnx
+
+    def counting_export(model, path, **kwargs):
+        exports.append(path)
+        return real_export(model, path, **kwargs)
+
+    monkeypatch.setattr(onnx_graph, "export_onnx", counting_export)
+    monkeypatch.setattr(onnx_graph, "_EXPORTED", {})  # this process has exported nothing yet
+    digest = hashlib.sha256(tiny_model_file.read_bytes()).hexdigest()
+    first = Segmenter.load("tiny", device="cpu", backend="onnx")
+    soft = first.predict_soft([np.full((20, 30, 3), 0.5, np.float32)])
+    assert first.graph_backend == "onnx" and len(exports) == 1
+    assert exports[0].parent == onnx_graph.onnx_cache_dir() and exports[0].is_file()
+    assert exports[0].name.startswith(digest)
+    monkeypatch.setattr(onnx_graph, "_EXPORTED", {})  # a new process: only the file is left
+    second = Segmenter.load("tiny", device="cpu", backend="onnx")
+    again = second.predict_soft([np.full((20, 30, 3), 0.5, np.float32)])
+    assert len(exports) == 1 and second.graph_backend == "onnx"
+    np.testing.assert_array_equal(soft, again)
+    eager = Segmenter.load("tiny", device="cpu", backend="eager")
+    np.testing.assert_allclose(
+        soft, eager.predict_soft([np.full((20, 30, 3), 0.5, np.float32)]), atol=1e-4
+    )
+
+
+def test_a_backend_that_fails_to_build_warns_and_falls_back(tiny_model_file, monkeypatch):
+    def broken(model, model_file=None):
+        raise RuntimeError("no onnx today")
+
+    monkeypatch.setattr("wavegms.runtime.onnx_session.build_onnx_soft_mask", broken)
+    segmenter = Segmenter.load("tiny", device="cpu", backend="onnx")
+    image = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="no onnx today"):
+        soft = segmenter.predict_soft([image])
+    assert segmenter.graph_backend == "traced"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the next call does not warn again
+        again = segmenter.predict_soft([image])
+    np.testing.assert_array_equal(soft, again)
+    eager = Segmenter.load("tiny", device="cpu", backend="eager").predict_soft([image])
+    np.testing.assert_allclose(soft, eager, atol=1e-4)
+
+
+def test_a_graph_that_disagrees_with_the_eager_model_is_never_used(tiny_network):
+    from wavegms.runtime.onnx_session import check_against_eager
+
+    def off_by_a_bit(images):
+        return tiny_network.predict_soft(images) + 0.01
+
+    check_against_eager(lambda images: tiny_network.predict_soft(images), tiny_network)
+    with pytest.raises(ValueError, match="differs from the eager model"):
+        check_against_eager(off_by_a_bit, tiny_network)
+
+
+def test_unknown_backend_is_a_one_line_error(tiny_network):
+    with pytest.raises(InputError, match="backend must be one of"):
+        Segmenter(tiny_network, device="cpu", backend="fastest")
+
+
+def test_int8_graph_is_quantised_and_close_to_the_fp32_one(tiny_network, tiny_onnx, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from wavegms.runtime.onnx_session import OnnxSoftMask
+    from wavegms.runtime.quantize import calibration_batches, quantize_onnx, sample_images
+
+    int8 = quantize_onnx(
+        tiny_onnx, tmp_path / "int8.onnx", calibration_batches(sample_images()[:1], 32)
+    )
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    images = sample_image(32)
+    got = OnnxSoftMask(int8)(images)
+    expected = OnnxSoftMask(tiny_onnx)(images)
+    assert got.shape == expected.shape and torch.isfinite(got).all()
+    assert got.min() >= 0 and got.max() <= 1
+    assert (got - expected).abs().mean() < 0.05  # approximate, not exact: close on average

@@ -79,12 +79,49 @@ def cpu_peak_gflops(threads: int) -> float | None:
     return threads * max(mhz) / 1000 * 32 if mhz else None
 
 
-def wavegms_path(model, image: np.ndarray, traced: bool = True):
+def wavegms_path(model, image: np.ndarray, traced: bool = True, backend: str | None = None):
+    """A closure segmenting ``image`` through ``backend`` (default: traced, or eager with
+    ``traced=False``), its graph built and its first-call costs paid here."""
     from wavegms.inference.segmenter import Segmenter
 
-    segmenter = Segmenter(model, device="cpu", traced=traced)
-    segmenter.segment(image, rgb=True)  # builds the traced graph (once per loaded model)
+    backend = backend or ("traced" if traced else "eager")
+    segmenter = Segmenter(model, device="cpu", backend=backend)
+    segmenter.segment(image, rgb=True)  # builds the graph (once per loaded model)
+    ran = segmenter.graph_backend or "eager"
+    if ran != backend:
+        raise InputError(f"the {backend} path could not be built (it fell back to {ran})")
     return lambda: segmenter.segment(image, rgb=True)
+
+
+#: The rows of ``wavegms bench`` after "WG eager": (row name, Segmenter backend).
+PATHS = (("traced", "traced"), ("onnx", "onnx"), ("onnx int8", "int8"))
+
+
+def rewritten_gflop(model) -> float:
+    """GFLOP of the exactly rewritten soft-mask path (what the ONNX graphs execute) at the
+    model size, for one image, without the resizing around it."""
+    from wavegms.runtime.soft_mask import SoftMaskPath
+
+    size = model.config.image_size
+    path = SoftMaskPath(model)
+    x = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        return count_gflop(lambda: path(x))
+
+
+def optional_install_mb(packages=("onnxruntime", "onnx")) -> dict[str, float]:
+    """Installed size on disk (MB) of each optional runtime package found."""
+    import importlib.util
+    from pathlib import Path
+
+    sizes = {}
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        sizes[name] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 1e6
+    return sizes
 
 
 def gms_path(size: int):
@@ -106,9 +143,16 @@ def gms_path(size: int):
 
 
 def run_bench(
-    model=None, size: int = 224, image_shape=(472, 564), repeats: int = 10, baseline: bool = True
+    model=None,
+    size: int = 224,
+    image_shape=(472, 564),
+    repeats: int = 10,
+    baseline: bool = True,
+    backends: tuple[str, ...] | None = None,
 ) -> list[Timing]:
-    """Median per-image latency (batch 1) of each path; prints nothing."""
+    """Median per-image latency (batch 1) of each path, from end to end (array in, mask out),
+    with eager first and the paths timed in turn. ``backends``: which of :data:`PATHS` to
+    time (default all installed). Prints only which paths it skipped."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise InputError(f"repeats must be a whole number of at least 1, not {repeats!r}")
     if len(image_shape) != 2 or not all(isinstance(n, int) and n >= 1 for n in image_shape):
@@ -122,16 +166,43 @@ def run_bench(
     image = rng.random((*image_shape, 3), dtype=np.float32)
     results = []
     params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("autoencoder"))
-    eager = wavegms_path(model, image, traced=False)
+    eager = wavegms_path(model, image, backend="eager")
     gflop = count_gflop(eager)  # the traced graph runs the same operations
-    for name, fn in (("WG eager", eager), ("Wave-GMS", wavegms_path(model, image))):
-        med, low = time_call(fn, repeats)
-        results.append(Timing(name, med, low, gflop, peak_rss_mb(), params / 1e6))
+    exact = rewritten_gflop(model) + gflop - count_gflop(lambda: model.predict_soft(_at(model)))
+    paths = [("WG eager", eager, gflop)]
+    for name, backend in PATHS:
+        if backends is not None and backend not in backends:
+            continue
+        try:
+            fn = wavegms_path(model, image, backend=backend)
+        except (ImportError, InputError) as err:  # an optional runtime not installed
+            print(f"{name}: skipped ({err})")
+            continue
+        paths.append((name, fn, gflop if backend == "traced" else exact))
+    # Interleaved repeats: load that comes and goes hits every path alike.
+    times: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+    for _, fn, _ in paths:
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn, _ in paths:
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
+    for name, _, flop in paths:
+        t = times[name]
+        results.append(
+            Timing(name, statistics.median(t), min(t), flop, peak_rss_mb(), params / 1e6)
+        )
     if baseline:
         fn, params = gms_path(size)
         med, low = time_call(fn, max(2, repeats // 5))
         results.append(Timing("GMS-sized", med, low, count_gflop(fn), peak_rss_mb(), params / 1e6))
     return results
+
+
+def _at(model) -> torch.Tensor:
+    size = model.config.image_size
+    return torch.zeros(1, 3, size, size)
 
 
 def format_report(results: list[Timing], size: int, image_shape) -> str:
@@ -153,23 +224,30 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
             f"{frac:>8} {t.params_m:>9.2f} {t.peak_rss_mb:>12.0f}"
         )
     by_name = {t.name: t for t in results}
-    wave, eager, gms = (by_name.get(k) for k in ("Wave-GMS", "WG eager", "GMS-sized"))
-    if wave and eager:
-        lines.append(
-            f"Wave-GMS is the traced CPU graph (wavegms.runtime.traced); WG eager the same model "
-            f"in eager PyTorch: {eager.median_ms / wave.median_ms:.2f}x"
-        )
-    if wave and gms:
-        lines.append(
-            f"speed-up of Wave-GMS over the GMS-sized path: {gms.median_ms / wave.median_ms:.1f}x"
-        )
+    eager, gms = by_name.get("WG eager"), by_name.get("GMS-sized")
+    lines.append(
+        "WG eager: eager PyTorch; traced: TorchScript graph (wavegms.runtime.traced); onnx: "
+        "ONNX Runtime on the exactly rewritten graph (wavegms.runtime.onnx_graph); onnx int8: "
+        "its int8 quantisation (wavegms.runtime.quantize, not exact)"
+    )
+    for t in results:
+        if t.name in ("WG eager", "GMS-sized"):
+            continue
+        ratios = [f"{eager.median_ms / t.median_ms:.2f}x eager"] if eager else []
+        if gms:
+            ratios.append(f"{gms.median_ms / t.median_ms:.1f}x the GMS-sized path")
+        lines.append(f"speed-up of {t.name}: {', '.join(ratios)}")
     if peak:
         lines.append(
             f"CPU fp32 peak assumed: {peak:.0f} GFLOP/s ({threads} x clock x 32 FLOP/cycle)"
         )
     lines.append(
-        "peak RSS is the process peak when the path finished (the GMS row includes Wave-GMS's)"
+        "peak RSS is the process peak when the path finished (each row includes the rows above)"
     )
+    sizes = optional_install_mb()
+    if sizes:
+        installed = ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items())
+        lines.append(f"optional runtime install size (cpu-fast extra): {installed}")
     return "\n".join(lines)
 
 

@@ -216,8 +216,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         model = load_segmentation_model(args.model, "cpu")
     shape = (args.height, args.width)
-    results = run_bench(model, args.size, shape, args.repeats, baseline=not args.no_baseline)
+    backends = tuple(b for b in args.backends.split(",") if b) if args.backends else None
+    results = run_bench(
+        model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends
+    )
     print(format_report(results, args.size, shape), flush=True)
+    if args.rss:
+        from wavegms.bench_paths import path_peak_rss_mb
+
+        if not args.model:
+            raise WaveGMSError("--rss needs --model (it is loaded again in fresh processes)")
+
+        rss = path_peak_rss_mb(args.model)
+        print(
+            "peak RSS of inference alone (fresh process per path): "
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()),
+            flush=True,
+        )
+    if args.score_data:
+        from wavegms.bench_paths import format_scores, score_paths
+
+        if model is None:
+            raise WaveGMSError("--score-data needs --model (random weights score nothing)")
+        print(
+            format_scores(score_paths(model, args.score_data, backends=backends), args.score_data)
+        )
     folder = None
     if args.folder:
         if model is None:
@@ -515,6 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=BOUNDS["threads"], default=2, help="torch threads (0: torch default)"
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
+    p.add_argument(
+        "--backends",
+        help="paths to time beside eager, comma-separated: traced,onnx,int8 (default: all)",
+    )
+    p.add_argument("--score-data", help="dataset folder (BUSI): test-split DSC/HD95 of every path")
+    p.add_argument(
+        "--rss", action="store_true", help="peak RSS of each path alone, in fresh processes"
+    )
     p.add_argument(
         "--folder", type=BOUNDS["folder"], default=20, help="images in the folder test (0: skip)"
     )

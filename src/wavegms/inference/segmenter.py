@@ -51,6 +51,29 @@ def as_array(image: object) -> np.ndarray:
         ) from None
 
 
+#: Every backend a Segmenter runs; see :class:`Segmenter`.
+BACKENDS = ("auto", "eager", "traced", "onnx", "int8")
+#: The exact CPU backends "auto" tries, fastest first (docs/performance.md, issue 13).
+AUTO_ORDER = ("onnx", "traced")
+
+
+def _build_graph(backend: str, model, model_file: Path | None):
+    """One compiled soft-mask graph: images (N, 3, S, S) in [0, 1] -> soft masks (N, 1, S, S)."""
+    if backend == "traced":
+        from wavegms.runtime.traced import trace_soft_mask
+
+        return trace_soft_mask(model)
+    if backend == "onnx":
+        from wavegms.runtime.onnx_session import build_onnx_soft_mask
+
+        return build_onnx_soft_mask(model, model_file)
+    if backend == "int8":
+        from wavegms.runtime.quantize import build_int8_soft_mask
+
+        return build_int8_soft_mask(model, model_file)
+    raise InputError(f"no graph for backend {backend!r}")
+
+
 class Segmenter:
     """A loaded model plus the settings it runs with. Thread-compatible, not thread-safe:
     use one Segmenter per worker."""
@@ -62,27 +85,48 @@ class Segmenter:
         threshold: float = 0.5,
         batch_size: int = 8,
         traced: bool | None = None,
+        backend: str = "auto",
+        model_file: Path | None = None,
     ):
-        """``traced``: run the TorchScript graph of :mod:`wavegms.runtime.traced` (default: on CPU,
-        where it is about a quarter faster); otherwise the eager model, batch by batch."""
+        """``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first of
+        :data:`AUTO_ORDER` that is installed and builds (ONNX Runtime, else the TorchScript
+        graph of :mod:`wavegms.runtime.traced`), elsewhere the eager model; ``"int8"`` is the
+        quantised graph, never chosen automatically (it is not exact). A graph that cannot be
+        built, or whose check against the eager model fails, warns once and the next one in
+        line runs instead (eager last): never a different answer. ``traced=False`` (older
+        callers) means ``backend="eager"``, ``traced=True`` means ``"traced"``.
+        ``model_file``: the model's weights file, whose sha256 names its cached ONNX export."""
         from wavegms.core.devices import resolve_device
 
         if not 0 <= threshold <= 1:
             raise InputError(f"threshold must be in [0, 1], got {threshold}")
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        if backend not in BACKENDS:
+            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.threshold = threshold
         self.batch_size = batch_size
-        self.traced = self.device.type == "cpu" if traced is None else traced
+        self.model_file = model_file
+        if traced is not None and backend == "auto":
+            backend = "traced" if traced else "eager"
+        if self.device.type != "cpu" and backend != "eager":
+            backend = "eager"  # the graphs here are CPU graphs
+        self.backend = backend  # what was asked for; ``graph_backend`` says what runs
+        self.graph_backend: str | None = None
+        #: False: run the eager model batch by batch (tests and callers may set it).
+        self.traced = backend != "eager"
         self._graph = None
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str = "auto", **kwargs) -> Segmenter:
+        from wavegms.store.catalogue import model_paths, resolve_model
         from wavegms.store.model_files import load_segmentation_model
 
-        return cls(load_segmentation_model(name_or_path, device), device, **kwargs)
+        weights, _ = model_paths(resolve_model(name_or_path))
+        model = load_segmentation_model(name_or_path, device)
+        return cls(model, device, model_file=weights, **kwargs)
 
     @property
     def image_size(self) -> int:
@@ -100,21 +144,29 @@ class Segmenter:
         return soft[:, 0].float().cpu().numpy()
 
     def _soft_mask_graph(self):
-        """The traced graph, built on first use; None (eager from then on) if tracing fails."""
-        if self._graph is None:
-            from wavegms.runtime.traced import trace_soft_mask
-
+        """The compiled graph, built on first use: the first backend in line that builds and
+        passes its check; None (eager from then on) if none does."""
+        if self._graph is not None:
+            return self._graph
+        wanted = AUTO_ORDER if self.backend == "auto" else (self.backend,)
+        line = [*wanted, *(b for b in ("traced",) if b not in wanted)]
+        for backend in line:
             try:
-                self._graph = trace_soft_mask(self.model)
+                self._graph = _build_graph(backend, self.model, self.model_file)
             except Exception as err:  # a speed-up must never cost the result
+                if self.backend == "auto" and backend != "traced" and isinstance(err, ImportError):
+                    continue  # an optional runtime that is not installed: nothing to say
                 warnings.warn(
-                    f"the traced CPU graph could not be built ({type(err).__name__}: {err}); "
-                    "using the eager model",
+                    f"the {backend} graph could not be built ({type(err).__name__}: {err}); "
+                    f"using {'the next backend' if backend != line[-1] else 'the eager model'}",
                     RuntimeWarning,
                     stacklevel=4,
                 )
-                self.traced = False
-        return self._graph
+                continue
+            self.graph_backend = backend
+            return self._graph
+        self.traced = False
+        return None
 
     def _reduce_batch(self, err: BaseException) -> None:
         """After running out of memory: halve the batch size for good, or give up at 1."""

@@ -86,7 +86,7 @@ class SoftMaskHead(nn.Module):
     decoder, with the x2-1 / +1/2 pair cancelled)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(0, 1)
+        return x.clamp(0.0, 1.0)
 
 
 def rewrite_decoder(decoder: nn.Sequential) -> nn.Sequential:

@@ -94,16 +94,17 @@ def _export_dynamo(module: SoftMaskPath, path: Path, opset: int) -> None:
 
 
 def model_key(model: WaveGMS, model_file: Path | None = None) -> str:
-    """sha256 of the model file when given (what the cache is keyed by), else of the model's
-    trainable weights and config; with the graph version and the autoencoder backend."""
+    """The cache name of ``model``'s export: the sha256 of its weights file when given, else
+    of its trainable weights and config; then the graph version. (The frozen autoencoder's
+    weights are pinned by hash, so they need no part in it.)"""
     digest = hashlib.sha256()
     if model_file is not None:
         digest.update(Path(model_file).read_bytes())
     else:
+        digest.update(repr(sorted(model.config.to_dict().items())).encode())
         for name, tensor in sorted(model.trainable_state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    digest.update(repr(sorted(model.config.to_dict().items())).encode())
     return f"{digest.hexdigest()}-g{GRAPH_VERSION}"
 
 
@@ -113,9 +114,19 @@ def onnx_cache_dir() -> Path:
     return cache_dir() / "onnx"
 
 
+#: Exports made by this process, by model key: segmenters of the same model (and tests, whose
+#: cache folders differ) reuse the file instead of exporting again.
+_EXPORTED: dict[str, Path] = {}
+
+
 def cached_onnx(model: WaveGMS, model_file: Path | None = None) -> Path:
     """The ONNX export of ``model`` from the user cache, exported (atomically) if missing."""
-    path = onnx_cache_dir() / f"{model_key(model, model_file)}.onnx"
+    key = model_key(model, model_file)
+    known = _EXPORTED.get(key)
+    if known is not None and known.is_file():
+        return known
+    path = onnx_cache_dir() / f"{key}.onnx"
     if not path.is_file():
         export_onnx(model, path)
+    _EXPORTED[key] = path
     return path
