@@ -54,7 +54,7 @@ def test_validation_is_never_fewer_than_three_images(tiny_dataset, tiny_model_fi
     for name in ("case_5", "case_6", "case_7", "case_4"):  # 4 pairs left: refused
         (tiny_dataset / "images" / f"{name}.png").unlink()
         (tiny_dataset / "masks" / f"{name}.png").unlink()
-    with pytest.raises(InputError, match="at least 5 image/mask pairs .* found 4"):
+    with pytest.raises(InputError, match=r"at least 5 image/mask pairs .* found 4"):
         finetune(request(tiny_dataset, tmp_path / "run", epochs=1))
 
 

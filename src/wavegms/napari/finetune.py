@@ -37,13 +37,13 @@ from wavegms.napari.fields import (
     model_choices,
     on_edit_finished,
 )
-from wavegms.napari.finetune_job import train_process
+from wavegms.napari.finetune_job import launch
 from wavegms.napari.layers import LayerWatcher, current_plane
 from wavegms.napari.plot import LossPlot
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
-from wavegms.napari.training_set import TrainingSet
-from wavegms.training.finetune import FinetuneRequest, new_run_dir
+from wavegms.napari.training_set import TrainingSet, safe_name
+from wavegms.training.finetune import MIN_PAIRS, MIN_VAL_IMAGES, FinetuneRequest, new_run_dir
 
 if TYPE_CHECKING:
     import napari
@@ -69,6 +69,21 @@ def request_fields() -> dict[str, ValueWidget]:
     return fields
 
 
+def default_model_name(project: str) -> str:
+    """``<project>-ft<n>`` with the first ``n`` that names no model yet."""
+    from wavegms.store.catalogue import check_new_model_name
+
+    stem = (safe_name(project) or "model")[:48]
+    for n in range(1, 10_000):
+        name = f"{stem}-ft{n}"
+        try:
+            check_new_model_name(name)
+            return name
+        except Exception:
+            continue
+    return ""
+
+
 class FinetuneWidget(JobForm):
     cancel_message = "stopping after the current batch…"
 
@@ -83,7 +98,9 @@ class FinetuneWidget(JobForm):
         self.labels_layer = ComboBox(label="labels", choices=LayerChoices(viewer, Labels))
         self.project = LineEdit(label="project", value=self.settings.project)
         self.add_button = PushButton(text="Add to training set")
-        self.pairs = Select(label="pairs", choices=[])
+        # Choices read from disk whenever napari or a layer change resets the form's choices:
+        # a fixed list was emptied by each reset (issue 17: pairs shown as lost).
+        self.pairs = Select(label="pairs", choices=self._pair_names)
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
         heading = Label(value="<b>Training pairs</b>")
@@ -102,6 +119,20 @@ class FinetuneWidget(JobForm):
         on_edit_finished(kept, self._save_settings, self.status)
         complete_device_list(self.fields["device"], self.settings.request.device)
         self.refresh_pairs()
+        self.fill_new_name()
+
+    def fill_new_name(self) -> None:
+        """Fill in a model name not taken yet, unless the user has typed one still free."""
+        from wavegms.store.catalogue import check_new_model_name
+
+        typed = self.fields["new_name"].value.strip()
+        if typed:
+            try:
+                check_new_model_name(typed)
+                return
+            except Exception:
+                pass
+        self.fields["new_name"].value = default_model_name(self.project.value.strip())
 
     # -- the request the form shows --------------------------------------------------------
     def _show_request(self, request: FinetuneRequest) -> None:
@@ -132,11 +163,17 @@ class FinetuneWidget(JobForm):
         self.refresh_pairs()
         self._save_settings()
 
-    def refresh_pairs(self) -> None:
+    def _pair_names(self, _widget=None) -> list[str]:
         try:
-            self.pairs.choices = self.training_set().names()
+            return self.training_set().names()
+        except Exception:  # shown by refresh_pairs; a choices callable must not raise
+            return []
+
+    def refresh_pairs(self) -> None:
+        self.pairs.reset_choices()
+        try:
+            self.training_set().names()
         except Exception as err:
-            self.pairs.choices = []
             report_error(self.status, err)
 
     def add_pair(self, _value=None) -> None:
@@ -168,11 +205,14 @@ class FinetuneWidget(JobForm):
         from wavegms.store.catalogue import check_new_model_name
 
         pairs = self.training_set()
-        if len(pairs.names()) < 2:
+        if len(pairs.names()) < MIN_PAIRS:
             raise InputError(
                 f"the training set {pairs.project!r} has {len(pairs.names())} pair(s); add at "
-                "least 2 image/labels pairs first"
+                f"least {MIN_PAIRS} image/labels pairs first ({MIN_VAL_IMAGES} of them choose "
+                "the best epoch)"
             )
+        if not self.fields["new_name"].value.strip():
+            self.fill_new_name()
         request = self.form_request()
         if not request.base_model:
             raise InputError("choose a base model to fine-tune")
@@ -185,7 +225,9 @@ class FinetuneWidget(JobForm):
         )
         self.outcome = None
         self.plot.clear()
-        self.start_process(train_process, f"fine-tuning {request.new_name}", self.request)
+        self.start_process(
+            launch, f"starting to fine-tune {request.new_name}…", self.request, request.epochs
+        )
 
     def on_progress(self, report: Progress) -> None:
         if report.stage == "epoch":
@@ -201,17 +243,21 @@ class FinetuneWidget(JobForm):
         """Show what the library made (it installed the model) and select it in Segment."""
         self.outcome = outcome
         if outcome["installed"] is None:
-            self.status.value = "stopped before the first epoch ended: no model was made"
+            self.status.value = (
+                "stopped before the first epoch ended: no model was made (nothing written "
+                f"but the run folder {outcome['run_dir']})"
+            )
             return
         name = self.request.new_name
         self.fields["base_model"].reset_choices()
         self._select_in_segment_widgets(name)
-        how = "stopped; kept the best completed epoch" if outcome["cancelled"] else "done"
-        self.status.value = (
-            f"{how}: new model {name!r} from epoch {outcome['best_epoch']} of "
-            f"{outcome['epochs_done']}, validation Dice {outcome['best_val_dice']:.3f} on "
-            f"{outcome['val_images']} image(s)"
-        )
+        self.plot.mark_chosen(outcome["best_epoch"], outcome["val_images"])
+        self.status.value = outcome_text(name, outcome)
+        self.fill_new_name()  # the next run needs a new name
+
+    def on_finished(self) -> None:
+        if not self.fields["new_name"].value.strip():
+            self.fill_new_name()
 
     def _select_in_segment_widgets(self, name: str) -> None:
         from wavegms.napari.segment import SegmentWidget
@@ -222,3 +268,15 @@ class FinetuneWidget(JobForm):
         for widget in self.viewer.window.dock_widgets.values():
             if isinstance(widget, SegmentWidget):
                 widget.refresh_models(select=name)
+
+
+def outcome_text(name: str, outcome: dict) -> str:
+    """What a fine-tune made and why that epoch, in one status line."""
+    how = "stopped; kept the best completed epoch" if outcome["cancelled"] else "done"
+    planned = outcome.get("epochs_planned") or outcome["epochs_done"]
+    return (
+        f"{how}: new model {name!r} from epoch {outcome['best_epoch']} of "
+        f"{outcome['epochs_done']} (of {planned} planned), the best validation Dice "
+        f"{outcome['best_val_dice']:.3f} on {outcome['val_images']} image(s) held out of "
+        f"{outcome['train_images'] + outcome['val_images']}"
+    )

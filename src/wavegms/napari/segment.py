@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 class SegmentWidget(JobForm):
     """Segment the chosen image layer with the chosen model."""
 
+    drop_on_cancel = True  # Cancel frees the form at once; a late result is dropped unseen
+    dropped_message = "cancelled: no mask was added"
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__("Segment")
         self.viewer = viewer
