@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from wavegms.core.errors import InputError
+from wavegms.core.errors import InputError, MaskWarning
 from wavegms.napari.settings import (
     BatchSettings,
     FinetuneSettings,
@@ -49,7 +49,14 @@ def test_training_set_add_remove_tidy(wavegms_home):
     labels[2:5, 3:6] = 7
     entry = pairs.add(rgb, labels, source="my scan")
     assert entry.name == "my_scan_001" and entry.mask_area == 9
-    assert pairs.add(rgb, labels, source="my scan").name == "my_scan_002"
+    with pytest.raises(InputError, match="already in the training set as 'my_scan_001'"):
+        pairs.add(rgb, labels, source="my scan")  # the same pair twice: refused
+    labels[6:8, 1:3] = 7
+    with pytest.warns(MaskWarning, match="same image is already .* 'my_scan_001' with other"):
+        assert pairs.add(rgb, labels, source="my scan").name == "my_scan_002"
+    with pytest.warns(MaskWarning, match="are empty"):
+        pairs.add(rgb[..., 0], np.zeros((12, 10), np.uint8), source="blank")
+    pairs.remove(["blank_001"])
     assert (wavegms_home / "data" / "finetune" / "proj-1" / "images" / "my_scan_001.png").is_file()
     (pairs.images_dir / "orphan.png").write_bytes(b"left by a crash")
     pairs.tidy()

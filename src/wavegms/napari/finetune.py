@@ -25,10 +25,11 @@ from magicgui.widgets import (
 )
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
+from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import (
     LayerChoices,
@@ -112,6 +113,8 @@ class FinetuneWidget(JobForm):
         self.native.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        self.close_guard = CloseGuard(self, window) if window is not None else None
         self.add_button.changed.connect(guarded(self.add_pair, self.status))
         self.remove_button.changed.connect(guarded(self.remove_selected, self.status))
         on_edit_finished([self.project], self._project_edited, self.status)
@@ -258,6 +261,27 @@ class FinetuneWidget(JobForm):
     def on_finished(self) -> None:
         if not self.fields["new_name"].value.strip():
             self.fill_new_name()
+
+    # -- napari closing while training (close_guard) ---------------------------------------
+    def ask_on_close(self) -> str:
+        return ask_on_close(self)
+
+    def stop_and_wait(self, seconds: float) -> None:
+        """Stop at the next batch and wait for the best completed epoch to be installed."""
+        self.cancel()
+        if not wait_until_idle(self, seconds):
+            self.shutdown()  # the window closes now; the run folder keeps what was saved
+
+    def leave_in_background(self) -> None:
+        """Let the child train on after napari has gone, and say where its model will be."""
+        job = self.job
+        if job is not None and job.detach():
+            show_info(
+                f"fine-tuning {self.request.new_name!r} goes on in the background; the model "
+                f"appears in the model list when it is done (run folder {self.run_dir})"
+            )
+            job.timer.stop()
+            self.job = None  # forgotten: not killed with the form
 
     def _select_in_segment_widgets(self, name: str) -> None:
         from wavegms.napari.segment import SegmentWidget

@@ -146,4 +146,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    # Not sys.exit: the command listener may be blocked reading stdin, and the interpreter's
+    # shutdown then aborts on that stream's lock ("could not acquire lock ... at shutdown").
+    os._exit(code)
