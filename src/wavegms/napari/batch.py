@@ -152,7 +152,7 @@ def open_batch_dialog(viewer: napari.viewer.Viewer) -> BatchWidget:
     viewer: a second call shows the open one again)."""
     existing = viewer.window.dock_widgets.get(PANEL_NAME)
     if isinstance(existing, BatchWidget):
-        dock = _dock_of(existing)
+        dock = dock_of(existing)
         if dock is not None:
             dock.show()
             dock.raise_()
@@ -162,7 +162,7 @@ def open_batch_dialog(viewer: napari.viewer.Viewer) -> BatchWidget:
     return widget
 
 
-def _dock_of(widget: BatchWidget):
+def dock_of(widget: BatchWidget):
     from qtpy.QtWidgets import QDockWidget
 
     parent = widget.native.parent()

@@ -40,14 +40,26 @@ def ask_on_close(form: FinetuneWidget) -> str:
     return STOP if clicked is stop else BACKGROUND if clicked is background else STAY
 
 
+def main_window(viewer):
+    """napari's main window (a QMainWindow), or None (e.g. a viewer without a window).
+
+    A plugin's widget gets the viewer through napari's public-only proxy, which wraps what it
+    returns: the Qt object is unwrapped to be usable as a parent."""
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    while hasattr(window, "__wrapped__"):
+        window = window.__wrapped__
+    return window if isinstance(window, QObject) else None
+
+
 class CloseGuard(QObject):
     """An event filter on napari's main window that asks before a running fine-tune is
     left behind."""
 
-    def __init__(self, form: FinetuneWidget, window) -> None:
+    def __init__(self, form: FinetuneWidget, window: QObject | None) -> None:
         super().__init__(window)
         self.form = form
-        window.installEventFilter(self)
+        if window is not None:
+            window.installEventFilter(self)
 
     def eventFilter(self, watched, event) -> bool:
         if event.type() != QEvent.Type.Close:

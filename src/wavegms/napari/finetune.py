@@ -29,7 +29,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
-from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
+from wavegms.napari.close_guard import CloseGuard, ask_on_close, main_window, wait_until_idle
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import (
     LayerChoices,
@@ -102,6 +102,7 @@ class FinetuneWidget(JobForm):
         # Choices read from disk whenever napari or a layer change resets the form's choices:
         # a fixed list was emptied by each reset (issue 17: pairs shown as lost).
         self.pairs = Select(label="pairs", choices=self._pair_names)
+        self.pairs.native.setMaximumHeight(110)  # the list scrolls; the dock stays short
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
         heading = Label(value="<b>Training pairs</b>")
@@ -113,8 +114,7 @@ class FinetuneWidget(JobForm):
         self.native.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
-        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        self.close_guard = CloseGuard(self, window) if window is not None else None
+        self.close_guard = CloseGuard(self, main_window(viewer))
         self.add_button.changed.connect(guarded(self.add_pair, self.status))
         self.remove_button.changed.connect(guarded(self.remove_selected, self.status))
         on_edit_finished([self.project], self._project_edited, self.status)
