@@ -167,3 +167,23 @@ def test_the_child_dies_with_its_parent_and_never_imports_its_script(tiny_model,
     finally:
         parent.kill()
     assert marker.read_text() == "imported\n"  # the user's script ran once: in the parent
+
+
+def test_progress_in_plain_words_with_time_left(viewer, tiny_model):
+    from wavegms.core.progress import Progress
+
+    widget = FinetuneWidget(viewer)
+    display, now = widget.progress, [0.0]
+    display.clock = lambda: now[0]
+    display.start("starting", epochs=4)
+    display.show(Progress("targets", 2, 10, "encoding frozen targets"))
+    assert widget.status.value == "preparing the training images: 2 of 10"
+    assert "frozen" not in widget.status.value
+    display.show(Progress("batch", 1, 2))
+    now[0] = 30.0
+    display.show(Progress("epoch", 1, 4, metrics={"loss": 0.5, "val_dice": 0.61}))
+    assert widget.status.value.startswith("training: epoch 1 of 4 (validation Dice 0.610)")
+    # from half of epoch 1 to its end (1/8 of the run) in 30 s: 3/4 left take 3 min
+    assert widget.status.value.endswith("about 3 min left")
+    assert widget.progress_bar.native.value() == 250
+    display.close()

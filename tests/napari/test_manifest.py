@@ -70,8 +70,9 @@ def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     _, segment = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment")
     _, finetune = viewer.window.add_plugin_dock_widget("napari-wavegms", "Fine-tune")
     assert isinstance(segment, SegmentWidget) and isinstance(finetune, FinetuneWidget)
-    # through napari's proxy too, closing the main window is watched while training
-    assert finetune.close_guard.parent() is finetune.native.window()
+    # the window closing napari is the one watched while training (no private attributes)
+    finetune.close_guard.watch(finetune.native.window())
+    assert finetune.close_guard.window is viewer.window._qt_window
     viewer.open_sample("napari-wavegms", "ultrasound")
     assert [layer.name for layer in viewer.layers] == ["ultrasound", "ultrasound lesion"]
     assert segment.image.value is viewer.layers["ultrasound"]

@@ -70,3 +70,15 @@ def test_training_set_add_remove_tidy(wavegms_home):
         pairs.add(rgb, labels[:5], source="x")
     with pytest.raises(InputError, match="project name"):
         TrainingSet("../escape")
+
+
+def test_time_left_from_the_rate_since_the_first_report():
+    from wavegms.core.progress import Eta
+
+    now = [100.0]
+    eta = Eta(clock=lambda: now[0])
+    assert eta.update(0.1) is None  # the clock starts here: setup is not part of the rate
+    now[0] = 110.0
+    assert eta.update(0.1) is None  # no progress yet, no estimate
+    now[0] = 120.0
+    assert eta.update(0.3) == pytest.approx(70.0)  # 0.2 in 20 s: 0.7 left takes 70 s

@@ -40,26 +40,22 @@ def ask_on_close(form: FinetuneWidget) -> str:
     return STOP if clicked is stop else BACKGROUND if clicked is background else STAY
 
 
-def main_window(viewer):
-    """napari's main window (a QMainWindow), or None (e.g. a viewer without a window).
-
-    A plugin's widget gets the viewer through napari's public-only proxy, which wraps what it
-    returns: the Qt object is unwrapped to be usable as a parent."""
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-    while hasattr(window, "__wrapped__"):
-        window = window.__wrapped__
-    return window if isinstance(window, QObject) else None
-
-
 class CloseGuard(QObject):
     """An event filter on napari's main window that asks before a running fine-tune is
-    left behind."""
+    left behind. The window is the form's own top-level window, watched from the moment
+    training starts (napari's private window attribute is not for plugins)."""
 
-    def __init__(self, form: FinetuneWidget, window: QObject | None) -> None:
-        super().__init__(window)
+    def __init__(self, form: FinetuneWidget) -> None:
+        super().__init__()
         self.form = form
-        if window is not None:
+        self.window = None
+
+    def watch(self, window) -> None:
+        if window is not None and window is not self.window:
+            if self.window is not None:
+                self.window.removeEventFilter(self)
             window.installEventFilter(self)
+            self.window = window
 
     def eventFilter(self, watched, event) -> bool:
         if event.type() != QEvent.Type.Close:

@@ -4,6 +4,7 @@ the status line inside the dock), and the one guard that keeps exceptions out of
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 
@@ -106,10 +107,12 @@ STEP_WORDS = {
 
 def step_text(report: Progress) -> str:
     """One report in plain words, e.g. 'segmenting: 3 of 20'."""
+    if report.stage == "load":
+        if report.total <= 1:
+            return report.message or "loading"
+        return f"reading the training images: {report.done} of {report.total}"
     words = STEP_WORDS.get(report.stage, report.stage)
-    count = f"{report.done} of {report.total}" if report.total else ""
-    detail = report.message if report.stage == "load" else ""
-    return " ".join(x for x in (f"{words}:" if count else words, count, detail) if x)
+    return f"{words}: {report.done} of {report.total}" if report.total else words
 
 
 class ProgressDisplay:
@@ -124,7 +127,8 @@ class ProgressDisplay:
         self.last: Progress | None = None
         self.epochs = 0  # a training's planned epochs (0: not a training)
         self.epochs_done = 0
-        self.eta = Eta()
+        self.clock = time.monotonic
+        self.eta = Eta(self.clock)
 
     def start(self, description: str, epochs: int = 0) -> None:
         self.close()
@@ -134,7 +138,7 @@ class ProgressDisplay:
         self.bar.setVisible(True)
         self.last = None
         self.epochs, self.epochs_done = epochs, 0
-        self.eta = Eta()
+        self.eta = Eta(self.clock)
         self.label.value = description
 
     def _fraction(self, report: Progress) -> tuple[float, bool]:

@@ -29,7 +29,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
-from wavegms.napari.close_guard import CloseGuard, ask_on_close, main_window, wait_until_idle
+from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import (
     LayerChoices,
@@ -114,7 +114,7 @@ class FinetuneWidget(JobForm):
         self.native.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
-        self.close_guard = CloseGuard(self, main_window(viewer))
+        self.close_guard = CloseGuard(self)
         self.add_button.changed.connect(guarded(self.add_pair, self.status))
         self.remove_button.changed.connect(guarded(self.remove_selected, self.status))
         on_edit_finished([self.project], self._project_edited, self.status)
@@ -228,6 +228,7 @@ class FinetuneWidget(JobForm):
         )
         self.outcome = None
         self.plot.clear()
+        self.close_guard.watch(self.native.window())  # napari's window, when docked
         self.start_process(
             launch, f"starting to fine-tune {request.new_name}…", self.request, request.epochs
         )
