@@ -111,7 +111,7 @@ class FinetuneWidget(JobForm):
         self.extend(list(self.fields.values()))
         self.add_job_controls()
         self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot)
+        self.content.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
         self.close_guard = CloseGuard(self)

@@ -45,6 +45,18 @@ class JobForm(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
+    @property
+    def native(self):
+        """The scroll area around the form: napari docks a magicgui widget's ``native``, and
+        magicgui's own ``native`` is the content inside the scroll area (which napari would
+        take out of it, so that a tall form grew the window past the screen)."""
+        return self.root_native_widget
+
+    @property
+    def content(self):
+        """The QWidget holding the form's rows (inside the scroll area)."""
+        return self._widget._mgui_get_native_widget()
+
     def add_job_controls(self) -> None:
         self.extend([self.buttons, self.progress_bar, self.status])
 
