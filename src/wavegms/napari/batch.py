@@ -53,7 +53,8 @@ class BatchWidget(JobForm):
         self.result: BatchResult | None = None
         self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)
         self.output_dir = FileEdit(label="output folder", mode="d", nullable=True)
-        self.gt_dir = FileEdit(label="ground truth (optional)", mode="d", nullable=True)
+        self.gt_dir = FileEdit(label="ground truth", mode="d", nullable=True)
+        self.gt_dir.tooltip = "optional: masks named like the images, to score each image"
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
         self.threshold = FloatSpinBox(
@@ -76,6 +77,7 @@ class BatchWidget(JobForm):
         fields = (self.input_dir, self.output_dir, self.gt_dir, self.model, self.device)
         on_edit_finished((*fields, self.threshold), self._save_settings, self.status)
         complete_device_list(self.device, s.device)  # listed by a worker (torch)
+        self.finish_layout()
 
     def _save_settings(self, _value=None) -> None:
         self.settings = BatchSettings(

@@ -61,10 +61,11 @@ def request_fields() -> dict[str, ValueWidget]:
         "batch_size": SpinBox(label="batch size", min=1, max=256),
         "val_fraction": FloatSpinBox(label="validation fraction", min=0.05, max=0.9, step=0.05),
         "augment": CheckBox(text="augmentation"),
-        "fast_cpu": CheckBox(text="fast CPU schedule (cached targets, no decoder)"),
+        "fast_cpu": CheckBox(text="fast CPU schedule"),
         "new_name": LineEdit(label="new model name"),
     }
     fields["lr"].native.setDecimals(6)
+    fields["fast_cpu"].tooltip = "on CPU: training images encoded once, no decoder in the loss"
     for name, widget in fields.items():
         widget.name = name
     return fields
@@ -123,6 +124,7 @@ class FinetuneWidget(JobForm):
         complete_device_list(self.fields["device"], self.settings.request.device)
         self.refresh_pairs()
         self.fill_new_name()
+        self.finish_layout()
 
     def fill_new_name(self) -> None:
         """Fill in a model name not taken yet, unless the user has typed one still free."""

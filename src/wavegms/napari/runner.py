@@ -18,6 +18,7 @@ from collections.abc import Callable
 from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal, Slot
+from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from wavegms.core.errors import Cancelled
 from wavegms.core.progress import CancelToken, Progress
@@ -59,6 +60,26 @@ class JobForm(Container):
 
     def add_job_controls(self) -> None:
         self.extend([self.buttons, self.progress_bar, self.status])
+
+    #: Whether the dock takes the height left over by other docks (Fine-tune, with its plot)
+    #: or keeps the height of its rows (Segment), so that docked together both fit.
+    grows_vertically = True
+
+    def finish_layout(self) -> None:
+        """Called last by each form: rows packed at the top, a narrow minimum width (magicgui
+        set it to the widest row), and the dock's vertical share."""
+        self.content.layout().addStretch(1)
+        self.native.setMinimumWidth(200)
+        policy = (
+            QSizePolicy.Policy.Expanding if self.grows_vertically else QSizePolicy.Policy.Maximum
+        )
+        self.native.setSizePolicy(QSizePolicy.Policy.Preferred, policy)
+        for widget in self:
+            if isinstance(widget.native, QComboBox):  # long layer names must not widen it
+                widget.native.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+                )
+                widget.native.setMinimumContentsLength(12)
 
     @property
     def busy(self) -> bool:
