@@ -187,7 +187,6 @@ def shot_batch(napari, app, args, model: str, test_pairs, work: Path, size) -> s
     for i, (image_path, mask_path) in enumerate(test_pairs):
         shutil.copyfile(image_path, images / f"{image_path.stem}_{i}.png")
         shutil.copyfile(mask_path, masks / f"{image_path.stem}_{i}.png")
-    (images / "notes.png").write_text("not an image: listed as skipped")
     viewer = new_viewer(napari, "Wave-GMS: batch", size)
     from wavegms.data.images import read_image
 

@@ -54,6 +54,9 @@ class BatchWidget(JobForm):
         self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)
         self.output_dir = FileEdit(label="output folder", mode="d", nullable=True)
         self.gt_dir = FileEdit(label="ground truth", mode="d", nullable=True)
+        for edit in (self.input_dir, self.output_dir, self.gt_dir):
+            edit.choose_btn.text = "…"  # "Choose directory" three times made the dock wide
+            edit.choose_btn.native.setMaximumWidth(32)
         self.gt_dir.tooltip = "optional: masks named like the images, to score each image"
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)

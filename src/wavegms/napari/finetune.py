@@ -57,14 +57,18 @@ def request_fields() -> dict[str, ValueWidget]:
         "base_model": ComboBox(label="base model", choices=model_choices),
         "device": ComboBox(label="device", choices=device_choices),
         "epochs": SpinBox(label="epochs", min=1, max=10_000),
-        "lr": FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-4),
+        "lr": FloatSpinBox(label="learn rate", min=1e-6, max=1.0, step=1e-4),
         "batch_size": SpinBox(label="batch size", min=1, max=256),
-        "val_fraction": FloatSpinBox(label="validation fraction", min=0.05, max=0.9, step=0.05),
+        "val_fraction": FloatSpinBox(label="validation", min=0.05, max=0.9, step=0.05),
         "augment": CheckBox(text="augmentation"),
         "fast_cpu": CheckBox(text="fast CPU schedule"),
-        "new_name": LineEdit(label="new model name"),
+        "new_name": LineEdit(label="new name"),
     }
     fields["lr"].native.setDecimals(6)
+    fields[
+        "val_fraction"
+    ].tooltip = "fraction of the pairs held out to choose the best epoch (3 at least)"
+    fields["new_name"].tooltip = "the name of the new model (filled in with a free one)"
     fields["fast_cpu"].tooltip = "on CPU: training images encoded once, no decoder in the loss"
     for name, widget in fields.items():
         widget.name = name

@@ -7,6 +7,7 @@ from __future__ import annotations
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from qtpy.QtCore import QSize
 
 
 class LossPlot(FigureCanvasQTAgg):
@@ -16,7 +17,15 @@ class LossPlot(FigureCanvasQTAgg):
         self.loss_axes = figure.add_subplot(1, 1, 1)
         self.dice_axes = self.loss_axes.twinx()
         self.setMinimumHeight(180)
+        self.setMinimumWidth(150)
         self.clear()
+
+    def sizeHint(self) -> QSize:
+        # The figure's own size (400 px wide) would widen the dock; the plot follows the dock.
+        return QSize(240, 200)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(150, 180)
 
     def clear(self) -> None:
         self.chosen: int | None = None  # the epoch installed, once the run has ended

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, QTimer, Signal, Slot
+from qtpy.QtCore import QObject, Qt, QTimer, Signal, Slot
 from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from wavegms.core.errors import Cancelled
@@ -70,6 +70,8 @@ class JobForm(Container):
         set it to the widest row), and the dock's vertical share."""
         self.content.layout().addStretch(1)
         self.native.setMinimumWidth(200)
+        # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
+        self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         policy = (
             QSizePolicy.Policy.Expanding if self.grows_vertically else QSizePolicy.Policy.Maximum
         )
