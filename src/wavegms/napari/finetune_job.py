@@ -98,6 +98,8 @@ class Link:
                 return
 
     def _orphaned(self) -> None:
+        if self.parent_gone:  # once: the pipe's end and a failed send may both tell
+            return
         self.parent_gone = True
         if not self.detached:
             self.cancel.cancel()
