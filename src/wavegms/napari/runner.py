@@ -69,19 +69,23 @@ class JobForm(Container):
         """Called last by each form: rows packed at the top, a narrow minimum width (magicgui
         set it to the widest row), and the dock's vertical share."""
         self.content.layout().addStretch(1)
-        self.native.setMinimumWidth(200)
-        # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
-        self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        policy = (
-            QSizePolicy.Policy.Expanding if self.grows_vertically else QSizePolicy.Policy.Maximum
-        )
-        self.native.setSizePolicy(QSizePolicy.Policy.Preferred, policy)
         for widget in self:
             if isinstance(widget.native, QComboBox):  # long layer names must not widen it
                 widget.native.setSizeAdjustPolicy(
                     QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
                 )
                 widget.native.setMinimumContentsLength(12)
+        content = self.content.minimumSizeHint()
+        scrollbar = self.native.verticalScrollBar().sizeHint().width()
+        self.native.setMinimumWidth(min(content.width() + scrollbar + 4, 320))
+        if not self.grows_vertically:  # all its rows shown, never scrolled away
+            self.native.setMinimumHeight(min(self.content.sizeHint().height() + 4, 420))
+        # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
+        self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        policy = (
+            QSizePolicy.Policy.Expanding if self.grows_vertically else QSizePolicy.Policy.Maximum
+        )
+        self.native.setSizePolicy(QSizePolicy.Policy.Preferred, policy)
 
     @property
     def busy(self) -> bool:
