@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy
 from wavegms.core.errors import Cancelled
 from wavegms.core.progress import CancelToken, Progress
 from wavegms.napari.feedback import ProgressDisplay, StatusLabel, guarded, report_error
+from wavegms.napari.fields import after_build
 
 
 class JobForm(Container):
@@ -65,6 +66,15 @@ class JobForm(Container):
     #: or keeps the height of its rows (Segment), so that docked together both fit.
     grows_vertically = True
 
+    def _fit_to_rows(self) -> None:
+        content = self.content.minimumSizeHint()
+        scrollbar = self.native.verticalScrollBar().sizeHint().width()
+        frame = 2 * self.native.frameWidth()
+        self.native.setMinimumWidth(min(content.width() + scrollbar + frame + 2, 340))
+        if not self.grows_vertically:  # all its rows shown, never scrolled away
+            height = self.content.sizeHint().height() + frame + 2
+            self.native.setMinimumHeight(min(height, 420))
+
     def finish_layout(self) -> None:
         """Called last by each form: rows packed at the top, a narrow minimum width (magicgui
         set it to the widest row), and the dock's vertical share."""
@@ -75,11 +85,8 @@ class JobForm(Container):
                     QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
                 )
                 widget.native.setMinimumContentsLength(12)
-        content = self.content.minimumSizeHint()
-        scrollbar = self.native.verticalScrollBar().sizeHint().width()
-        self.native.setMinimumWidth(min(content.width() + scrollbar + 4, 320))
-        if not self.grows_vertically:  # all its rows shown, never scrolled away
-            self.native.setMinimumHeight(min(self.content.sizeHint().height() + 4, 420))
+        self._fit_to_rows()
+        after_build(self._fit_to_rows)  # again once docked and styled (sizes grow then)
         # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
         self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         policy = (
