@@ -25,6 +25,10 @@ from wavegms.core.progress import CancelToken, Progress
 from wavegms.napari.feedback import ProgressDisplay, StatusLabel, guarded, report_error
 from wavegms.napari.fields import after_build
 
+#: The widest a dock insists on being: at 1280 px napari's own layer docks take about 330 px,
+#: and the canvas keeps at least half the window; wider rows scroll sideways.
+MAX_MIN_WIDTH = 300
+
 
 class JobForm(Container):
     cancel_message = "cancelling…"
@@ -70,7 +74,7 @@ class JobForm(Container):
         content = self.content.minimumSizeHint()
         scrollbar = self.native.verticalScrollBar().sizeHint().width()
         frame = 2 * self.native.frameWidth()
-        self.native.setMinimumWidth(min(content.width() + scrollbar + frame + 2, 340))
+        self.native.setMinimumWidth(min(content.width() + scrollbar + frame + 2, MAX_MIN_WIDTH))
         if not self.grows_vertically:  # all its rows shown, never scrolled away
             height = self.content.sizeHint().height() + frame + 2
             self.native.setMinimumHeight(min(height, 420))
@@ -84,7 +88,7 @@ class JobForm(Container):
                 widget.native.setSizeAdjustPolicy(
                     QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
                 )
-                widget.native.setMinimumContentsLength(12)
+                widget.native.setMinimumContentsLength(8)
         self._fit_to_rows()
         after_build(self._fit_to_rows)  # again once docked and styled (sizes grow then)
         # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
