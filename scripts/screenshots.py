@@ -2,16 +2,17 @@
 
 Runs the real napari window, so it needs a display; on a headless machine use a virtual one:
 
-    xvfb-run -a python scripts/screenshots.py --model busi
-    xvfb-run -a python scripts/screenshots.py --model /path/to/tiny.safetensors
-    xvfb-run -a python scripts/screenshots.py --random-model     # no trained model yet
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py --model busi
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py --random-model
 
-Writes ``segment.png`` (the Segment widget's result on a BUSI test image), ``finetune.png``
-(the fine-tune dock mid-training with its plot) and ``batch.png`` (the batch panel after a
-scored run). Everything the run collects or trains goes to a temporary user folder
-(``WAVEGMS_HOME``), never to the user's own models or settings. BUSI is looked for in
-``--data`` (default ``$WAVEGMS_DATA/busi`` or ``<repo>/../shared/data/busi``); without it
-the plugin's synthetic sample image is used.
+At 1280x800 and 1600x1000 it writes ``docks_<size>.png`` (Segment and Fine-tune docked
+together: a Segment result on a BUSI test image and fine-tuning mid-run, with its progress,
+time left and plot) and ``batch_<size>.png`` (the batch panel docked, mid-run), and prints
+the window and canvas sizes of each, flagging a broken layout (canvas under half the window's
+width, window grown past its size). Everything the run collects or trains
+goes to a temporary user folder (``WAVEGMS_HOME``), never to the user's own models or
+settings. BUSI is looked for in ``--data`` (default ``$WAVEGMS_DATA/busi`` or
+``<repo>/../shared/data/busi``); without it the plugin's synthetic sample image is used.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def parse_args(argv):
     parser.add_argument("--data", type=Path, help="BUSI folder (images/, masks/, split.json)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     parser.add_argument("--pairs", type=int, default=6, help="pairs for the fine-tune shot")
-    parser.add_argument("--shot-after", type=int, default=2, help="epochs before the shot")
+    parser.add_argument("--shot-after", type=int, default=1, help="epochs before the shot")
+    parser.add_argument("--batch-images", type=int, default=24, help="images in the batch run")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per wait")
     return parser.parse_args(argv)
 
@@ -84,7 +86,8 @@ def dataset(args) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
     root = args.data or default
     if (root / "split.json").is_file():
         split = json.loads((root / "split.json").read_text())
-        return pairs(root, split["test"][:4]), pairs(root, split["train"][: args.pairs])
+        test = pairs(root, split["test"][: args.batch_images])
+        return test, pairs(root, split["train"][: args.pairs])
     sample = REPO / "sample_data"
     pair = (sample / "images" / "ultrasound.png", sample / "masks" / "ultrasound.png")
     return [pair], [pair] * max(2, args.pairs)
@@ -106,87 +109,110 @@ def settle(app, seconds: float = 0.5) -> None:
         time.sleep(0.02)
 
 
-def new_viewer(napari, title: str):
+SIZES = ((1280, 800), (1600, 1000))  # the smallest supported window, and a common one
+
+
+def new_viewer(napari, title: str, size: tuple[int, int]):
     viewer = napari.Viewer(show=True, title=title)
-    viewer.window.resize(1500, 950)
+    viewer.window._qt_window.resize(*size)
     return viewer
 
 
-def shot_segment(napari, app, args, model: str, test_pairs) -> None:
-    from wavegms.data.images import read_image, read_mask
-
-    viewer = new_viewer(napari, "Wave-GMS: Segment")
-    image_path, mask_path = test_pairs[0]
-    viewer.add_image(read_image(image_path), name=image_path.stem)
-    truth = viewer.add_labels(read_mask(mask_path).astype("uint8"), name="ground truth")
-    truth.contour, truth.visible = 2, False
-    _, widget = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment")
-    widget.model.value = model
-    widget.soft_mask.value = True
-    widget.image.value = viewer.layers[image_path.stem]
-    widget.run_button.native.click()
-    wait(app, lambda: not widget.busy, args.timeout)
-    viewer.layers[f"{image_path.stem} soft mask"].visible = False
-    viewer.layers[f"{image_path.stem} mask"].contour = 2
-    truth.visible = True
-    truth.colormap = napari.utils.colormaps.label_colormap(seed=0.9)
+def layout_check(viewer, size: tuple[int, int], app) -> str:
+    """The window and canvas sizes after the shot; raises if the layout broke (the canvas
+    under half the window's width, or the window grown past the screen size asked for)."""
     settle(app)
-    viewer.screenshot(str(args.out / "segment.png"), canvas_only=False)
-    viewer.close()
+    window = viewer.window._qt_window
+    canvas = viewer.window._qt_viewer.canvas.native
+    line = (
+        f"window {window.width()}x{window.height()} (asked {size[0]}x{size[1]}), canvas "
+        f"{canvas.width()}x{canvas.height()}"
+    )
+    broken = canvas.width() < window.width() / 2 or window.width() > size[0] + 2
+    if broken or window.height() > size[1] + 2:
+        print(f"LAYOUT BROKEN: {line}")  # the shot is still taken, to see why
+    return line
 
 
-def shot_finetune(napari, app, args, model: str, train_pairs) -> None:
+def shot_docks(napari, app, args, model: str, test_pairs, train_pairs, size) -> str:
+    """Segment and Fine-tune docked together, the Segment result shown, fine-tuning running."""
     from wavegms.data.images import read_image, read_mask
 
-    viewer = new_viewer(napari, "Wave-GMS: Fine-tune")
+    viewer = new_viewer(napari, "Wave-GMS: Segment + Fine-tune", size)
+    _, segment = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment")
     _, widget = viewer.window.add_plugin_dock_widget("napari-wavegms", "Fine-tune")
-    widget.project.value = "screenshots"
-    for i, (image_path, mask_path) in enumerate(train_pairs):
+    widget.project.value = f"screenshots-{size[0]}"
+    widget.project.native.editingFinished.emit()
+    for image_path, mask_path in train_pairs:
         image = viewer.add_image(read_image(image_path), name=f"{image_path.stem}")
-        mask = read_mask(mask_path).astype("uint8")
-        labels = viewer.add_labels(mask, name=f"{image_path.stem} lesion")
+        labels = viewer.add_labels(read_mask(mask_path).astype("uint8"), name="lesion")
         widget.image.value, widget.labels_layer.value = image, labels
         widget.add_button.native.click()
-        if i < len(train_pairs) - 1:
-            image.visible = labels.visible = False
+        image.visible = labels.visible = False
+    image_path, _ = test_pairs[0]
+    shown = viewer.add_image(read_image(image_path), name=image_path.stem)
+    segment.model.value = model
+    segment.image.value = shown
+    segment.run_button.native.click()
+    wait(app, lambda: not segment.busy, args.timeout)
+    viewer.layers[f"{image_path.stem} mask"].contour = 2
     viewer.reset_view()
     widget.base_model.value = model
     widget.epochs.value = args.shot_after + 20
     widget.batch_size.value = 2
-    widget.new_model.value = f"{model}-finetuned"
-    widget.train_button.native.click()
-    wait(app, lambda: len(widget.plot.epochs) >= args.shot_after, args.timeout)
+    widget.run_button.native.click()
+    done = args.shot_after
+    wait(
+        app, lambda: len(widget.plot.epochs) >= done and "left" in widget.status.value, args.timeout
+    )
     settle(app)
-    viewer.screenshot(str(args.out / "finetune.png"), canvas_only=False)
-    widget.stop_button.native.click()
-    wait(app, lambda: not widget.training, args.timeout)
+    name = f"docks_{size[0]}x{size[1]}.png"
+    line = layout_check(viewer, size, app)
+    viewer.screenshot(str(args.out / name), canvas_only=False)
+    widget.cancel_button.native.click()
+    wait(app, lambda: not widget.busy, args.timeout)
     viewer.close()
+    return f"{name}: {line}"
 
 
-def shot_batch(napari, app, args, model: str, test_pairs, work: Path) -> None:
+def shot_batch(napari, app, args, model: str, test_pairs, work: Path, size) -> str:
+    """The batch panel docked beside the canvas, mid-run (then cancelled)."""
     from wavegms.napari.batch import open_batch_dialog
 
-    images, masks = work / "batch" / "images", work / "batch" / "masks"
+    folder = work / f"batch-{size[0]}"
+    images, masks = folder / "images", folder / "masks"
     images.mkdir(parents=True)
     masks.mkdir(parents=True)
     for i, (image_path, mask_path) in enumerate(test_pairs):
-        name = f"{image_path.stem}_{i}" if len(set(test_pairs)) < len(test_pairs) else None
-        shutil.copyfile(image_path, images / f"{name or image_path.stem}.png")
-        shutil.copyfile(mask_path, masks / f"{name or image_path.stem}.png")
-    (images / "notes.png").write_text("not an image: listed as skipped")
-    (masks / "notes.png").write_text("not an image")
-    viewer = new_viewer(napari, "Wave-GMS: batch")
+        shutil.copyfile(image_path, images / f"{image_path.stem}_{i}.png")
+        shutil.copyfile(mask_path, masks / f"{image_path.stem}_{i}.png")
+    viewer = new_viewer(napari, "Wave-GMS: batch", size)
+    from wavegms.data.images import read_image
+
+    viewer.add_image(read_image(test_pairs[0][0]), name=test_pairs[0][0].stem)
     panel = open_batch_dialog(viewer)
     panel.input_dir.value, panel.gt_dir.value = images, masks
-    panel.output_dir.value = work / "batch" / "out"
+    panel.output_dir.value = folder / "out"
     panel.model.value = model
     panel.run_button.native.click()
+    third = max(2, len(test_pairs) // 3)
+
+    def part_way() -> bool:
+        last = panel.progress.last
+        return not panel.busy or (
+            last is not None and last.stage == "evaluate" and last.done >= third
+        )
+
+    wait(app, part_way, args.timeout)
+    settle(app, 0.2)
+    name = f"batch_{size[0]}x{size[1]}.png"
+    line = layout_check(viewer, size, app)
+    viewer.screenshot(str(args.out / name), canvas_only=False)
+    panel.cancel_button.native.click()
     wait(app, lambda: not panel.busy, args.timeout)
-    window = panel.native.parent()
-    window.resize(560, 620)
-    settle(app)
-    window.grab().save(str(args.out / "batch.png"))
+    line += f"; then: {panel.status.value}"
     viewer.close()
+    return f"{name}: {line}"
 
 
 def main(argv=None) -> None:
@@ -201,11 +227,12 @@ def main(argv=None) -> None:
         from qtpy.QtWidgets import QApplication
 
         app = QApplication.instance() or napari.qt.get_qapp()
-        shot_segment(napari, app, args, name, test_pairs)
-        shot_finetune(napari, app, args, name, train_pairs)
-        shot_batch(napari, app, args, name, test_pairs, Path(tmp))
-    for png in ("segment.png", "finetune.png", "batch.png"):
-        print(args.out / png)
+        lines = []
+        for size in SIZES:
+            lines.append(shot_docks(napari, app, args, name, test_pairs, train_pairs, size))
+            lines.append(shot_batch(napari, app, args, name, test_pairs, Path(tmp), size))
+    for line in lines:
+        print(args.out / line)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,30 @@ def test_finetune_installs_its_best_epoch(tiny_dataset, tiny_model_file, tmp_pat
     assert outcome.epochs_done == 2 and not outcome.cancelled
     assert outcome.best_val_dice == max(dices) > 0
     assert outcome.best_epoch == 1 + dices.index(max(dices))
-    # every pair of the folder is used (no split file): 8 pairs, a fifth of them validate
-    assert (outcome.train_images, outcome.val_images) == (6, 2)
+    # every pair of the folder is used (no split file): 8 pairs; a fifth would be 2, but the
+    # best epoch is never chosen on fewer than 3 validation images
+    assert (outcome.train_images, outcome.val_images) == (5, 3)
+    assert outcome.epochs_planned == 2
     assert outcome.installed == list_models()["mine"]
     assert outcome.installed.read_bytes() == (tmp_path / "run" / "best.safetensors").read_bytes()
     kept = json.loads(outcome.installed.with_suffix(".json").read_text())["metadata"]
     assert kept["epoch"] == outcome.best_epoch and kept["val_dice"] == outcome.best_val_dice
     assert tiny_model_file.read_bytes() == base
+
+
+def test_validation_is_never_fewer_than_three_images(tiny_dataset, tiny_model_file, tmp_path):
+    from wavegms.data.pairs import carve_validation
+    from wavegms.training.finetune import validation_fraction
+
+    for pairs in (5, 6, 8, 14, 15, 40):
+        names = [f"p{i}" for i in range(pairs)]
+        _, val = carve_validation(names, validation_fraction(0.2, pairs), seed=1)
+        assert len(val) == max(3, round(0.2 * pairs))
+    for name in ("case_5", "case_6", "case_7", "case_4"):  # 4 pairs left: refused
+        (tiny_dataset / "images" / f"{name}.png").unlink()
+        (tiny_dataset / "masks" / f"{name}.png").unlink()
+    with pytest.raises(InputError, match=r"at least 5 image/mask pairs .* found 4"):
+        finetune(request(tiny_dataset, tmp_path / "run", epochs=1))
 
 
 def test_an_existing_name_is_refused_before_any_training(

@@ -47,7 +47,8 @@ def test_folder_without_ground_truth(make_napari_viewer, tiny_model, qtbot, fold
     (images / "broken.png").write_bytes(b"this is not a PNG")
     widget = form(make_napari_viewer(), images, out)
     run(qtbot, widget)
-    assert widget.status.value == "done", widget.status.value
+    assert widget.status.value.startswith("done: 2 of 3 image(s) written"), widget.status.value
+    assert widget.status.value.endswith("1 skipped")
     assert {p.name for p in (out / "masks").glob("*.png")} == {"a.png", "b.png"}
     assert {p.name for p in (out / "soft").glob("*.png")} == {"a.png", "b.png"}
     rows = read_csv(out / "results.csv")
@@ -76,13 +77,13 @@ def test_existing_outputs_need_consent(make_napari_viewer, tiny_model, qtbot, fo
     widget.confirm_overwrite = lambda message: True  # the user agrees: run again, replacing
     run(qtbot, widget)
     wait_idle(qtbot, widget)
-    assert widget.status.value == "done" and widget.result.written == 2
+    assert widget.status.value.startswith("done: 2 of 2") and widget.result.written == 2
     assert (out / "results.csv").stat().st_mtime_ns != stamp
 
     widget.confirm_overwrite = lambda message: pytest.fail("the checkbox means: do not ask")
     widget.overwrite.value = True
     run(qtbot, widget)
-    assert widget.status.value == "done"
+    assert widget.status.value.startswith("done: 2 of 2")
 
 
 def test_folder_with_ground_truth(make_napari_viewer, tiny_model, qtbot, folders):
@@ -91,7 +92,7 @@ def test_folder_with_ground_truth(make_napari_viewer, tiny_model, qtbot, folders
     write_png(masks / "broken.png", disc_mask(8, 8))
     widget = form(make_napari_viewer(), images, out, gt=masks)
     run(qtbot, widget)
-    assert widget.status.value == "done", widget.status.value
+    assert widget.status.value.startswith("done: 2 of "), widget.status.value
     assert [name for name, _ in widget.result.skipped] == ["broken.png"]
     assert "mean DSC" in widget.report.value
     rows = read_csv(out / "results.csv")
@@ -108,7 +109,7 @@ def test_cancel(make_napari_viewer, tiny_model, qtbot, folders):
     widget.run_button.native.click()
     widget.cancel_button.native.click()  # while the model loads: no image is segmented
     wait_idle(qtbot, widget)
-    assert widget.status.value == "cancelled"
+    assert widget.status.value.startswith("cancelled: 0 of 2 image(s) written")
     assert widget.result.cancelled and widget.result.written == 0
     assert not list(out.glob("*.png"))
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 
 import numpy as np
 import pytest
 from napari_helpers import disc_mask, speckle, wait_idle
+from qtpy.QtGui import QCloseEvent
 
+from wavegms.napari import close_guard
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
 from wavegms.napari.settings import blank_request
@@ -32,7 +35,7 @@ def dock(viewer, tiny_model):
     widget.shutdown()
 
 
-def add_pairs(viewer, widget: FinetuneWidget, n: int, size: int = 64) -> None:
+def add_pairs(viewer, widget: FinetuneWidget, n: int = 5, size: int = 64) -> None:
     for i in range(n):
         image = viewer.add_image(speckle((size, size), seed=i), name=f"scan {i}")
         labels = viewer.add_labels(disc_mask(size, size) * 2, name=f"scan {i} mask")
@@ -94,7 +97,7 @@ def test_bad_input_is_reported(viewer, tiny_model, shown_errors):
     widget.new_name.value = "mine"
     widget.run_button.native.click()  # empty training set
     assert "has 0 pair(s)" in widget.status.value and not widget.busy
-    add_pairs(viewer, widget, 2)
+    add_pairs(viewer, widget)
     widget.new_name.value = "tiny"  # an existing model is never overwritten
     widget.run_button.native.click()
     assert "already exists" in widget.status.value and not widget.busy
@@ -113,44 +116,56 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
     segment = SegmentWidget(viewer)
     viewer.window.add_dock_widget(segment, name="Segment")
     widget = dock
-    add_pairs(viewer, widget, 2)
+    add_pairs(viewer, widget)
     widget.base_model.value = "tiny"
     widget.epochs.value, widget.batch_size.value = 1, 2
     widget.augment.value = False
-    widget.new_name.value = "tiny-ft"
+    assert widget.new_name.value == "default-ft1"  # filled in: the defaults run as they are
     widget.run_button.native.click()
     assert widget.busy and not widget.run_button.enabled
     wait_idle(qtbot, widget, "busy")
     assert widget.status.value.startswith("done"), widget.status.value
     outcome = widget.outcome  # what the library reported, shown in the status line
-    assert outcome["best_epoch"] == 1 and outcome["val_images"] >= 1
-    assert "'tiny-ft' from epoch 1 of 1" in widget.status.value
-    assert f"on {outcome['val_images']} image(s)" in widget.status.value
-    assert "tiny-ft" in list_models()
-    config = json.loads((user_models_dir() / "tiny-ft.json").read_text())
+    assert outcome["best_epoch"] == 1 and outcome["val_images"] == 3  # never one image
+    assert "'default-ft1' from epoch 1 of 1 (of 1 planned)" in widget.status.value
+    assert "on 3 image(s) held out of 5" in widget.status.value
+    assert widget.plot.chosen == 1 and widget.plot.val_images == 3  # marked in the plot
+    assert widget.new_name.value == "default-ft2"  # the next run gets a free name
+    assert "default-ft1" in list_models()
+    config = json.loads((user_models_dir() / "default-ft1.json").read_text())
     assert config["metadata"]["config"]["init_model"].endswith("tiny.safetensors")
     # The fast CPU schedule: targets cached once (no augmentation: one view), no decoder.
     assert config["metadata"]["config"]["seg_heads"] == []
     assert config["metadata"]["config"]["cached_views"] == 1
     assert digest(base) == before  # the base model is untouched
     assert widget.plot.epochs == [1] and 0 <= widget.plot.dices[0] <= 1
-    assert segment.model.value == "tiny-ft"  # selected in the Segment widget
+    assert segment.model.value == "default-ft1"  # selected in the Segment widget
     assert (widget.run_dir / "best.safetensors").is_file()
 
 
-def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
+def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot, monkeypatch):
     from wavegms.store.catalogue import list_models
 
     widget = dock
-    add_pairs(viewer, widget, 2)
+    add_pairs(viewer, widget)
     widget.base_model.value = "tiny"
     widget.epochs.value, widget.batch_size.value = 50, 2
     widget.new_name.value = "stopped"
     widget.run_button.native.click()
-    qtbot.waitUntil(lambda: len(widget.plot.epochs) > 0, timeout=120_000)
-    widget.cancel_button.native.click()
-    wait_idle(qtbot, widget, "busy")
-    assert widget.status.value.startswith("stopped"), widget.status.value
+    qtbot.waitUntil(lambda: "left" in widget.status.value, timeout=120_000)  # time estimate
+    assert widget.status.value.startswith("training: epoch")
+    assert 0 < widget.progress_bar.native.value() < 1000  # determinate, part-way
+    # Closing napari asks; "don't close" leaves the training alone, "stop" is the Stop button
+    # followed by waiting for the best epoch to be installed before the window goes.
+    monkeypatch.setattr(FinetuneWidget, "ask_on_close", lambda _self: close_guard.STAY)
+    event = QCloseEvent()
+    assert widget.close_guard.eventFilter(None, event) and not event.isAccepted() and widget.busy
+    monkeypatch.setattr(FinetuneWidget, "ask_on_close", lambda _self: close_guard.STOP)
+    started = time.monotonic()
+    assert not widget.close_guard.eventFilter(None, QCloseEvent())  # the window may close now
+    # the next batch, then installing: no forced-termination timeout (it was 15 s)
+    assert time.monotonic() - started < 8, "Stop waited for something other than a batch"
+    assert not widget.busy and widget.status.value.startswith("stopped"), widget.status.value
     assert "stopped" in list_models()
     assert len(widget.plot.epochs) < 50
 
@@ -158,7 +173,9 @@ def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot):
 def test_settings_persist(viewer, tiny_model):
     widget = FinetuneWidget(viewer)
     # The form's fields are FinetuneRequest's, starting from its defaults.
-    fresh = dataclasses.replace(widget.form_request(), base_model="", device="auto")
+    fresh = dataclasses.replace(
+        widget.form_request(), base_model="", device="auto", new_name=""
+    )  # the name is filled in per run, never saved
     assert fresh == blank_request()
     assert set(widget.fields) <= {f.name for f in dataclasses.fields(FinetuneRequest)}
     widget.project.value = "liver"
@@ -177,7 +194,7 @@ def test_child_error_is_shown(viewer, dock, qtbot, shown_errors):
     (user_models_dir() / "broken.safetensors").write_bytes(b"junk")
     (user_models_dir() / "broken.json").write_text("{}")
     dock.reset_choices()
-    add_pairs(viewer, dock, 2)
+    add_pairs(viewer, dock)
     dock.base_model.value = "broken"
     dock.new_name.value = "never"
     dock.run_button.native.click()

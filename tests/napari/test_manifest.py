@@ -62,7 +62,7 @@ def test_sample_data():
 def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     from napari._app_model import get_app_model
 
-    from wavegms.napari.batch import PANEL_NAME, BatchWidget
+    from wavegms.napari.batch import PANEL_NAME, BatchWidget, dock_of
     from wavegms.napari.finetune import FinetuneWidget
     from wavegms.napari.segment import SegmentWidget
 
@@ -70,6 +70,9 @@ def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     _, segment = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment")
     _, finetune = viewer.window.add_plugin_dock_widget("napari-wavegms", "Fine-tune")
     assert isinstance(segment, SegmentWidget) and isinstance(finetune, FinetuneWidget)
+    # the window closing napari is the one watched while training (no private attributes)
+    finetune.close_guard.watch(finetune.native.window())
+    assert finetune.close_guard.window is viewer.window._qt_window
     viewer.open_sample("napari-wavegms", "ultrasound")
     assert [layer.name for layer in viewer.layers] == ["ultrasound", "ultrasound lesion"]
     assert segment.image.value is viewer.layers["ultrasound"]
@@ -80,6 +83,6 @@ def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     assert "napari-wavegms.batch" in [getattr(i, "command", i).id for i in items]
     app.commands.execute_command("napari-wavegms.batch").result()
     panel = viewer.window.dock_widgets[PANEL_NAME]
-    assert isinstance(panel, BatchWidget) and panel.native.parent().isFloating()
+    assert isinstance(panel, BatchWidget) and not dock_of(panel).isFloating()  # docked
     app.commands.execute_command("napari-wavegms.batch").result()  # no second panel
     assert list(viewer.window.dock_widgets).count(PANEL_NAME) == 1

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from wavegms.core.errors import InputError
+from wavegms.core.errors import InputError, MaskWarning
 from wavegms.napari.settings import (
     BatchSettings,
     FinetuneSettings,
@@ -49,7 +49,14 @@ def test_training_set_add_remove_tidy(wavegms_home):
     labels[2:5, 3:6] = 7
     entry = pairs.add(rgb, labels, source="my scan")
     assert entry.name == "my_scan_001" and entry.mask_area == 9
-    assert pairs.add(rgb, labels, source="my scan").name == "my_scan_002"
+    with pytest.raises(InputError, match="already in the training set as 'my_scan_001'"):
+        pairs.add(rgb, labels, source="my scan")  # the same pair twice: refused
+    labels[6:8, 1:3] = 7
+    with pytest.warns(MaskWarning, match="same image is already .* 'my_scan_001' with other"):
+        assert pairs.add(rgb, labels, source="my scan").name == "my_scan_002"
+    with pytest.warns(MaskWarning, match="are empty"):
+        pairs.add(rgb[..., 0], np.zeros((12, 10), np.uint8), source="blank")
+    pairs.remove(["blank_001"])
     assert (wavegms_home / "data" / "finetune" / "proj-1" / "images" / "my_scan_001.png").is_file()
     (pairs.images_dir / "orphan.png").write_bytes(b"left by a crash")
     pairs.tidy()
@@ -63,3 +70,15 @@ def test_training_set_add_remove_tidy(wavegms_home):
         pairs.add(rgb, labels[:5], source="x")
     with pytest.raises(InputError, match="project name"):
         TrainingSet("../escape")
+
+
+def test_time_left_from_the_rate_since_the_first_report():
+    from wavegms.core.progress import Eta
+
+    now = [100.0]
+    eta = Eta(clock=lambda: now[0])
+    assert eta.update(0.1) is None  # the clock starts here: setup is not part of the rate
+    now[0] = 110.0
+    assert eta.update(0.1) is None  # no progress yet, no estimate
+    now[0] = 120.0
+    assert eta.update(0.3) == pytest.approx(70.0)  # 0.2 in 20 s: 0.7 left takes 70 s

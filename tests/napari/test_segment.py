@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 from napari.layers import Image, Labels
-from napari_helpers import speckle, wait_idle
+from napari_helpers import WAIT_MS, speckle, wait_idle
 
 from wavegms.napari.segment import SegmentWidget
 from wavegms.napari.settings import settings_path
@@ -119,13 +119,17 @@ def test_cancel_leaves_no_layer(viewer, tiny_model, qtbot):
     widget = SegmentWidget(viewer)
     widget.image.value = image
     widget.run_button.native.click()
-    assert widget.busy and widget.progress.bar is not None  # napari's progress bar is shown
+    assert widget.busy and widget.progress.bar is not None  # the dock's progress bar shows
+    assert widget.progress_bar.native.isVisibleTo(widget.native)
     widget.cancel_button.native.click()  # the worker is still loading the model
-    wait_idle(qtbot, widget)
-    assert widget.status.value == "cancelled"
+    assert not widget.busy  # at once: the form does not wait for the worker
+    assert widget.status.value == "cancelled: no mask was added"
+    # the worker ends in the background; its late result is dropped
+    qtbot.waitUntil(lambda: not widget.slot._lock.locked(), timeout=WAIT_MS)
+    qtbot.wait(300)
     assert "stack mask" not in viewer.layers
     assert widget.run_button.enabled and not widget.cancel_button.enabled
-    assert widget.progress.bar is None  # closed
+    assert widget.progress.bar is None and not widget.progress_bar.native.isVisibleTo(widget.native)
 
 
 def test_bad_model_file_is_reported(viewer, tiny_model, qtbot, shown_errors):

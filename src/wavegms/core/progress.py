@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,6 +57,27 @@ def report(progress: ProgressCallback | None, *args, **kwargs) -> None:
 def check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None:
         cancel.raise_if_cancelled()
+
+
+class Eta:
+    """Time left, from how far work is (a fraction 0-1) and how long it has taken so far.
+
+    The clock starts at the first update (the first unit's setup, e.g. loading, is not part
+    of the rate); no estimate until some progress has been made since then."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._start: tuple[float, float] | None = None  # (time, fraction) of the first update
+
+    def update(self, fraction: float) -> float | None:
+        now = self._clock()
+        if self._start is None:
+            self._start = (now, fraction)
+            return None
+        t0, f0 = self._start
+        if fraction <= f0 or now <= t0:
+            return None
+        return max(0.0, (now - t0) / (fraction - f0) * (1.0 - fraction))
 
 
 class TextProgressBar:

@@ -53,7 +53,11 @@ class BatchWidget(JobForm):
         self.result: BatchResult | None = None
         self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)
         self.output_dir = FileEdit(label="output folder", mode="d", nullable=True)
-        self.gt_dir = FileEdit(label="ground truth (optional)", mode="d", nullable=True)
+        self.gt_dir = FileEdit(label="ground truth", mode="d", nullable=True)
+        for edit in (self.input_dir, self.output_dir, self.gt_dir):
+            edit.choose_btn.text = "…"  # "Choose directory" three times made the dock wide
+            edit.choose_btn.native.setMaximumWidth(32)
+        self.gt_dir.tooltip = "optional: masks named like the images, to score each image"
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
         self.threshold = FloatSpinBox(
@@ -62,6 +66,7 @@ class BatchWidget(JobForm):
         self.overwrite = CheckBox(text="replace existing outputs", value=False)
         self.report = TextEdit(value="")
         self.report.read_only = True
+        self.report.native.setMaximumHeight(140)  # the summary scrolls; the dock keeps its size
         self.extend([self.input_dir, self.output_dir, self.gt_dir, self.model, self.device])
         self.extend([self.threshold, self.overwrite])
         self.add_job_controls()
@@ -75,6 +80,7 @@ class BatchWidget(JobForm):
         fields = (self.input_dir, self.output_dir, self.gt_dir, self.model, self.device)
         on_edit_finished((*fields, self.threshold), self._save_settings, self.status)
         complete_device_list(self.device, s.device)  # listed by a worker (torch)
+        self.finish_layout()
 
     def _save_settings(self, _value=None) -> None:
         self.settings = BatchSettings(
@@ -123,7 +129,7 @@ class BatchWidget(JobForm):
             return
         if self.result is not None:
             self.report.value = self.result.summary()
-            self.status.value = "cancelled" if self.result.cancelled else "done"
+            self.status.value = written_text(self.result)
 
     def confirm_overwrite(self, message: str) -> bool:
         """Ask before replacing outputs (tests tick the checkbox or replace this method)."""
@@ -133,18 +139,38 @@ class BatchWidget(JobForm):
         return answer == QMessageBox.StandardButton.Yes
 
 
+def written_text(result: BatchResult) -> str:
+    """The status line after a run: what was written, counted from the files written."""
+    how = "cancelled" if result.cancelled else "done"
+    line = f"{how}: {result.written} of {result.total} image(s) written to {result.out_dir}"
+    if result.skipped:
+        line += f", {len(result.skipped)} skipped"
+    return line
+
+
 PANEL_NAME = "Wave-GMS: segment a folder"
 
 
 def open_batch_dialog(viewer: napari.viewer.Viewer) -> BatchWidget:
-    """The menu command: show the batch panel as a floating window over napari (one per
-    viewer; a second call brings the open one back)."""
+    """The menu command: show the batch panel docked on the right, beside any other docks (a
+    floating window opened over napari's menu bar and grew past the screen; one panel per
+    viewer: a second call shows the open one again)."""
     existing = viewer.window.dock_widgets.get(PANEL_NAME)
     if isinstance(existing, BatchWidget):
-        existing.native.parent().show()
-        existing.native.parent().raise_()
+        dock = dock_of(existing)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
         return existing
     widget = BatchWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name=PANEL_NAME, area="right")
-    dock.setFloating(True)
+    viewer.window.add_dock_widget(widget, name=PANEL_NAME, area="right", tabify=False)
     return widget
+
+
+def dock_of(widget: BatchWidget):
+    from qtpy.QtWidgets import QDockWidget
+
+    parent = widget.native.parent()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parent()
+    return parent

@@ -1,18 +1,23 @@
-"""What a form tells the user: errors (status label and notification), progress (napari's
-progress bar and the status label), and the one guard that keeps exceptions out of Qt slots."""
+"""What a form tells the user: errors (status label and notification), progress (a bar and
+the status line inside the dock), and the one guard that keeps exceptions out of Qt slots."""
 
 from __future__ import annotations
 
+import logging
+import time
 import traceback
 from collections.abc import Callable
 
 from magicgui.widgets import Label
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QProgressBar, QSizePolicy
 
 from wavegms.core.errors import WaveGMSError
-from wavegms.core.progress import Progress
+from wavegms.core.progress import Eta, Progress
 from wavegms.napari.jobs import error_text
+
+log = logging.getLogger("wavegms.napari")
 
 
 def report_error(label: Label, err: BaseException | str) -> None:
@@ -42,37 +47,135 @@ def guarded(slot: Callable, label: Label) -> Callable:
     return guarded_slot
 
 
+class StatusLabel(Label):
+    """A form's status line: wrapped to the dock's width (a long message never widens the
+    dock), at most :attr:`max_lines` lines and :attr:`max_chars` characters shown; the full
+    text is its ``value``, its tooltip, and goes to the log."""
+
+    max_chars = 300
+    max_lines = 4
+
+    def __init__(self) -> None:
+        self._full = ""
+        super().__init__(value="")
+        label = self.native
+        label.setWordWrap(True)
+        label.setTextFormat(Qt.TextFormat.PlainText)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        label.setMinimumWidth(40)
+        label.setMaximumHeight(label.fontMetrics().lineSpacing() * self.max_lines + 6)
+
+    @property
+    def value(self) -> str:
+        return self._full
+
+    @value.setter
+    def value(self, text) -> None:
+        full = "" if text is None else str(text)
+        if full == getattr(self, "_full", None):
+            return
+        self._full = full
+        shown = full if len(full) <= self.max_chars else full[: self.max_chars - 1] + "…"
+        self.native.setText(shown)
+        self.native.setToolTip(full)
+        if full:
+            log.info("%s", full)
+
+
+def eta_text(seconds: float | None) -> str:
+    """'about 2 min left' style, or '' when there is no estimate yet."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+#: Each stage of long work in the words the user reads (internal names stay internal).
+STEP_WORDS = {
+    "load": "loading",
+    "targets": "preparing the training images",
+    "batch": "training",
+    "epoch": "epoch",
+    "segment": "segmenting",
+    "evaluate": "segmenting and scoring",
+}
+
+
+def step_text(report: Progress) -> str:
+    """One report in plain words, e.g. 'segmenting: 3 of 20'."""
+    if report.stage == "load":
+        if report.total <= 1:
+            return report.message or "loading"
+        return f"reading the training images: {report.done} of {report.total}"
+    words = STEP_WORDS.get(report.stage, report.stage)
+    return f"{words}: {report.done} of {report.total}" if report.total else words
+
+
 class ProgressDisplay:
-    """Renders :class:`Progress` reports as a napari progress bar and a status label."""
+    """Renders :class:`Progress` reports in the form: a determinate bar, the step in plain
+    words and, for long work, the time left (see :class:`wavegms.core.progress.Eta`)."""
 
-    def __init__(self, label: Label) -> None:
+    def __init__(self, label: StatusLabel, bar: QProgressBar) -> None:
         self.label = label
-        self.bar: napari_progress | None = None
+        self.widget = bar
+        self.widget.setVisible(False)
+        self.bar: QProgressBar | None = None  # the bar while a job runs
         self.last: Progress | None = None
-        self._stage = ""
+        self.epochs = 0  # a training's planned epochs (0: not a training)
+        self.epochs_done = 0
+        self.clock = time.monotonic
+        self.eta = Eta(self.clock)
 
-    def start(self, description: str) -> None:
+    def start(self, description: str, epochs: int = 0) -> None:
         self.close()
-        self.bar = napari_progress(total=0, desc=description)
-        self._stage = ""
+        self.bar = self.widget
+        self.bar.setRange(0, 0)  # busy until the first report says how much there is
+        self.bar.setFormat("")
+        self.bar.setVisible(True)
         self.last = None
+        self.epochs, self.epochs_done = epochs, 0
+        self.eta = Eta(self.clock)
         self.label.value = description
+
+    def _fraction(self, report: Progress) -> tuple[float, bool]:
+        """How far the whole job is (0-1), and whether it is the part worth a time estimate."""
+        part = report.done / report.total if report.total else 0.0
+        if self.epochs and report.stage in ("batch", "epoch"):
+            if report.stage == "epoch":
+                self.epochs_done = report.done
+                return report.done / self.epochs, True
+            return min(1.0, (self.epochs_done + part) / self.epochs), True
+        return part, report.stage in ("segment", "evaluate") and report.total > 1
+
+    def text(self, report: Progress) -> str:
+        if self.epochs and report.stage in ("batch", "epoch"):
+            epoch = self.epochs_done + (report.stage == "batch")
+            words = f"training: epoch {min(epoch, self.epochs)} of {self.epochs}"
+            if report.stage == "batch":
+                words += f", batch {report.done} of {report.total}"
+            dice = report.metrics.get("val_dice")
+            if dice is not None:
+                words += f" (validation Dice {dice:.3f})"
+            return words
+        return step_text(report)
 
     def show(self, report: Progress) -> None:
         bar = self.bar
         self.last = report
         if bar is None:  # a report queued before the job ended, delivered after: stale
             return
-        text = f"{report.stage} {report.done}/{report.total} {report.message}".strip()
-        extras = " ".join(f"{k}={v:.3g}" for k, v in report.metrics.items())
-        self.label.value = f"{text} {extras}".strip()
-        if report.stage != self._stage or report.total != bar.total:
-            self._stage = report.stage
-            bar.reset(total=report.total)
-            bar.set_description(report.stage)
-        bar.update(report.done - bar.n)
+        fraction, timed = self._fraction(report)
+        left = self.eta.update(fraction) if timed else None
+        bar.setRange(0, 1000)
+        bar.setValue(round(1000 * fraction))
+        bar.setFormat(f"{100 * fraction:.0f}%")
+        self.label.value = ", ".join(x for x in (self.text(report), eta_text(left)) if x)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self.bar.setVisible(False)
             self.bar = None

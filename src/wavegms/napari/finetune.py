@@ -25,10 +25,11 @@ from magicgui.widgets import (
 )
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
+from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
 from wavegms.napari.export_action import ExportForm
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import (
@@ -38,13 +39,13 @@ from wavegms.napari.fields import (
     model_choices,
     on_edit_finished,
 )
-from wavegms.napari.finetune_job import train_process
+from wavegms.napari.finetune_job import launch
 from wavegms.napari.layers import LayerWatcher, current_plane
 from wavegms.napari.plot import LossPlot
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
-from wavegms.napari.training_set import TrainingSet
-from wavegms.training.finetune import FinetuneRequest, new_run_dir
+from wavegms.napari.training_set import TrainingSet, safe_name
+from wavegms.training.finetune import MIN_PAIRS, MIN_VAL_IMAGES, FinetuneRequest, new_run_dir
 
 if TYPE_CHECKING:
     import napari
@@ -57,17 +58,37 @@ def request_fields() -> dict[str, ValueWidget]:
         "base_model": ComboBox(label="base model", choices=model_choices),
         "device": ComboBox(label="device", choices=device_choices),
         "epochs": SpinBox(label="epochs", min=1, max=10_000),
-        "lr": FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-4),
+        "lr": FloatSpinBox(label="learn rate", min=1e-6, max=1.0, step=1e-4),
         "batch_size": SpinBox(label="batch size", min=1, max=256),
-        "val_fraction": FloatSpinBox(label="validation fraction", min=0.05, max=0.9, step=0.05),
+        "val_fraction": FloatSpinBox(label="validation", min=0.05, max=0.9, step=0.05),
         "augment": CheckBox(text="augmentation"),
-        "fast_cpu": CheckBox(text="fast CPU schedule (cached targets, no decoder)"),
-        "new_name": LineEdit(label="new model name"),
+        "fast_cpu": CheckBox(text="fast CPU schedule"),
+        "new_name": LineEdit(label="new name"),
     }
     fields["lr"].native.setDecimals(6)
+    fields[
+        "val_fraction"
+    ].tooltip = "fraction of the pairs held out to choose the best epoch (3 at least)"
+    fields["new_name"].tooltip = "the name of the new model (filled in with a free one)"
+    fields["fast_cpu"].tooltip = "on CPU: training images encoded once, no decoder in the loss"
     for name, widget in fields.items():
         widget.name = name
     return fields
+
+
+def default_model_name(project: str) -> str:
+    """``<project>-ft<n>`` with the first ``n`` that names no model yet."""
+    from wavegms.store.catalogue import check_new_model_name
+
+    stem = (safe_name(project) or "model")[:48]
+    for n in range(1, 10_000):
+        name = f"{stem}-ft{n}"
+        try:
+            check_new_model_name(name)
+            return name
+        except Exception:
+            continue
+    return ""
 
 
 class FinetuneWidget(JobForm):
@@ -84,7 +105,10 @@ class FinetuneWidget(JobForm):
         self.labels_layer = ComboBox(label="labels", choices=LayerChoices(viewer, Labels))
         self.project = LineEdit(label="project", value=self.settings.project)
         self.add_button = PushButton(text="Add to training set")
-        self.pairs = Select(label="pairs", choices=[])
+        # Choices read from disk whenever napari or a layer change resets the form's choices:
+        # a fixed list was emptied by each reset (issue 17: pairs shown as lost).
+        self.pairs = Select(label="pairs", choices=self._pair_names)
+        self.pairs.native.setMaximumHeight(110)  # the list scrolls; the dock stays short
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
         heading = Label(value="<b>Training pairs</b>")
@@ -95,9 +119,10 @@ class FinetuneWidget(JobForm):
         self.export_form = ExportForm(self.made_model)  # "Export..." of the model it made
         self.append(self.export_form)
         self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot)
+        self.content.layout().addWidget(self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
+        self.close_guard = CloseGuard(self)
         self.add_button.changed.connect(guarded(self.add_pair, self.status))
         self.remove_button.changed.connect(guarded(self.remove_selected, self.status))
         on_edit_finished([self.project], self._project_edited, self.status)
@@ -105,6 +130,21 @@ class FinetuneWidget(JobForm):
         on_edit_finished(kept, self._save_settings, self.status)
         complete_device_list(self.fields["device"], self.settings.request.device)
         self.refresh_pairs()
+        self.fill_new_name()
+        self.finish_layout()
+
+    def fill_new_name(self) -> None:
+        """Fill in a model name not taken yet, unless the user has typed one still free."""
+        from wavegms.store.catalogue import check_new_model_name
+
+        typed = self.fields["new_name"].value.strip()
+        if typed:
+            try:
+                check_new_model_name(typed)
+                return
+            except Exception:
+                pass
+        self.fields["new_name"].value = default_model_name(self.project.value.strip())
 
     # -- the request the form shows --------------------------------------------------------
     def _show_request(self, request: FinetuneRequest) -> None:
@@ -135,11 +175,17 @@ class FinetuneWidget(JobForm):
         self.refresh_pairs()
         self._save_settings()
 
-    def refresh_pairs(self) -> None:
+    def _pair_names(self, _widget=None) -> list[str]:
         try:
-            self.pairs.choices = self.training_set().names()
+            return self.training_set().names()
+        except Exception:  # shown by refresh_pairs; a choices callable must not raise
+            return []
+
+    def refresh_pairs(self) -> None:
+        self.pairs.reset_choices()
+        try:
+            self.training_set().names()
         except Exception as err:
-            self.pairs.choices = []
             report_error(self.status, err)
 
     def add_pair(self, _value=None) -> None:
@@ -171,11 +217,14 @@ class FinetuneWidget(JobForm):
         from wavegms.store.catalogue import check_new_model_name
 
         pairs = self.training_set()
-        if len(pairs.names()) < 2:
+        if len(pairs.names()) < MIN_PAIRS:
             raise InputError(
                 f"the training set {pairs.project!r} has {len(pairs.names())} pair(s); add at "
-                "least 2 image/labels pairs first"
+                f"least {MIN_PAIRS} image/labels pairs first ({MIN_VAL_IMAGES} of them choose "
+                "the best epoch)"
             )
+        if not self.fields["new_name"].value.strip():
+            self.fill_new_name()
         request = self.form_request()
         if not request.base_model:
             raise InputError("choose a base model to fine-tune")
@@ -189,7 +238,10 @@ class FinetuneWidget(JobForm):
         self.outcome = None
         self.export_form.refresh()
         self.plot.clear()
-        self.start_process(train_process, f"fine-tuning {request.new_name}", self.request)
+        self.close_guard.watch(self.native.window())  # napari's window, when docked
+        self.start_process(
+            launch, f"starting to fine-tune {request.new_name}…", self.request, request.epochs
+        )
 
     def on_progress(self, report: Progress) -> None:
         if report.stage == "epoch":
@@ -206,17 +258,42 @@ class FinetuneWidget(JobForm):
         self.outcome = outcome
         self.export_form.refresh()
         if outcome["installed"] is None:
-            self.status.value = "stopped before the first epoch ended: no model was made"
+            self.status.value = (
+                "stopped before the first epoch ended: no model was made (nothing written "
+                f"but the run folder {outcome['run_dir']})"
+            )
             return
         name = self.request.new_name
         self.fields["base_model"].reset_choices()
         self._select_in_segment_widgets(name)
-        how = "stopped; kept the best completed epoch" if outcome["cancelled"] else "done"
-        self.status.value = (
-            f"{how}: new model {name!r} from epoch {outcome['best_epoch']} of "
-            f"{outcome['epochs_done']}, validation Dice {outcome['best_val_dice']:.3f} on "
-            f"{outcome['val_images']} image(s)"
-        )
+        self.plot.mark_chosen(outcome["best_epoch"], outcome["val_images"])
+        self.status.value = outcome_text(name, outcome)
+        self.fill_new_name()  # the next run needs a new name
+
+    def on_finished(self) -> None:
+        if not self.fields["new_name"].value.strip():
+            self.fill_new_name()
+
+    # -- napari closing while training (close_guard) ---------------------------------------
+    def ask_on_close(self) -> str:
+        return ask_on_close(self)
+
+    def stop_and_wait(self, seconds: float) -> None:
+        """Stop at the next batch and wait for the best completed epoch to be installed."""
+        self.cancel()
+        if not wait_until_idle(self, seconds):
+            self.shutdown()  # the window closes now; the run folder keeps what was saved
+
+    def leave_in_background(self) -> None:
+        """Let the child train on after napari has gone, and say where its model will be."""
+        job = self.job
+        if job is not None and job.detach():
+            show_info(
+                f"fine-tuning {self.request.new_name!r} goes on in the background; the model "
+                f"appears in the model list when it is done (run folder {self.run_dir})"
+            )
+            job.timer.stop()
+            self.job = None  # forgotten: not killed with the form
 
     def made_model(self) -> str | None:
         """The model the last fine-tune made (what "Export..." offers), or None."""
@@ -233,3 +310,15 @@ class FinetuneWidget(JobForm):
         for widget in self.viewer.window.dock_widgets.values():
             if isinstance(widget, SegmentWidget):
                 widget.refresh_models(select=name)
+
+
+def outcome_text(name: str, outcome: dict) -> str:
+    """What a fine-tune made and why that epoch, in one status line."""
+    how = "stopped; kept the best completed epoch" if outcome["cancelled"] else "done"
+    planned = outcome.get("epochs_planned") or outcome["epochs_done"]
+    return (
+        f"{how}: new model {name!r} from epoch {outcome['best_epoch']} of "
+        f"{outcome['epochs_done']} (of {planned} planned), the best validation Dice "
+        f"{outcome['best_val_dice']:.3f} on {outcome['val_images']} image(s) held out of "
+        f"{outcome['train_images'] + outcome['val_images']}"
+    )

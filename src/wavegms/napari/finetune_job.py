@@ -1,53 +1,155 @@
-"""Fine-tuning in a child process, for the fine-tune dock (``runner.ProcessJob``).
+"""Fine-tuning in a child process for the fine-tune dock (``python -m`` this module).
 
-The child calls the library's :func:`wavegms.training.finetune.finetune`, which trains and
-installs the best epoch as the new model, and sends ``(kind, payload)`` messages through a
-queue: ``("progress", Progress)``, then ``("done", outcome as a dict, paths as str)`` or
-``("error", text)``. Stop sets an event that the child turns into ``CancelToken.cancel()``; the
-library then stops at the next batch and installs the best completed epoch.
+The child is started as a module with its own entry point (:func:`launch`), never by
+``multiprocessing``: a spawned ``multiprocessing`` child re-imports the parent's ``__main__``,
+so a user's script that opened napari without a ``__main__`` guard opened a second napari.
 
-Qt-free and torch-free at import time (the child imports it too).
+The two talk in frames (:func:`send_frame`, :func:`read_frame`: a length and a pickle) over the
+child's stdin and stdout. The parent sends the :class:`FinetuneRequest`, then ``"stop"`` (stop
+at the next batch and install the best completed epoch) or ``"detach"`` (keep training after
+the parent has gone). The child sends ``("progress", Progress)``, then ``("done", outcome as a
+dict)`` or ``("error", text)``. When stdin reaches its end without ``"detach"`` the parent has
+gone (closed or killed): the child stops at the next batch, as for ``"stop"``, and exits, so
+no training outlives napari unasked.
+
+Qt-free and torch-free at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import PurePath
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path, PurePath
+from typing import BinaryIO
 
-from wavegms.training.finetune import FinetuneRequest
+MODULE = "wavegms.napari.finetune_job"
+_HEADER = struct.Struct(">I")
+#: After the parent has gone, the longest the child goes on (stopping at the next batch and
+#: installing the best epoch take seconds; a batch stuck for minutes must not keep it alive).
+ORPHAN_GRACE_S = 120.0
 
 
-class Forwarder:
-    """The library's progress callback in the child: sends each report to the dock and turns
-    the dock's Stop event into a cancellation the trainer sees at its next batch."""
+def send_frame(stream: BinaryIO, value: object) -> None:
+    data = pickle.dumps(value)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
 
-    def __init__(self, messages, stop, cancel) -> None:
-        self.messages, self.stop, self.cancel = messages, stop, cancel
 
-    def __call__(self, report) -> None:
-        if self.stop.is_set():
-            self.cancel.cancel()
-        self.messages.put(("progress", report))
+def read_frame(stream: BinaryIO) -> object:
+    """The next value; ``EOFError`` when the other side has closed the pipe."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("pipe closed")
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("pipe closed mid-frame")
+    return pickle.loads(data)
+
+
+def launch(request) -> subprocess.Popen:
+    """Start the child for ``request`` (its stdin and stdout are the pipes to it)."""
+    package_root = str(Path(__file__).resolve().parents[2])  # the wavegms the parent runs
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen(
+        [sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    send_frame(child.stdin, request)
+    return child
 
 
 def outcome_message(outcome) -> dict:
-    """A ``FinetuneOutcome`` as plain values for the queue (paths as text)."""
+    """A ``FinetuneOutcome`` as plain values (paths as text)."""
     return {
         key: str(value) if isinstance(value, PurePath) else value
         for key, value in dataclasses.asdict(outcome).items()
     }
 
 
-def train_process(request: FinetuneRequest, messages, stop) -> None:
-    """The child process: fine-tune, report through ``messages``, stop when ``stop`` is set."""
+class Link:
+    """The child's side: reports go to the parent while it listens; its commands (and its
+    end) become a cancellation the trainer sees at its next batch."""
+
+    def __init__(self, commands: BinaryIO, messages: BinaryIO, cancel) -> None:
+        self.commands, self.messages, self.cancel = commands, messages, cancel
+        self.detached = False
+        self.parent_gone = False
+        self._lock = threading.Lock()
+        threading.Thread(target=self._listen, name="wavegms-commands", daemon=True).start()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                command = read_frame(self.commands)
+            except (EOFError, OSError):
+                command = None
+            if command == "detach":
+                self.detached = True
+            elif command == "stop":
+                self.cancel.cancel()
+            elif command is None:
+                self._orphaned()
+                return
+
+    def _orphaned(self) -> None:
+        if self.parent_gone:  # once: the pipe's end and a failed send may both tell
+            return
+        self.parent_gone = True
+        if not self.detached:
+            self.cancel.cancel()
+            timer = threading.Timer(ORPHAN_GRACE_S, os._exit, args=(3,))
+            timer.daemon = True
+            timer.start()
+
+    def send(self, kind: str, payload: object) -> None:
+        if self.parent_gone and self.detached:
+            return
+        try:
+            with self._lock:
+                send_frame(self.messages, (kind, payload))
+        except (BrokenPipeError, OSError):
+            self._orphaned()
+
+    def __call__(self, report) -> None:  # the library's progress callback
+        self.send("progress", report)
+
+
+def main() -> int:
+    """The child: read the request, fine-tune, report; stdout is kept for frames only."""
+    messages = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed (by us or by libraries) goes to stderr, not the frames
+    sys.stdout = sys.stderr
+    commands = sys.stdin.buffer
+    request = read_frame(commands)
+
     from wavegms.core.progress import CancelToken
+    from wavegms.napari.jobs import error_text
     from wavegms.training.finetune import finetune
 
     cancel = CancelToken()
+    link = Link(commands, messages, cancel)
     try:
-        outcome = finetune(request, progress=Forwarder(messages, stop, cancel), cancel=cancel)
-        messages.put(("done", outcome_message(outcome)))
+        outcome = finetune(request, progress=link, cancel=cancel)
     except Exception as err:
-        from wavegms.napari.jobs import error_text
+        link.send("error", error_text(err))
+        print(f"wavegms fine-tune failed: {error_text(err)}", file=sys.stderr)
+        return 1
+    link.send("done", outcome_message(outcome))
+    if link.parent_gone:  # nobody to show it to: say it where a terminal may see it
+        print(f"wavegms fine-tune ended: model {request.new_name!r} from epoch "
+              f"{outcome.best_epoch}, run folder {outcome.run_dir}", file=sys.stderr)  # fmt: skip
+    return 0
 
-        messages.put(("error", error_text(err)))
+
+if __name__ == "__main__":
+    code = main()
+    sys.stderr.flush()
+    # Not sys.exit: the command listener may be blocked reading stdin, and the interpreter's
+    # shutdown then aborts on that stream's lock ("could not acquire lock ... at shutdown").
+    os._exit(code)

@@ -1,10 +1,13 @@
-"""The fine-tune dock's live plot: training loss and validation Dice per epoch."""
+"""The fine-tune dock's live plot: training loss and validation Dice per epoch, both axes
+scaled to their data (a fixed 0-1 Dice axis hid a falling curve), the best epoch so far marked
+and, once the run ends, the epoch kept with the validation size it was chosen on."""
 
 from __future__ import annotations
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from qtpy.QtCore import QSize
 
 
 class LossPlot(FigureCanvasQTAgg):
@@ -14,9 +17,19 @@ class LossPlot(FigureCanvasQTAgg):
         self.loss_axes = figure.add_subplot(1, 1, 1)
         self.dice_axes = self.loss_axes.twinx()
         self.setMinimumHeight(180)
+        self.setMinimumWidth(150)
         self.clear()
 
+    def sizeHint(self) -> QSize:
+        # The figure's own size (400 px wide) would widen the dock; the plot follows the dock.
+        return QSize(240, 200)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(150, 180)
+
     def clear(self) -> None:
+        self.chosen: int | None = None  # the epoch installed, once the run has ended
+        self.val_images = 0
         self.epochs: list[int] = []
         self.losses: list[float] = []
         self.dices: list[float] = []
@@ -26,6 +39,17 @@ class LossPlot(FigureCanvasQTAgg):
         self.epochs.append(epoch)
         self.losses.append(loss)
         self.dices.append(val_dice)
+        self._draw()
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch with the best validation Dice so far (the first of equals)."""
+        if not self.dices:
+            return None
+        return self.epochs[self.dices.index(max(self.dices))]
+
+    def mark_chosen(self, epoch: int, val_images: int) -> None:
+        self.chosen, self.val_images = epoch, val_images
         self._draw()
 
     def _draw(self) -> None:
@@ -39,7 +63,20 @@ class LossPlot(FigureCanvasQTAgg):
         loss.set_ylabel("loss", color="tab:blue")
         dice.set_ylabel("val Dice", color="tab:orange")
         dice.yaxis.set_label_position("right")
-        dice.set_ylim(0, 1)
+        if self.dices:
+            low, high = min(self.dices), max(self.dices)
+            pad = max(0.02, 0.1 * (high - low))
+            dice.set_ylim(max(0.0, low - pad), min(1.0, high + pad) + 1e-6)
+        best = self.chosen if self.chosen is not None else self.best_epoch
+        if best is not None and best in self.epochs:
+            value = self.dices[self.epochs.index(best)]
+            text = f"kept: epoch {best}" if self.chosen is not None else f"best: epoch {best}"
+            if self.chosen is not None and self.val_images:
+                text += f" ({self.val_images} val images)"
+            dice.axvline(best, color="tab:green", linestyle="--", linewidth=1)
+            dice.plot([best], [value], "*", color="tab:green", markersize=12)
+            dice.annotate(text, (best, value), textcoords="offset points", xytext=(4, -12),
+                          fontsize=8, color="tab:green")  # fmt: skip
         if self.epochs:
             loss.set_xlim(0.5, max(self.epochs) + 0.5)
         self.draw_idle()

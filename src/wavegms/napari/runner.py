@@ -11,35 +11,92 @@ objects and end the same way, in the GUI thread: :meth:`JobForm.on_returned` (th
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
+import threading
 from collections.abc import Callable
 
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, QTimer, Signal, Slot
+from qtpy.QtCore import QObject, Qt, QTimer, Signal, Slot
+from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from wavegms.core.errors import Cancelled
 from wavegms.core.progress import CancelToken, Progress
-from wavegms.napari.feedback import ProgressDisplay, guarded, report_error
+from wavegms.napari.feedback import ProgressDisplay, StatusLabel, guarded, report_error
+from wavegms.napari.fields import after_build
+
+#: The widest a dock insists on being: at 1280 px napari's own layer docks take about 330 px,
+#: and the canvas keeps at least half the window; wider rows scroll sideways.
+MAX_MIN_WIDTH = 300
 
 
 class JobForm(Container):
     cancel_message = "cancelling…"
+    #: A thread job whose result is of no use once cancelled (Segment): Cancel frees the form
+    #: at once and the result, whenever the worker gets there, is dropped.
+    drop_on_cancel = False
+    dropped_message = "cancelled"
 
     def __init__(self, run_text: str, cancel_text: str = "Cancel") -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)  # a tall form scrolls in its dock
         self.job: ThreadJob | ProcessJob | None = None
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text=cancel_text, enabled=False)
-        self.status = Label(value="")
-        self.progress = ProgressDisplay(self.status)
+        self.buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal")
+        self.buttons.margins = (0, 0, 0, 0)
+        self.progress_bar = ProgressBar(value=0)
+        self.status = StatusLabel()
+        self.progress = ProgressDisplay(self.status, self.progress_bar.native)
         self.relay = ProgressRelay(self._report)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
+    @property
+    def native(self):
+        """The scroll area around the form: napari docks a magicgui widget's ``native``, and
+        magicgui's own ``native`` is the content inside the scroll area (which napari would
+        take out of it, so that a tall form grew the window past the screen)."""
+        return self.root_native_widget
+
+    @property
+    def content(self):
+        """The QWidget holding the form's rows (inside the scroll area)."""
+        return self._widget._mgui_get_native_widget()
+
     def add_job_controls(self) -> None:
-        self.extend([self.run_button, self.cancel_button, self.status])
+        self.extend([self.buttons, self.progress_bar, self.status])
+
+    #: Whether the dock takes the height left over by other docks (Fine-tune, with its plot)
+    #: or keeps the height of its rows (Segment), so that docked together both fit.
+    grows_vertically = True
+
+    def _fit_to_rows(self) -> None:
+        content = self.content.minimumSizeHint()
+        scrollbar = self.native.verticalScrollBar().sizeHint().width()
+        frame = 2 * self.native.frameWidth()
+        self.native.setMinimumWidth(min(content.width() + scrollbar + frame + 2, MAX_MIN_WIDTH))
+        if not self.grows_vertically:  # all its rows shown, never scrolled away
+            height = self.content.sizeHint().height() + frame + 2
+            self.native.setMinimumHeight(min(height, 420))
+
+    def finish_layout(self) -> None:
+        """Called last by each form: rows packed at the top, a narrow minimum width (magicgui
+        set it to the widest row), and the dock's vertical share."""
+        self.content.layout().addStretch(1)
+        for widget in self:
+            if isinstance(widget.native, QComboBox):  # long layer names must not widen it
+                widget.native.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+                )
+                widget.native.setMinimumContentsLength(8)
+        self._fit_to_rows()
+        after_build(self._fit_to_rows)  # again once docked and styled (sizes grow then)
+        # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
+        self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        policy = (
+            QSizePolicy.Policy.Expanding if self.grows_vertically else QSizePolicy.Policy.Maximum
+        )
+        self.native.setSizePolicy(QSizePolicy.Policy.Preferred, policy)
 
     @property
     def busy(self) -> bool:
@@ -81,14 +138,23 @@ class JobForm(Container):
         self._begin(description)
         self.job = ThreadJob(self, function, kwargs)
 
-    def start_process(self, target: Callable, description: str, *args) -> None:
-        """Run ``target(*args, messages, stop)`` in a child process (see :class:`ProcessJob`)."""
-        self._begin(description)
-        self.job = ProcessJob(self, target, args)
+    def start_process(
+        self, launch: Callable, description: str, payload: object, epochs: int = 0
+    ) -> None:
+        """Run ``launch(payload)``'s child process (see :class:`ProcessJob`); ``epochs``: a
+        training's planned epochs, for its progress bar and time estimate."""
+        self._begin(description, epochs)
+        self.job = ProcessJob(self, launch, payload)
 
     def cancel(self, _value=None) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        if self.job is None:
+            return
+        self.job.cancel()
+        if self.drop_on_cancel and isinstance(self.job, ThreadJob):
+            self._end()
+            self.status.value = self.dropped_message
+            guarded(self.on_finished, self.status)()
+        else:
             self.status.value = self.cancel_message
 
     def shutdown(self) -> None:
@@ -111,8 +177,8 @@ class JobForm(Container):
             self._end()
             guarded(self.on_finished, self.status)()
 
-    def _begin(self, description: str) -> None:
-        self.progress.start(description)
+    def _begin(self, description: str, epochs: int = 0) -> None:
+        self.progress.start(description, epochs)
         self.run_button.enabled, self.cancel_button.enabled = False, True
 
     def _end(self) -> None:
@@ -163,48 +229,72 @@ class ThreadJob:
 
 
 class ProcessJob:
-    """The process backend: a ``spawn`` child, so that napari stays responsive, Stop is quick
-    and the child's memory is returned when it ends.
+    """The process backend: a child started as a module (``finetune_job.launch``), so that
+    napari stays responsive, the user's ``__main__`` is never re-imported and the child's
+    memory is returned when it ends.
 
-    The child sends ``(kind, payload)`` through ``messages``: ``("progress", Progress)``, then
-    ``("done", result)`` or ``("error", text)``; Stop sets the ``stop`` event, and a child that
-    has not ended ``stop_grace_ms`` later is terminated. A QTimer polls the queue.
+    A reader thread collects the child's frames (``("progress", Progress)``, then ``("done",
+    result)`` or ``("error", text)``) and a QTimer shows them. Stop sends ``"stop"``: the child
+    stops at its next batch (no timeout, no forced end). If napari goes, the child's stdin
+    ends and it stops by itself.
     """
 
-    poll_ms = 200
-    stop_grace_ms = 15_000
+    poll_ms = 100
 
-    def __init__(self, form: JobForm, target: Callable, args: tuple) -> None:
+    def __init__(self, form: JobForm, launch: Callable, payload: object) -> None:
         self.form = form
         self.outcome: tuple[str, object] | None = None
-        context = multiprocessing.get_context("spawn")
-        self.messages, self.stop = context.Queue(), context.Event()
-        self.process = context.Process(
-            target=target, args=(*args, self.messages, self.stop), daemon=True
-        )
-        self.process.start()
+        self.stopping = False
+        self.messages: queue.Queue = queue.Queue()
+        self.process = launch(payload)
+        self._reader = threading.Thread(target=self._read, name="wavegms-job-reader", daemon=True)
+        self._reader.start()
         self.timer = QTimer()
         self.timer.setInterval(self.poll_ms)
         self.timer.timeout.connect(guarded(self.poll, form.status))
         self.timer.start()
 
+    def _read(self) -> None:
+        from wavegms.napari.finetune_job import read_frame
+
+        while True:
+            try:
+                self.messages.put(read_frame(self.process.stdout))
+            except (EOFError, OSError, ValueError):
+                return
+
+    def _command(self, command: str) -> bool:
+        from wavegms.napari.finetune_job import send_frame
+
+        try:
+            send_frame(self.process.stdin, command)
+            return True
+        except (BrokenPipeError, OSError, ValueError):  # it has ended already
+            return False
+
     def cancel(self) -> None:
-        self.stop.set()
-        QTimer.singleShot(self.stop_grace_ms, self._terminate)
+        self.stopping = True
+        self._command("stop")
+
+    def detach(self) -> bool:
+        """Let the child train on after napari has gone (it installs its model when done)."""
+        return self._command("detach")
 
     def kill(self) -> None:
         self.timer.stop()
-        self._terminate()
-        self.process.join(5)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(5)
 
-    def _terminate(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def poll(self) -> None:
         """Render the child's messages; conclude once it has ended."""
         self._drain()
-        if not self.process.is_alive():
+        if not self.alive:
+            self._reader.join(1)
             self._drain()  # what it sent just before it ended
             self._conclude()
 
@@ -221,16 +311,17 @@ class ProcessJob:
 
     def _conclude(self) -> None:
         self.timer.stop()
-        self.process.join(1)
-        form, exitcode = self.form, self.process.exitcode
+        form, exitcode = self.form, self.process.returncode
         kind, payload = self.outcome or ("ended", exitcode)
         if kind == "done":
             form._conclude(self, form.on_returned, payload)
         elif kind == "error":
             form._conclude(self, form.on_errored, str(payload))
-        elif self.stop.is_set():
+        elif self.stopping:
             form._conclude(self, form.on_errored, Cancelled("stopped before the job ended"))
         else:
             text = f"the job's process ended with exit code {exitcode} before it reported"
             form._conclude(self, form.on_errored, text)
+        for pipe in (self.process.stdin, self.process.stdout):
+            pipe.close()
         form._finished(self)

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 class SegmentWidget(JobForm):
     """Segment the chosen image layer with the chosen model."""
 
+    grows_vertically = False  # a short form: the docks below it get the height
+    drop_on_cancel = True  # Cancel frees the form at once; a late result is dropped unseen
+    dropped_message = "cancelled: no mask was added"
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__("Segment")
         self.viewer = viewer
@@ -71,6 +75,7 @@ class SegmentWidget(JobForm):
         # building the form imports nothing heavy.
         after_build(self.warm_up)
         complete_device_list(self.device, self.settings.device)
+        self.finish_layout()
 
     # -- choices ---------------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:

@@ -8,6 +8,7 @@ ordinary dataset folder for training (no split file: all pairs).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import warnings
@@ -42,6 +43,14 @@ class Entry:
     width: int
     mask_area: int
     added: str
+    image_digest: str = ""  # of the pixels, to notice the same image added twice
+    mask_digest: str = ""
+
+
+def pixels_digest(array: np.ndarray) -> str:
+    data = np.ascontiguousarray(array)
+    head = f"{data.shape}{data.dtype}".encode()
+    return hashlib.blake2b(head + data.view(np.uint8).tobytes(), digest_size=12).hexdigest()
 
 
 def foreground(labels: np.ndarray, what: str) -> np.ndarray:
@@ -112,6 +121,25 @@ class TrainingSet:
         rgb = to_rgb01(image)
         mask = foreground(labels, f"the labels drawn on {source!r}")
         entries = self.entries()
+        digests = pixels_digest(rgb), pixels_digest(mask)
+        for e in entries:
+            if (e.image_digest, e.mask_digest) == digests:
+                raise InputError(
+                    f"this image with these labels is already in the training set as "
+                    f"{e.name!r}; not added twice (a pair counted twice weighs double)"
+                )
+            if e.image_digest == digests[0]:
+                warnings.warn(
+                    f"the same image is already in the training set as {e.name!r} with other "
+                    "labels; remove that pair if this one is its correction",
+                    MaskWarning, stacklevel=2,
+                )  # fmt: skip
+        if not mask.any():
+            warnings.warn(
+                f"the labels drawn on {source!r} are empty: this pair teaches the model that "
+                "the image shows nothing to segment",
+                MaskWarning, stacklevel=2,
+            )  # fmt: skip
         name = self._new_name(source, {e.name for e in entries})
         colour = image.ndim == 3 and image.shape[-1] in (3, 4)
         files = [self.images_dir / f"{name}.png", self.masks_dir / f"{name}.png"]
@@ -120,7 +148,7 @@ class TrainingSet:
             write_png(files[1], mask)
             entry = Entry(
                 name, source, int(mask.shape[0]), int(mask.shape[1]), int(mask.sum()),
-                time.strftime("%Y-%m-%d %H:%M:%S"),
+                time.strftime("%Y-%m-%d %H:%M:%S"), *digests,
             )  # fmt: skip
             self._write_manifest([*entries, entry])
         except BaseException:

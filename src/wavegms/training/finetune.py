@@ -52,6 +52,33 @@ class FinetuneOutcome:
     train_images: int
     val_images: int
     cancelled: bool
+    epochs_planned: int = 0  # the request's epochs (epochs_done < this: stopped early)
+
+
+#: Validation images a fine-tune keeps aside, at least. The model kept is the epoch with the
+#: best validation Dice; chosen on one image, that choice followed the noise of one Dice (issue
+#: 17: epoch 2 of 20 was kept). Three images is the least that averages anything, and keeps
+#: two of five pairs for training.
+MIN_VAL_IMAGES = 3
+MIN_PAIRS = MIN_VAL_IMAGES + 2
+
+
+def count_pairs(data_dir: str | Path) -> int:
+    """The image/mask pairs a fine-tune would use from ``data_dir`` (no split file)."""
+    from wavegms.data.pairs import dataset_pairs
+
+    return len(dataset_pairs(data_dir, None, None))
+
+
+def validation_fraction(requested: float, pairs: int) -> float:
+    """``requested``, raised so that at least :data:`MIN_VAL_IMAGES` pairs validate; refuses
+    fewer than :data:`MIN_PAIRS` pairs (two are left for training)."""
+    if pairs < MIN_PAIRS:
+        raise InputError(
+            f"fine-tuning needs at least {MIN_PAIRS} image/mask pairs ({MIN_VAL_IMAGES} to "
+            f"choose the best epoch on, 2 to train on), found {pairs}; add more pairs"
+        )
+    return max(float(requested), (MIN_VAL_IMAGES + 0.25) / pairs)
 
 
 def new_run_dir(name: str) -> Path:
@@ -71,7 +98,7 @@ def _train_config(request: FinetuneRequest, base_path: Path, device: str) -> Tra
         name=request.new_name,
         out_dir=request.out_dir or str(new_run_dir(request.new_name)),
         split=None,
-        val_fraction=request.val_fraction,
+        val_fraction=validation_fraction(request.val_fraction, count_pairs(request.data_dir)),
         image_size=int(base["image_size"]),
         backend=str(base["backend"]),
         init_model=str(base_path),
@@ -164,4 +191,5 @@ def finetune(
         train_images=result.train_images,
         val_images=result.val_images,
         cancelled=result.cancelled,
+        epochs_planned=request.epochs,
     )

@@ -1,0 +1,86 @@
+"""What happens to a fine-tune when napari's window is closed while it trains: the user is
+asked, then either training stops at the next batch and the best completed epoch is installed
+before the window closes, or it keeps training in the background (the child installs its
+model when done, and says so on the terminal), or the window stays open.
+
+Without a question (napari killed), the child sees its pipe end and stops at the next batch
+by itself, installing the best completed epoch (``finetune_job``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QApplication, QMessageBox
+
+if TYPE_CHECKING:
+    from wavegms.napari.finetune import FinetuneWidget
+
+STOP, BACKGROUND, STAY = "stop", "background", "stay"
+#: How long closing waits for the stopped run to install its best epoch.
+STOP_WAIT_S = 120.0
+
+
+def ask_on_close(form: FinetuneWidget) -> str:
+    """Ask what to do with the running fine-tune: STOP, BACKGROUND or STAY."""
+    box = QMessageBox(form.native)
+    box.setWindowTitle("Fine-tuning is running")
+    box.setText(
+        f"Fine-tuning {form.request.new_name!r} is still running.\n\nStop it now and keep the "
+        "best completed epoch as the new model, or keep training in the background (the model "
+        "appears in the model list when it is done)?"
+    )
+    stop = box.addButton("Stop and keep the best epoch", QMessageBox.ButtonRole.AcceptRole)
+    background = box.addButton("Keep training in the background", QMessageBox.ButtonRole.NoRole)
+    box.addButton("Don't close", QMessageBox.ButtonRole.RejectRole)
+    box.exec()
+    clicked = box.clickedButton()
+    return STOP if clicked is stop else BACKGROUND if clicked is background else STAY
+
+
+class CloseGuard(QObject):
+    """An event filter on napari's main window that asks before a running fine-tune is
+    left behind. The window is the form's own top-level window, watched from the moment
+    training starts (napari's private window attribute is not for plugins)."""
+
+    def __init__(self, form: FinetuneWidget) -> None:
+        super().__init__()
+        self.form = form
+        self.window = None
+
+    def watch(self, window) -> None:
+        if window is not None and window is not self.window:
+            if self.window is not None:
+                self.window.removeEventFilter(self)
+            window.installEventFilter(self)
+            self.window = window
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() != QEvent.Type.Close:
+            return False
+        try:
+            busy = self.form.busy
+        except RuntimeError:  # the form's widgets are gone already
+            return False
+        if not busy:
+            return False
+        choice = self.form.ask_on_close()
+        if choice == STAY:
+            event.ignore()
+            return True
+        if choice == BACKGROUND:
+            self.form.leave_in_background()
+        else:
+            self.form.stop_and_wait(STOP_WAIT_S)
+        return False
+
+
+def wait_until_idle(form: FinetuneWidget, seconds: float) -> bool:
+    """Process events (the job's timer included) until the form is idle; False on timeout."""
+    end = time.monotonic() + seconds
+    while form.busy and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    return not form.busy
