@@ -63,16 +63,19 @@ def test_closing_the_dialog_exports_nothing(qtbot, exports):
 
 def test_finetune_dock_offers_the_model_it_made(make_napari_viewer, tiny_model, tmp_path):
     from wavegms.napari.finetune import FinetuneWidget
+    from wavegms.napari.finetune_job import outcome_message
     from wavegms.napari.settings import blank_request
+    from wavegms.training.finetune import FinetuneOutcome
 
     dock = FinetuneWidget(make_napari_viewer())
     try:
         assert dock.made_model() is None and not dock.export_form.run_button.enabled
         dock.request = dataclasses.replace(blank_request(), new_name=tiny_model)
-        dock.on_returned(
-            {"installed": str(tmp_path), "cancelled": False, "best_epoch": 1,
-             "epochs_done": 1, "best_val_dice": 0.5, "val_images": 1}
+        outcome = FinetuneOutcome(
+            run_dir=tmp_path, installed=tmp_path, best_val_dice=0.5, best_epoch=1,
+            epochs_done=1, train_images=2, val_images=3, cancelled=False, epochs_planned=1,
         )  # fmt: skip
+        dock.on_returned(outcome_message(outcome))  # as the training process sends it
         assert dock.made_model() == tiny_model and dock.export_form.run_button.enabled
         dock.on_returned({**dock.outcome, "installed": None})  # stopped before an epoch
         assert dock.made_model() is None and not dock.export_form.run_button.enabled
