@@ -52,6 +52,7 @@ from wavegms.scoring.scores import (
     summarise_scores,
     summary_record,
 )
+from wavegms.scoring.uncertainty import uncertainty
 
 if TYPE_CHECKING:
     from wavegms.inference.segmenter import Segmenter
@@ -142,6 +143,7 @@ def _finish(
         "height": image.shape[0],
         "width": image.shape[1],
         "mask_area": int(np.count_nonzero(binary)),
+        "uncertainty": uncertainty(soft),  # the review order (wavegms.scoring.uncertainty)
     }
     if image.truth is not None:
         row.update(score_image(small, binary, image.truth, threshold))

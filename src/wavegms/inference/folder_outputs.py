@@ -17,6 +17,7 @@ from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
 from wavegms.data.images import read_image
 from wavegms.inference.folder_items import FolderItem
 from wavegms.scoring.scores import SCORE_KEYS, SUMMARY_KEYS, score_table
+from wavegms.scoring.uncertainty import uncertainty
 
 RESULTS_CSV = "results.csv"
 
@@ -24,7 +25,7 @@ RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 
 
-IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area")
+IMAGE_COLUMNS = ("name", "file", "height", "width", "mask_area", "uncertainty")
 
 
 def output_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -130,10 +131,10 @@ def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
     if not (mask_path.is_file() and soft_path.is_file()):
         return None
     try:
-        mask = read_image(mask_path)
+        mask, soft = read_image(mask_path), read_image(soft_path)
     except (WaveGMSError, OSError, ValueError):
         return None  # unreadable: made again
-    if mask.ndim != 2:
+    if mask.ndim != 2 or soft.shape != mask.shape:
         return None  # not a mask this pipeline wrote: made again
     return {
         "name": item.name,
@@ -141,6 +142,7 @@ def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
         "height": int(mask.shape[0]),
         "width": int(mask.shape[1]),
         "mask_area": int(np.count_nonzero(mask)),
+        "uncertainty": uncertainty(soft),  # the soft PNG as written: the same number to 1/255
     }
 
 

@@ -1,0 +1,88 @@
+"""How unsure the model was about one image, from its soft mask: the review order.
+
+The review loop asks the user to check the images most likely to be wrong first. Wave-GMS
+gives a soft mask in [0, 1]; where it is neither near 0 nor near 1 the model hesitated.
+:func:`uncertainty` is the one number a run writes per image (``results.csv``, column
+``uncertainty``); the other definitions stay here because ``scripts/correction_study.py``
+compares them all against the error (Spearman correlation with 1 - DSC).
+
+Chosen definition, :func:`band_share`: the share of the predicted region (soft > 0.3) whose soft
+value lies between 0.3 and 0.7. It is a share, so it does not grow with image size or lesion
+size, and it is in [0, 1]. An image with no pixel above 0.3 gets 1.0: in a review of images
+that show the structure, an empty prediction is the first thing to check.
+
+Measured with the shipped ``busi`` model (``scripts/correction_study.py --part correlation``,
+test splits, Spearman rho between each definition and 1 - DSC at native size):
+see :data:`MEASURED`.
+
+numpy only: no torch, no scipy; it runs on the native-size soft mask a run writes, so a
+resumed run computes the same number from ``soft/<name>.png``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wavegms.core.errors import InputError
+
+LOW, HIGH = 0.3, 0.7  # the hesitation band
+FRINGE = 0.1  # where the prediction's soft border starts
+
+#: Spearman rho with 1 - DSC (native) on the test splits, busi model (filled in by the study)
+MEASURED: dict[str, dict[str, float]] = {}
+
+
+def _checked(soft: np.ndarray) -> np.ndarray:
+    soft = np.asarray(soft)
+    if soft.ndim != 2 or soft.size == 0:
+        raise InputError(f"a soft mask must be one non-empty 2D plane, got shape {soft.shape}")
+    if np.issubdtype(soft.dtype, np.integer):  # a soft PNG as read back: 0-255
+        soft = soft.astype(np.float32) / 255.0
+    soft = soft.astype(np.float32, copy=False)
+    if not np.isfinite(soft).all() or soft.min() < 0.0 or soft.max() > 1.0:
+        raise InputError("a soft mask must hold finite values in [0, 1]")
+    return soft
+
+
+def band_share(soft: np.ndarray) -> float:
+    """Share of the pixels above ``LOW`` that stay below ``HIGH``; 1.0 if none is above LOW."""
+    soft = _checked(soft)
+    region = int(np.count_nonzero(soft > LOW))
+    if region == 0:
+        return 1.0
+    return int(np.count_nonzero((soft > LOW) & (soft < HIGH))) / region
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Binary entropy in bits (0 at 0 and 1, 1 at 0.5)."""
+    p = np.clip(p, 1e-6, 1.0 - 1e-6)
+    return -(p * np.log2(p) + (1.0 - p) * np.log2(1.0 - p))
+
+
+def region_entropy(soft: np.ndarray) -> float:
+    """Mean binary entropy over the predicted region and its soft border (soft > ``FRINGE``);
+    1.0 if that region is empty."""
+    soft = _checked(soft)
+    region = soft > FRINGE
+    if not region.any():
+        return 1.0
+    return float(_entropy(soft[region]).mean())
+
+
+def image_entropy(soft: np.ndarray) -> float:
+    """Mean binary entropy over the whole image (the baseline: it shrinks as the lesion does)."""
+    return float(_entropy(_checked(soft)).mean())
+
+
+#: every definition the study compares, by the name its tables use
+DEFINITIONS = {
+    "band_share": band_share,
+    "region_entropy": region_entropy,
+    "image_entropy": image_entropy,
+}
+
+
+def uncertainty(soft: np.ndarray) -> float:
+    """The review uncertainty of one image (see the module docstring): in [0, 1], higher is
+    less sure."""
+    return band_share(soft)

@@ -1,0 +1,165 @@
+"""Collected image/mask pairs (the fine-tune dock's and the review loop's), one folder per
+project on disk.
+
+``<data dir>/finetune/<project>/images/<name>.png``, ``masks/<name>.png`` and
+``manifest.json`` (one entry per pair, in the order they were added). Every file is written
+atomically as soon as a pair is added, so closing napari loses nothing. The folder is an
+ordinary dataset folder for training (no split file: all pairs).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wavegms.core.errors import InputError, MaskWarning, WaveGMSError
+from wavegms.core.files import read_json, write_json, write_png
+from wavegms.data.images import binarise_mask, merged_labels_message, to_rgb01
+from wavegms.store.paths import data_dir
+
+MANIFEST = "manifest.json"
+
+
+def projects_dir() -> Path:
+    return data_dir() / "finetune"
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a layer or project name."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+    return name or "image"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    source: str  # the image layer it came from
+    height: int
+    width: int
+    mask_area: int
+    added: str
+
+
+def foreground(labels: np.ndarray, what: str) -> np.ndarray:
+    """A labels plane as a bool mask: integer labels > 0 (several different labels are merged,
+    with a :class:`~wavegms.core.errors.MaskWarning`), anything else by ``binarise_mask``."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        return binarise_mask(labels, what)
+    mask = labels > 0
+    values = np.unique(labels[mask])
+    if len(values) > 1:
+        warnings.warn(merged_labels_message(values, what), MaskWarning, stacklevel=3)
+    return mask
+
+
+class TrainingSet:
+    """The pairs of one fine-tuning project."""
+
+    def __init__(self, project: str) -> None:
+        if not project or safe_name(project) != project:
+            raise InputError(f"{project!r} is not a usable project name (letters, digits, - and _)")
+        self.project = project
+        self.root = projects_dir() / project
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    def entries(self) -> list[Entry]:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return []
+        try:
+            raw = read_json(path)
+            return [Entry(**item) for item in raw["pairs"]]
+        except (WaveGMSError, KeyError, TypeError) as err:
+            raise InputError(f"the training set manifest {path} is damaged: {err}") from err
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def _write_manifest(self, entries: list[Entry]) -> None:
+        data = {"project": self.project, "pairs": [asdict(e) for e in entries]}
+        write_json(self.root / MANIFEST, data)
+
+    def _new_name(self, source: str, taken: set[str]) -> str:
+        base = safe_name(source)
+        for i in range(1, 100_000):
+            name = f"{base}_{i:03d}"
+            if name not in taken and not (self.images_dir / f"{name}.png").exists():
+                return name
+        raise InputError(f"too many pairs named after {source!r}")
+
+    def add(self, image: np.ndarray, labels: np.ndarray, source: str) -> Entry:
+        """Add one 2D image (HxW or HxWxC) and its labels (HxW, any label > 0 is foreground)."""
+        image, labels = np.asarray(image), np.asarray(labels)
+        if labels.ndim != 2:
+            raise InputError(f"the labels must be one 2D plane, got shape {labels.shape}")
+        if image.shape[:2] != labels.shape:
+            raise InputError(
+                f"the labels ({labels.shape[0]}x{labels.shape[1]}) and the image "
+                f"({image.shape[0]}x{image.shape[1]}) differ in size; pick the labels drawn "
+                "on this image"
+            )
+        rgb = to_rgb01(image)
+        mask = foreground(labels, f"the labels drawn on {source!r}")
+        entries = self.entries()
+        name = self._new_name(source, {e.name for e in entries})
+        colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+        files = [self.images_dir / f"{name}.png", self.masks_dir / f"{name}.png"]
+        try:
+            write_png(files[0], rgb if colour else rgb[..., 0])
+            write_png(files[1], mask)
+            entry = Entry(
+                name, source, int(mask.shape[0]), int(mask.shape[1]), int(mask.sum()),
+                time.strftime("%Y-%m-%d %H:%M:%S"),
+            )  # fmt: skip
+            self._write_manifest([*entries, entry])
+        except BaseException:
+            # The pair exists only once the manifest lists it: leave no half of it behind.
+            for path in files:
+                path.unlink(missing_ok=True)
+            raise
+        return entry
+
+    def add_with_notes(
+        self, image: np.ndarray, labels: np.ndarray, source: str
+    ) -> tuple[Entry, list[str]]:
+        """:meth:`add`, returning the messages of the mask warnings it gives (e.g. labels
+        merged) for a widget to show, instead of emitting them."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MaskWarning)
+            entry = self.add(image, labels, source)
+        notes = []
+        for w in caught:
+            if issubclass(w.category, MaskWarning):
+                notes.append(str(w.message))
+            else:  # other warnings go on as if they had not been caught
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return entry, notes
+
+    def tidy(self) -> None:
+        """Remove files the manifest does not list (left by an interrupted add)."""
+        keep = {f"{name}.png" for name in self.names()}
+        for folder in (self.images_dir, self.masks_dir):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.is_file() and path.name not in keep:
+                        path.unlink()
+
+    def remove(self, names: list[str]) -> None:
+        """Drop pairs by name: the manifest first, then their files."""
+        drop = set(names)
+        self._write_manifest([e for e in self.entries() if e.name not in drop])
+        for name in drop:
+            for folder in (self.images_dir, self.masks_dir):
+                (folder / f"{name}.png").unlink(missing_ok=True)
