@@ -120,3 +120,26 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
         soft = np.round(fresh.segment(image)[1] * 255)
         written = read_image(segmented / "soft" / f"{name}.png").astype(np.float32)
         assert np.abs(written - soft).max() <= 1
+
+
+def test_a_scored_review_keeps_every_row_in_the_table_and_summary(
+    tiny_dataset, segmenter, tmp_path
+):
+    from wavegms.data.pairs import find_pairs
+    from wavegms.inference.folder_items import pair_items
+
+    images, masks, out = tiny_dataset / "images", tiny_dataset / "masks", tmp_path / "scored"
+    run_folder(segmenter, pair_items(find_pairs(images, masks)), out)
+    session = ReviewSession.open(out, images, "tiny", project="p", gt_dir=masks)
+    first, second = session.pending()[:2]
+    session.accept(first)
+    session.skip(second)
+    report = session.resegment(segmenter=segmenter)
+    assert report.written == 6 and report.scored
+    rows = read_results(out)
+    assert len(rows) == 8 and all("dsc_native" in r for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 8
+    mean = np.mean([r["dsc_native"] for r in rows])
+    assert summary["summary"]["dsc_native"]["mean"] == pytest.approx(mean, abs=1e-4)
+    assert (out / "results.csv").read_text().count("\nmean,") == 1
