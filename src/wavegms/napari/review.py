@@ -37,12 +37,12 @@ if TYPE_CHECKING:
 IMAGE, MASK, SOFT = "review: image", "review: mask", "review: soft mask"
 COLUMNS = (  # header, results.csv column, decimals
     ("name", "name", None),
+    ("status", "status", None),
     ("mask area", "mask_area", 0),
     ("uncertainty", "uncertainty", 4),
     ("DSC %", "dsc_native", 2),
     ("IoU %", "iou_native", 2),
     ("HD95 px", "hd95_native", 2),
-    ("status", "status", None),
 )
 
 
@@ -149,8 +149,10 @@ class ReviewWidget(JobForm):
             row = {**row, "status": status.get(row["name"], "")}
             for c, (_, key, decimals) in enumerate(columns):
                 self.table.setItem(r, c, _cell(row[key], decimals))
+        self.table.resizeColumnsToContents()
         self.table.setSortingEnabled(True)
-        self.table.sortItems(2, Qt.SortOrder.DescendingOrder)  # uncertainty
+        uncertainty = [c[1] for c in columns].index("uncertainty")
+        self.table.sortItems(uncertainty, Qt.SortOrder.DescendingOrder)
         left = len(self.session.pending())
         self.status.value = f"{left} of {len(rows)} image(s) to review; model {state.model}"
 
@@ -168,12 +170,12 @@ class ReviewWidget(JobForm):
         rows = self.table.selectionModel().selectedRows()
         if rows and self.session is not None:
             name = self.table.item(rows[0].row(), 0).text()
-            self._read(_read_pair, name, self._show_pair)
+            self._in_worker(self._show_pair, _read_pair, self.session, name)
 
     # -- layers --------------------------------------------------------------------------
-    def _read(self, function, name: str, then) -> None:
-        """Read files of ``name`` in a worker thread; ``then`` gets the result here."""
-        worker = create_worker(function, self.session, name, _ignore_errors=True)
+    def _in_worker(self, then, function, *args) -> None:
+        """``function(*args)`` in a worker thread (files); ``then`` gets its result here."""
+        worker = create_worker(function, *args, _ignore_errors=True)
         worker.returned.connect(guarded(then, self.status))
         worker.errored.connect(lambda err: report_error(self.status, err))
         worker.finished.connect(lambda: self._loaders.remove(worker))
@@ -191,7 +193,11 @@ class ReviewWidget(JobForm):
         name, image, mask = result
         if SOFT in self.viewer.layers:
             self.viewer.layers.remove(SOFT)  # another image's
+        layers = self.viewer.layers
+        resized = IMAGE not in layers or layers[IMAGE].data.shape != image.shape
         self._layer(IMAGE, "image", image)
+        if resized:
+            self.viewer.reset_view()  # another size: show it whole
         labels = self._layer(MASK, "labels", mask)
         self.viewer.layers.selection.active = labels
         labels.mode = "paint"
@@ -200,7 +206,7 @@ class ReviewWidget(JobForm):
     def show_soft(self, _value=None) -> None:
         if self.current is None:
             raise InputError("select an image in the table first")
-        self._read(_read_soft, self.current, self._show_soft)
+        self._in_worker(self._show_soft, _read_soft, self.session, self.current)
 
     def _show_soft(self, result) -> None:
         name, soft = result
@@ -217,14 +223,8 @@ class ReviewWidget(JobForm):
     def accept(self, _value=None) -> None:
         name = self._shown()
         mask = self.viewer.layers[MASK].data  # handed to the worker as it is: no copy here
-        worker = create_worker(self.session.accept, name, mask, _ignore_errors=True)
-        worker.returned.connect(
-            guarded(lambda _entry: self._reviewed(name, "accepted"), self.status)
-        )
-        worker.errored.connect(lambda err: report_error(self.status, err))
-        worker.finished.connect(lambda: self._loaders.remove(worker))
-        self._loaders.append(worker)
-        worker.start()
+        done = lambda _entry: self._reviewed(name, "accepted")  # noqa: E731
+        self._in_worker(done, self.session.accept, name, mask)
 
     def skip(self, _value=None) -> None:
         name = self._shown()
