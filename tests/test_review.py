@@ -90,6 +90,16 @@ def test_a_new_review_needs_its_images_and_model(segmented):
         ReviewSession.open(segmented)
 
 
+def test_rank_refuses_a_folder_without_a_sound_table(tmp_path, capsys):
+    assert main(["rank", str(tmp_path)]) == 2
+    assert "no results.csv" in capsys.readouterr().err
+    (tmp_path / "results.csv").write_text(
+        "name,file,height,width,mask_area,uncertainty\na,a.png,4,4,x,0.5\n"
+    )
+    assert main(["rank", str(tmp_path)]) == 2
+    assert "line 2: mask_area is no number: 'x'" in capsys.readouterr().err
+
+
 def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, tiny_model_file):
     session = ReviewSession.open(segmented, tiny_dataset / "images", "tiny", project="p")
     with pytest.raises(InputError, match="at least 2"):

@@ -52,10 +52,13 @@ def read_results(out_dir: PathLike) -> list[dict]:
         rows = [row for row in csv.DictReader(f) if row.get("file")]  # mean/std have no file
     if rows and "uncertainty" not in rows[0]:
         raise InputError(f"{path} has no uncertainty column: segment the folder again")
-    for row in rows:
-        for key in NUMBERS:
-            if key in row:
-                row[key] = int(row[key]) if key in COUNTS else float(row[key])
+    for line, row in enumerate(rows, 2):
+        try:
+            for key in NUMBERS:
+                if key in row:
+                    row[key] = int(row[key]) if key in COUNTS else float(row[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}, line {line}: {key} is no number: {row[key]!r}") from None
     return rows
 
 
