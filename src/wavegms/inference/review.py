@@ -102,7 +102,8 @@ class ReviewSession:
         """Take up the review of ``out_dir``, or start one (then ``images_dir`` and ``model``,
         the folder and model the outputs came from, are needed)."""
         out_dir = Path(out_dir)
-        read_results(out_dir)  # refuse a folder without a table now
+        if not read_results(out_dir):  # refuse a folder without a table now
+            raise InputError(f"the table of {out_dir} lists no image: nothing to review")
         path = out_dir / REVIEW_JSON
         if path.is_file():
             try:
