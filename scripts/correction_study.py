@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pool", type=int, default=200, help="the first N train images (0: all 880)"
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--test", type=int, default=0, help="first N test images (0: all 120)")
+    parser.add_argument("--epochs", type=int, help="smoke runs only (default: the dock's)")
     return parser.parse_args(argv)
 
 
@@ -147,6 +149,7 @@ def chosen_names(strategy: str, pool_rows: list[dict], n: int, seed: int) -> lis
 
 
 def simulated_user(args, log: Log, data: Path) -> None:
+    from wavegms.core.errors import InputError
     from wavegms.core.files import read_json
     from wavegms.data.images import read_image, read_mask
     from wavegms.data.pairs import dataset_pairs
@@ -157,9 +160,11 @@ def simulated_user(args, log: Log, data: Path) -> None:
 
     kvasir = data / "kvasir_seg"
     test = dataset_pairs(kvasir, split="test")
+    test = test[: args.test] if args.test else test
     pool = dataset_pairs(kvasir, split="train")
     pool = pool[: args.pool] if args.pool else pool
     by_name = {p.name: p for p in pool}
+    test_names = {p.name for p in test}
     if "user/baseline" not in log:  # the correlation part's run, when it was made
         out = args.out / "segmented" / f"kvasir_seg-test-{args.model}"
         if "correlation/kvasir_seg" not in log:
@@ -191,11 +196,24 @@ def simulated_user(args, log: Log, data: Path) -> None:
                 request = FinetuneRequest(data_dir=str(pairs.root), base_model=args.model,
                                           new_name=model, out_dir=str(args.out / "runs" / model),
                                           seed=seed)  # fmt: skip
-                outcome = finetune(request)
-                trained = {"best_val_dice": outcome.best_val_dice, "epochs": outcome.epochs_done}
+                if args.epochs:
+                    request.epochs = args.epochs
+                try:
+                    outcome = finetune(request)
+                except InputError as err:  # refused (nothing found): the user keeps the base
+                    trained = {"refused": str(err)}
+                else:
+                    trained = {
+                        "best_val_dice": outcome.best_val_dice,
+                        "epochs": outcome.epochs_done,
+                    }
             else:
                 trained = {"note": "model already trained by an earlier run"}
-            rows = _segment(model, test, args.out / "segmented" / model, args.device)
+            if "refused" in trained:
+                rows = read_results(args.out / "segmented" / f"kvasir_seg-test-{args.model}")
+                rows = rows if not args.test else [r for r in rows if r["name"] in test_names]
+            else:
+                rows = _segment(model, test, args.out / "segmented" / model, args.device)
             pool_dsc = {r["name"]: float(r["dsc_native"]) for r in pool_rows}
             record = {"strategy": strategy, "seed": seed, "chosen": names}
             record["chosen_pool_dsc"] = [pool_dsc[n] for n in names]
@@ -228,9 +246,11 @@ def table(log: Log) -> None:
         if done:
             values = np.array([r["dsc_native"] for r in done])
             seeds = ",".join(str(r["seed"]) for r in done)
+            refused = sum("refused" in r["finetune"] for r in done)
+            note = f"; {refused} fine-tune(s) refused, scored as the base" if refused else ""
             print(
                 f"  {strategy:<12} DSC native {values.mean():.2f} ± {values.std():.2f} % "
-                f"(seeds {seeds}; min {values.min():.2f}, max {values.max():.2f})"
+                f"(seeds {seeds}; min {values.min():.2f}, max {values.max():.2f}{note})"
             )
         else:
             print(f"  {strategy:<12} not run yet")
