@@ -124,7 +124,7 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
         assert (segmented / "soft" / f"{name}.png").read_bytes() == kept[name]
     from wavegms.inference.segmenter import Segmenter
 
-    fresh = Segmenter.load(new, device="cpu")
+    fresh = Segmenter.load(new, device="cpu", traced=False)  # no tracing: a faster test
     for name in session.pending():  # not reviewed: the new model's masks
         image = read_image(tiny_dataset / "images" / f"{name}.png")
         soft = np.round(fresh.segment(image)[1] * 255)
