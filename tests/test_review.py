@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wavegms.cli import main
-from wavegms.core.errors import InputError
+from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.data.images import read_image, read_mask
 from wavegms.inference.folder import run_folder
 from wavegms.inference.folder_items import folder_items
@@ -59,7 +59,7 @@ def test_results_carry_the_uncertainty_and_rank_orders_by_it(segmented, capsys):
     assert printed == order
 
 
-def test_accept_and_skip_move_on_and_are_kept(segmented, tiny_dataset, capsys):
+def test_accept_and_skip_move_on_and_are_kept(segmented, tiny_dataset, tiny_model_file, capsys):
     session = ReviewSession.open(segmented, tiny_dataset / "images", "tiny", project="p")
     order = session.pending()
     first = session.next()
@@ -85,9 +85,14 @@ def test_accept_and_skip_move_on_and_are_kept(segmented, tiny_dataset, capsys):
     assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()[:-1]] == order[2:]
 
 
-def test_a_new_review_needs_its_images_and_model(segmented):
+def test_a_new_review_needs_its_images_and_model(segmented, tiny_dataset):
     with pytest.raises(InputError, match="no review yet"):
         ReviewSession.open(segmented)
+    with pytest.raises(WaveGMSError, match="no model named or at 'nosuch'"):
+        ReviewSession.open(segmented, tiny_dataset / "images", "nosuch")
+    with pytest.raises(InputError, match="not a folder"):
+        ReviewSession.open(segmented, tiny_dataset / "absent", "nosuch")
+    assert not (segmented / REVIEW_JSON).exists()
 
 
 def test_rank_refuses_a_folder_without_a_sound_table(tmp_path, capsys):
@@ -133,7 +138,7 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
 
 
 def test_a_scored_review_keeps_every_row_in_the_table_and_summary(
-    tiny_dataset, segmenter, tmp_path
+    tiny_dataset, tiny_model_file, segmenter, tmp_path
 ):
     from wavegms.data.pairs import find_pairs
     from wavegms.inference.folder_items import pair_items

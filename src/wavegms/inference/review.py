@@ -116,6 +116,12 @@ class ReviewSession:
                     f"{out_dir} has no review yet: give the images folder and the model its "
                     "masks came from"
                 )
+            for folder in (images_dir, gt_dir):
+                if folder and not Path(folder).is_dir():
+                    raise InputError(f"{folder} does not exist or is not a folder")
+            from wavegms.store.catalogue import resolve_model
+
+            resolve_model(str(model))  # an unknown model is refused now, not at fine-tuning
             state = ReviewState(str(images_dir), str(model), project, str(gt_dir or ""), threshold)
         TrainingSet(state.project)  # refuse a bad project name before any work
         session = cls(out_dir, state)
