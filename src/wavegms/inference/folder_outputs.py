@@ -142,7 +142,7 @@ def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
         "height": int(mask.shape[0]),
         "width": int(mask.shape[1]),
         "mask_area": int(np.count_nonzero(mask)),
-        "uncertainty": uncertainty(soft),  # the soft PNG as written: the same number to 1/255
+        "uncertainty": uncertainty(soft),  # from the soft PNG: the number the run wrote
     }
 
 

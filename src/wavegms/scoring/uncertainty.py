@@ -30,8 +30,8 @@ uncertain BUSI test images have a mean DSC of 28.6%, the ten least uncertain 90.
 120 below 10% DSC, 41 with no overlap at all) and is confidently wrong, so a low uncertainty
 there does not mean a good mask. The review order is for images like the model's own.
 
-numpy only: no torch, no scipy; it runs on the native-size soft mask a run writes, so a
-resumed run computes the same number from ``soft/<name>.png``.
+numpy only: no torch, no scipy. It runs on the native-size soft mask in the 1/255 steps of
+``soft/<name>.png``, so a resumed run computes the same number from the file.
 """
 
 from __future__ import annotations
@@ -55,11 +55,16 @@ def _checked(soft: np.ndarray) -> np.ndarray:
     if soft.ndim != 2 or soft.size == 0:
         raise InputError(f"a soft mask must be one non-empty 2D plane, got shape {soft.shape}")
     if np.issubdtype(soft.dtype, np.integer):  # a soft PNG as read back: 0-255
-        soft = soft.astype(np.float32) / 255.0
-    soft = soft.astype(np.float32, copy=False)
-    if not np.isfinite(soft).all() or soft.min() < 0.0 or soft.max() > 1.0:
-        raise InputError("a soft mask must hold finite values in [0, 1]")
-    return soft
+        if soft.min() < 0 or soft.max() > 255:
+            raise InputError("a soft mask read as integers must hold values 0-255")
+        levels = soft
+    else:
+        if not np.isfinite(soft).all() or soft.min() < 0.0 or soft.max() > 1.0:
+            raise InputError("a soft mask must hold finite values in [0, 1]")
+        levels = np.round(soft.astype(np.float32) * 255.0)  # as write_png stores it
+    # In 1/255 steps, as the soft PNG holds it: a float mask and the PNG written from it give
+    # the very same number, so a resumed run's table equals an uninterrupted one's.
+    return levels.astype(np.float32) / 255.0
 
 
 def band_share(soft: np.ndarray) -> float:
