@@ -277,6 +277,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    """The review order of an output folder: most uncertain first, reviewed images left out."""
+    from wavegms.core.files import read_json
+    from wavegms.inference.review import REVIEW_JSON, read_results, review_order
+
+    out = Path(args.output)
+    rows = {row["name"]: row for row in read_results(out)}
+    done: set[str] = set()
+    if (out / REVIEW_JSON).is_file():
+        state = read_json(out / REVIEW_JSON)
+        done = {*state.get("accepted", []), *state.get("skipped", [])}
+    order = [name for name in review_order(list(rows.values())) if name not in done]
+    for rank, name in enumerate(order, 1):
+        row = rows[name]
+        score = f"  DSC {row['dsc_native']:6.2f}%" if "dsc_native" in row else ""
+        print(f"{rank:4d}  {row['uncertainty']:.4f}  {row['mask_area']:>9d} px{score}  {name}")
+    if done:
+        print(f"({len(done)} image(s) already reviewed are not listed)")
+    return 0
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from wavegms.core.progress import TextProgressBar
     from wavegms.training.finetune import finetune
@@ -560,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--finetune-baseline", action="store_true", help="also time the full (slow) schedule"
     )
     p.set_defaults(func=cmd_bench)
+
+    p = command("rank", "print an output folder's review order, most uncertain first")
+    p.add_argument("output", help="output folder of segment/evaluate (results.csv)")
+    p.set_defaults(func=cmd_rank)
 
     p = command("models", "list shipped and user models")
     p.set_defaults(func=cmd_models)

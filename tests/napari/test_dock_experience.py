@@ -21,7 +21,7 @@ from wavegms.napari import close_guard
 from wavegms.napari.batch import open_batch_dialog
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
-from wavegms.napari.training_set import TrainingSet
+from wavegms.training.training_set import TrainingSet
 
 pytestmark = pytest.mark.napari
 

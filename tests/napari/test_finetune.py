@@ -16,8 +16,8 @@ from wavegms.napari import close_guard
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
 from wavegms.napari.settings import blank_request
-from wavegms.napari.training_set import TrainingSet
 from wavegms.training.finetune import FinetuneRequest
+from wavegms.training.training_set import TrainingSet
 
 pytestmark = pytest.mark.napari
 

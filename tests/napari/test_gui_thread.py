@@ -30,6 +30,7 @@ from qtpy.QtWidgets import QApplication
 
 from wavegms.napari.batch import open_batch_dialog
 from wavegms.napari.finetune import FinetuneWidget
+from wavegms.napari.review import ReviewWidget
 from wavegms.napari.segment import SegmentWidget
 
 viewer = napari.Viewer(show=False)
@@ -37,6 +38,7 @@ viewer.open_sample("napari-wavegms", "ultrasound")  # the sample data contributi
 segment = SegmentWidget(viewer)
 viewer.window.add_dock_widget(segment, name="Segment")
 viewer.window.add_dock_widget(FinetuneWidget(viewer), name="Fine-tune")
+viewer.window.add_dock_widget(ReviewWidget(viewer), name="Review results")
 open_batch_dialog(viewer)
 assert "torch" not in sys.modules, "building a widget imported torch"
 

@@ -19,7 +19,11 @@ def test_manifest_is_installed_and_valid():
     assert manifest.name == "napari-wavegms"
     assert (importlib.resources.files("wavegms") / "napari.yaml").is_file()
     contributions = manifest.contributions
-    assert {w.display_name for w in contributions.widgets} == {"Segment", "Fine-tune"}
+    assert {w.display_name for w in contributions.widgets} == {
+        "Segment",
+        "Fine-tune",
+        "Review results",
+    }
     assert [s.key for s in contributions.sample_data] == ["ultrasound"]
     menu = contributions.menus["napari/layers/segment"]
     assert [item.command for item in menu] == ["napari-wavegms.batch"]
@@ -38,7 +42,7 @@ def test_widget_modules_do_not_import_torch():
     code = (
         "import sys\n"
         "import wavegms.napari.segment, wavegms.napari.finetune, wavegms.napari.batch\n"
-        "import wavegms.napari.sample\n"
+        "import wavegms.napari.sample, wavegms.napari.review\n"
         "heavy = ('torch', 'wavegms.inference.segmenter', 'wavegms.training.trainer')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, heavy\n"

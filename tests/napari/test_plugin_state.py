@@ -16,7 +16,7 @@ from wavegms.napari.settings import (
     save_settings,
     settings_path,
 )
-from wavegms.napari.training_set import TrainingSet
+from wavegms.training.training_set import TrainingSet
 
 
 def test_settings_round_trip_and_tolerate_bad_files():

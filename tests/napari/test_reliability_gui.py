@@ -14,7 +14,7 @@ from reliability.cases import case
 from wavegms.napari import segment as segment_module
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
-from wavegms.napari.training_set import TrainingSet
+from wavegms.training.training_set import TrainingSet
 
 pytestmark = pytest.mark.napari
 

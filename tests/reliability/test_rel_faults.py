@@ -210,7 +210,7 @@ def test_killed_between_the_checkpoint_files(tiny_dataset, tmp_path, monkeypatch
     "fine-tuning) removes the half-written pair; adding works again",
 )
 def test_killed_while_adding_a_pair(tmp_path):
-    from wavegms.napari.training_set import TrainingSet
+    from wavegms.training.training_set import TrainingSet
 
     pairs = TrainingSet("proj")
     first = pairs.add(np.full((20, 24), 90, np.uint8), np.ones((20, 24), np.uint8), "first")
@@ -221,7 +221,7 @@ def test_killed_while_adding_a_pair(tmp_path):
         import os, signal
         import numpy as np
         from skimage import io as skio
-        from wavegms.napari.training_set import TrainingSet
+        from wavegms.training.training_set import TrainingSet
 
         real_imsave = skio.imsave
 

@@ -12,8 +12,8 @@ from skimage.io import imsave
 from wavegms.core.errors import InputError, MaskWarning
 from wavegms.data.images import read_image, read_mask
 from wavegms.data.pairs import dataset_pairs, load_pair
-from wavegms.napari.training_set import TrainingSet
 from wavegms.training.dataset import InMemoryDataset
+from wavegms.training.training_set import TrainingSet
 
 from .cases import case
 

@@ -56,6 +56,7 @@ from wavegms.scoring.scores import (
     summarise_scores,
     summary_record,
 )
+from wavegms.scoring.uncertainty import uncertainty
 
 if TYPE_CHECKING:
     from wavegms.inference.segmenter import Segmenter
@@ -149,6 +150,7 @@ def _finish(
         "height": image.shape[0],
         "width": image.shape[1],
         "mask_area": int(np.count_nonzero(binary)),
+        "uncertainty": uncertainty(soft),  # the review order (wavegms.scoring.uncertainty)
     }
     row.update(spacing_cells(item.spacing, row["mask_area"]))
     if image.truth is not None:

@@ -17,6 +17,7 @@ from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
 from wavegms.data.images import read_image
 from wavegms.inference.folder_items import FolderItem
 from wavegms.scoring.scores import SCORE_KEYS, SUMMARY_KEYS, score_table
+from wavegms.scoring.uncertainty import uncertainty
 
 RESULTS_CSV = "results.csv"
 
@@ -26,7 +27,7 @@ SUMMARY_JSON = "summary.json"
 
 IMAGE_COLUMNS = (
     "name", "file", "height", "width", "mask_area",
-    "row_spacing_mm", "col_spacing_mm", "mask_area_mm2",
+    "row_spacing_mm", "col_spacing_mm", "mask_area_mm2", "uncertainty",
 )  # fmt: skip
 
 
@@ -142,10 +143,10 @@ def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
     if not (mask_path.is_file() and soft_path.is_file()):
         return None
     try:
-        mask = read_image(mask_path)
+        mask, soft = read_image(mask_path), read_image(soft_path)
     except (WaveGMSError, OSError, ValueError):
         return None  # unreadable: made again
-    if mask.ndim != 2:
+    if mask.ndim != 2 or soft.shape != mask.shape:
         return None  # not a mask this pipeline wrote: made again
     area = int(np.count_nonzero(mask))
     return {
@@ -155,6 +156,7 @@ def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
         "width": int(mask.shape[1]),
         "mask_area": area,
         **spacing_cells(item.spacing, area),
+        "uncertainty": uncertainty(soft),  # from the soft PNG: the number the run wrote
     }
 
 

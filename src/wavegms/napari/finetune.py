@@ -44,8 +44,8 @@ from wavegms.napari.layers import LayerWatcher, current_plane
 from wavegms.napari.plot import LossPlot
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
-from wavegms.napari.training_set import TrainingSet, safe_name
 from wavegms.training.finetune import MIN_PAIRS, MIN_VAL_IMAGES, FinetuneRequest, new_run_dir
+from wavegms.training.training_set import TrainingSet, safe_name
 
 if TYPE_CHECKING:
     import napari

@@ -1,4 +1,5 @@
-"""The fine-tune dock's collected image/mask pairs, one folder per project on disk.
+"""Collected image/mask pairs (the fine-tune dock's and the review loop's), one folder per
+project on disk.
 
 ``<data dir>/finetune/<project>/images/<name>.png``, ``masks/<name>.png`` and
 ``manifest.json`` (one entry per pair, in the order they were added). Every file is written
