@@ -89,7 +89,7 @@ def test_batch_panel_segments_frames_and_slices(make_napari_viewer, tiny_model, 
     widget.model.value = "tiny"
     widget.run_button.native.click()
     wait_idle(qtbot, widget)
-    assert widget.status.value == "done", widget.status.value
+    assert widget.status.value.startswith("done: 5 of 5 image(s) written"), widget.status.value
     names = sorted(p.stem for p in (out / "masks").glob("*.png"))
     assert names == [f"{UID}_f0001", f"{UID}_f0002", f"{UID}_f0003", "vol_z0000", "vol_z0001"]
     with open(out / "results.csv", newline="") as f:

@@ -8,16 +8,17 @@ nibabel are optional (the ``clinical`` extra) and imported only when such a file
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from wavegms.core.errors import ImageReadError
 from wavegms.core.files import PathLike
+from wavegms.data import dicom, nifti
+from wavegms.data.clinical_header import ClinicalHeader
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -28,17 +29,6 @@ DICOM_MAGIC = b"DICM"
 
 Kind = Literal["dicom", "nifti"]
 T = TypeVar("T")
-
-
-class ClinicalHeader(NamedTuple):
-    """What a clinical file's header says, read without decoding a pixel."""
-
-    planes: int  # 2D planes: frames of a DICOM, slices (last axis) of a NIfTI volume
-    height: int
-    width: int
-    spacing: tuple[float, float] | None  # mm per pixel (row, column); None when not known
-    plane_spacing: float | None  # mm between slices (NIfTI); None for frames in time
-    uid: str | None  # the DICOM SOP Instance UID, when it can name files
 
 
 def format_suffix(path: PathLike) -> str:
@@ -82,20 +72,7 @@ def clinical_kind(path: PathLike, sniff: bool = False) -> Kind | None:
     return None
 
 
-def require(module: str, what: str, path: Path) -> ModuleType:
-    """Import an optional reader library, or say in one line which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImageReadError(
-            f"cannot read image {path}: reading {what} files needs {module}: "
-            "pip install 'napari-wavegms[clinical]'"
-        ) from exc
-
-
 def _module(kind: Kind) -> ModuleType:
-    from wavegms.data import dicom, nifti
-
     return dicom if kind == "dicom" else nifti
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wavegms.core.errors import ImageReadError
-from wavegms.data.clinical import ClinicalHeader, require
+from wavegms.data.clinical_header import ClinicalHeader, require
 
 #: a UID that can name files: digits and dots, at most 64 characters (PS3.5 9.1)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from wavegms.core.errors import ImageReadError
-from wavegms.data.clinical import ClinicalHeader, require
+from wavegms.data.clinical_header import ClinicalHeader, require
 
 #: NIfTI spatial units -> mm
 _MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}

@@ -1,0 +1,34 @@
+"""What a clinical file's header says, shared by the DICOM and NIfTI readers
+(:mod:`wavegms.data.dicom`, :mod:`wavegms.data.nifti`) and the dispatcher over them
+(:mod:`wavegms.data.clinical`), and the one way those readers import their optional library."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+from wavegms.core.errors import ImageReadError
+
+
+class ClinicalHeader(NamedTuple):
+    """What a clinical file's header says, read without decoding a pixel."""
+
+    planes: int  # 2D planes: frames of a DICOM, slices (last axis) of a NIfTI volume
+    height: int
+    width: int
+    spacing: tuple[float, float] | None  # mm per pixel (row, column); None when not known
+    plane_spacing: float | None  # mm between slices (NIfTI); None for frames in time
+    uid: str | None  # the DICOM SOP Instance UID, when it can name files
+
+
+def require(module: str, what: str, path: Path) -> ModuleType:
+    """Import an optional reader library, or say in one line which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImageReadError(
+            f"cannot read image {path}: reading {what} files needs {module}: "
+            "pip install 'napari-wavegms[clinical]'"
+        ) from exc
