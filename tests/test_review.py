@@ -15,7 +15,7 @@ from wavegms.inference.folder import run_folder
 from wavegms.inference.folder_items import folder_items
 from wavegms.inference.review import REVIEW_JSON, ReviewSession, read_results, review_order
 from wavegms.scoring.uncertainty import band_share, region_entropy, uncertainty
-from wavegms.training.finetune import FinetuneRequest
+from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest
 from wavegms.training.training_set import TrainingSet
 
 
@@ -111,9 +111,9 @@ def test_rank_refuses_a_folder_without_a_sound_table(tmp_path, capsys):
 
 def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, tiny_model_file):
     session = ReviewSession.open(segmented, tiny_dataset / "images", "tiny", project="p")
-    with pytest.raises(InputError, match="at least 2"):
+    with pytest.raises(InputError, match=f"at least {MIN_PAIRS}"):
         session.finetune_request()
-    accepted = session.pending()[:3]
+    accepted = session.pending()[:MIN_PAIRS]
     for name in accepted:
         session.accept(name, read_mask(tiny_dataset / "masks" / f"{name}.png"))
     kept = {n: (segmented / "soft" / f"{n}.png").read_bytes() for n in accepted}
@@ -125,7 +125,7 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
     assert new != "tiny" and session.state.models == [new]
     assert json.loads((segmented / REVIEW_JSON).read_text())["model"] == new
     report = session.resegment(device="cpu")
-    assert report.written == 5
+    assert report.written == 8 - MIN_PAIRS  # the images not reviewed
     rows = {r["name"]: r for r in read_results(segmented)}
     assert list(rows) == list(before)  # every image stays in the table, in its order
     for name in accepted:  # reviewed: untouched

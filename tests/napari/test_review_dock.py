@@ -21,13 +21,13 @@ pytestmark = pytest.mark.napari
 
 @pytest.fixture
 def segmented(tmp_path, tiny_model):
-    """Five small images segmented by the tiny model: (images folder, results folder)."""
+    """Eight small images segmented by the tiny model: (images folder, results folder)."""
     from wavegms.inference.folder import run_folder
     from wavegms.inference.folder_items import folder_items
     from wavegms.inference.segmenter import Segmenter
 
     images, out = tmp_path / "images", tmp_path / "out"
-    for i in range(5):
+    for i in range(8):
         write_png(images / f"scan{i}.png", speckle((48, 56), seed=i))
     run_folder(Segmenter.load(tiny_model, device="cpu"), folder_items(images), out)
     return images, out
@@ -70,7 +70,7 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
         widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())
     ]
     assert headers == ["name", "status", "mask area", "uncertainty"]  # no ground truth: no scores
-    status = {widget.table.item(r, 0).text(): widget.table.item(r, 1).text() for r in range(5)}
+    status = {widget.table.item(r, 0).text(): widget.table.item(r, 1).text() for r in range(8)}
     assert status[order[0]] == "accepted"
 
     widget.skip_button.native.click()
@@ -80,10 +80,14 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
     widget.accept_button.native.click()
     qtbot.waitUntil(lambda: widget.current == order[3], timeout=30_000)
     assert len(TrainingSet("review").names()) == 2
+    for i in range(3, 6):  # the fine-tune needs 5 pairs
+        widget.accept_button.native.click()
+        qtbot.waitUntil(lambda i=i: widget.current == order[i + 1], timeout=30_000)
+    assert len(TrainingSet("review").names()) == 5
 
     request = dataclasses.replace(blank_request(), epochs=1, batch_size=2, augment=False)
     save_settings(FinetuneSettings(request=request))  # the fine-tune dock's settings
-    reviewed = {n: (out / "soft" / f"{n}.png").read_bytes() for n in order[:3]}
+    reviewed = {n: (out / "soft" / f"{n}.png").read_bytes() for n in order[:6]}
     widget.run_button.native.click()
     assert widget.busy and widget.phase == "finetune"
     qtbot.waitUntil(lambda: widget.phase == "" and not widget.busy, timeout=240_000)
@@ -93,4 +97,4 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
     for name, data in reviewed.items():  # reviewed images keep their masks
         assert (out / "soft" / f"{name}.png").read_bytes() == data
     assert set(widget.names()) == set(order)
-    assert widget.current in order[3:]
+    assert widget.current in order[6:]

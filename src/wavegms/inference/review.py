@@ -35,7 +35,7 @@ from wavegms.inference.folder_outputs import (
     output_paths,
 )
 from wavegms.scoring.scores import SCORE_KEYS, summarise_scores, summary_record
-from wavegms.training.finetune import FinetuneOutcome, FinetuneRequest, finetune
+from wavegms.training.finetune import MIN_PAIRS, FinetuneOutcome, FinetuneRequest, finetune
 from wavegms.training.training_set import Entry, TrainingSet
 
 REVIEW_JSON = "review.json"
@@ -202,9 +202,10 @@ class ReviewSession:
         """The dock's settings (``template``; default: the library's) on the accepted pairs,
         from the current model, to a new name."""
         pairs = TrainingSet(self.state.project)
-        if len(pairs.names()) < 2:
+        if len(pairs.names()) < MIN_PAIRS:  # the fine-tune's own least, said before it starts
             raise InputError(
-                f"accept at least 2 images before fine-tuning ({len(pairs.names())} so far)"
+                f"accept at least {MIN_PAIRS} images before fine-tuning "
+                f"({len(pairs.names())} so far)"
             )
         pairs.tidy()
         base = template or FinetuneRequest(data_dir="", base_model="", new_name="")

@@ -1,10 +1,10 @@
 """The fine-tune dock: collect corrected image/labels pairs, then fine-tune a new model.
 
-Pairs go to disk at once (``training_set``). Training is a job in a child process
-(``runner.ProcessJob`` running ``finetune_job.train_process``), so napari stays responsive and
-Stop is quick. The library trains and installs the best epoch under the new name; the dock
-shows what it made and selects it in the Segment widgets. Base and shipped models are never
-written to.
+Pairs go to disk at once (``training.training_set``). Training is a job in a child process
+(``runner.ProcessJob`` over ``python -m wavegms.napari.finetune_job``), so napari stays
+responsive and Stop is quick. The library trains and installs the best epoch under the new
+name; the dock shows what it made and selects it in the Segment widgets. Base and shipped models
+are never written to.
 """
 
 from __future__ import annotations

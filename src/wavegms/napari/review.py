@@ -26,7 +26,7 @@ from wavegms.core.errors import InputError
 from wavegms.inference.review import ReviewSession
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import complete_device_list, device_choices, model_choices
-from wavegms.napari.finetune_job import train_process
+from wavegms.napari.finetune_job import launch
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import BatchSettings, FinetuneSettings, load_settings
 from wavegms.training.finetune import new_run_dir
@@ -108,7 +108,7 @@ class ReviewWidget(JobForm):
         self.table.setSortingEnabled(True)
         self.extend([self.out_dir, self.images_dir, self.gt_dir, self.model, self.device])
         self.extend([self.project, self.open_button])
-        self.native.layout().addWidget(self.table)
+        self.content.layout().addWidget(self.table)
         self.extend([self.soft_button, self.accept_button, self.skip_button])
         self.add_job_controls()
         complete_device_list(self.device, "auto")
@@ -117,6 +117,7 @@ class ReviewWidget(JobForm):
         self.accept_button.changed.connect(guarded(self.accept, self.status))
         self.skip_button.changed.connect(guarded(self.skip, self.status))
         self.table.itemSelectionChanged.connect(guarded(self._row_chosen, self.status))
+        self.finish_layout()
 
     # -- the table -----------------------------------------------------------------------
     def open_results(self, _value=None) -> None:
@@ -245,7 +246,7 @@ class ReviewWidget(JobForm):
         request = self.session.finetune_request(template)
         request = dataclasses.replace(request, out_dir=str(new_run_dir(request.new_name)))
         self.request, self.phase = request, "finetune"
-        self.start_process(train_process, f"fine-tuning {request.new_name}", request)
+        self.start_process(launch, f"fine-tuning {request.new_name}", request, request.epochs)
 
     def on_returned(self, result) -> None:
         if self.phase == "finetune":
