@@ -146,11 +146,14 @@ def test_finetune_makes_a_new_model_and_leaves_the_base_alone(
     out = capsys.readouterr().out
     assert "finished after 2 epoch(s)" in out and "saved as model 'mine'" in out
     assert "mine" in list_models() and tiny_model_file.read_bytes() == base
-    # The fast CPU schedule cached two views (plain + augmented) of the 6 training pairs.
+    # The fast CPU schedule cached two views (plain + augmented) of the training pairs: the
+    # 8 pairs less the validation images the best epoch is chosen on.
     from safetensors.torch import load_file
 
+    from wavegms.training.finetune import MIN_VAL_IMAGES
+
     views = load_file(tmp_path / "r" / "views2.safetensors")
-    assert views["image"].shape[0] == 2 * 6
+    assert views["image"].shape[0] == 2 * (8 - MIN_VAL_IMAGES)
     assert main(args) == 2  # the name is taken now: refused, nothing overwritten
     assert "exists" in capsys.readouterr().err
 

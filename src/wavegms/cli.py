@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data,
         out_dir=args.out,
         epochs=args.epochs,
-        device=args.device or ("cuda" if args.gpus else None),
+        device="cuda" if args.device is None and args.gpus else args.device,
         init_model=args.init_model,
         time_budget_s=budget,
     )
