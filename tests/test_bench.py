@@ -44,3 +44,20 @@ def test_peak_rss_is_measured_per_path_in_a_fresh_process(tiny_model_file):
 
     rss = path_peak_rss_mb("tiny", backends=("eager",))
     assert set(rss) == {"eager"} and 50 < rss["eager"] < 5000
+
+
+def test_a_fresh_process_reports_its_own_peak_not_its_parents():
+    """ru_maxrss survives execve: a child started by a big process must not report the
+    parent's peak as its own."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from wavegms.bench import peak_rss_mb
+
+    block = np.ones(400 * 2**20, np.uint8)  # touched: 400 MB resident in this process
+    code = "from wavegms.bench import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout)  # fmt: skip
+    assert block.sum() == block.size and peak_rss_mb() > child + 300

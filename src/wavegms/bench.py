@@ -44,8 +44,17 @@ class Timing:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process so far. On Linux it is the memory map's high-water
+    mark (VmHWM): ``ru_maxrss`` survives ``execve``, so a fresh process started by a big one
+    would report its parent's peak (every path of the bench read the same 1596 MB)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / 1024 if platform.system() != "Darwin" else rss / 2**20
 
 
