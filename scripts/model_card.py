@@ -71,6 +71,7 @@ def card(
     else:
         augment = "on every batch" if train["augment"] else "off"
     best = max(history, key=lambda row: row["val_dice"])
+    dataset = Path(train["data_dir"]).name  # configs are named after their dataset folder
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -88,6 +89,11 @@ def card(
         f"{train['lr']} (warm-up {train['warmup_epochs']}, cosine), seed {train['seed']}, "
         f"augmentation: {augment}; Dice through the decoder on heads "
         f"{', '.join(train['seg_heads'])} every {train['seg_every']} batch(es).",
+        *(
+            [f"- Started from the model `{Path(train['init_model']).stem}` (fine-tuned from it)."]
+            if train.get("init_model")
+            else []
+        ),
         f"- Wall time: {hours:.2f} h (sum of epochs) on {hardware}.",
         f"- Selected: epoch {best['epoch']}, validation Dice {best['val_dice']:.4f}.",
         "",
@@ -144,11 +150,9 @@ def card(
         "## Reproduce",
         "",
         "```bash",
-        f"wavegms train --config configs/{train['name']}_cpu.yaml"
-        f"   # configs/{train['name']}.yaml on a GPU",
+        f"wavegms train --config configs/{dataset}_cpu.yaml   # configs/{dataset}.yaml on a GPU",
         f"python scripts/ship_model.py RUN_DIR {name}",
-        f"wavegms evaluate --model {name} --data ../shared/data/{train['data_dir']} "
-        "--split test --out EVAL",
+        f"wavegms evaluate --model {name} --data ../shared/data/{dataset} --split test --out EVAL",
         f"python scripts/model_card.py {name} EVAL docs/model_cards/{name}.md",
         "```",
         "",

@@ -1,5 +1,5 @@
-"""The shipped model: listed, the default, loads from its safetensors file, and segments
-real BUSI test images about as well as its model card says."""
+"""The shipped models: listed, `busi` the default, load from their safetensors files, and
+segment real test images of their dataset about as well as their model cards say."""
 
 from __future__ import annotations
 
@@ -16,9 +16,20 @@ from wavegms.store.catalogue import default_model, read_config, resolve_model, s
 pytestmark = pytest.mark.shipped
 
 
-def test_busi_is_shipped_and_the_default():
-    assert "busi" in shipped_models() and default_model() == "busi"
-    config = read_config(resolve_model("busi"))
+#: shipped model -> its dataset folder and the least mean DSC on 6 of its test images (the
+#: cards report 75.6 % for busi over 130 images and 66.0 % for kvasir-seg over 120; these
+#: few must not be near chance: busi itself scores 7.9 % on Kvasir-SEG)
+SHIPPED = {"busi": ("busi", 0.6), "kvasir-seg": ("kvasir_seg", 0.35)}
+
+
+def test_busi_is_the_default():
+    assert default_model() == "busi"
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_model_is_shipped_without_training_paths(name):
+    assert name in shipped_models()
+    config = read_config(resolve_model(name))
     assert config["model"] == {"backend": "taef2", "latent_channels": 32, "image_size": 224}
     assert config["dtype"] == "float16"
     # No path on the training machine travels with the shipped file.
@@ -26,10 +37,12 @@ def test_busi_is_shipped_and_the_default():
 
 
 @pytest.mark.data
-def test_busi_segments_busi_test_images(data_root):
-    folder = data_root / "busi"
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_model_segments_its_test_images(data_root, name):
+    dataset, least = SHIPPED[name]
+    folder = data_root / dataset
     names = json.loads((folder / "split.json").read_text())["test"][:6]
-    segmenter = Segmenter.load("busi", device="cpu")
+    segmenter = Segmenter.load(name, device="cpu")
     dice = []
     for name in names:
         image = read_image(next((folder / "images").glob(f"{name}.*")))
@@ -37,5 +50,4 @@ def test_busi_segments_busi_test_images(data_root):
         binary, soft = segmenter.segment(image)
         assert binary.shape == truth.shape and soft.dtype == np.float32
         dice.append(score(binary, truth)["dsc"])
-    # The card reports 75.6 % mean test DSC over 130 images; these 6 must not be near chance.
-    assert np.mean(dice) > 0.6, dice
+    assert np.mean(dice) > least, dice
