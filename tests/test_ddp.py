@@ -9,7 +9,8 @@ import math
 import pytest
 
 from wavegms.training.config import TrainConfig
-from wavegms.training.distributed import Ranks, run_ranks, train_rank
+from wavegms.training.distributed import run_ranks, train_rank
+from wavegms.training.ranks import Ranks
 
 
 def _config(data, out, epochs: int) -> TrainConfig:

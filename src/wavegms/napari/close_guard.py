@@ -10,20 +10,32 @@ by itself, installing the best completed epoch (``finetune_job``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QApplication, QMessageBox
 
-if TYPE_CHECKING:
-    from wavegms.napari.finetune import FinetuneWidget
-
 STOP, BACKGROUND, STAY = "stop", "background", "stay"
+
+
+class TrainingForm(Protocol):
+    """What the guard needs of the form it guards (the fine-tune dock), named here so that
+    this module does not import the dock that imports it."""
+
+    native: Any
+    request: Any  # its ``new_name`` is the model being made
+    busy: bool
+
+    def ask_on_close(self) -> str: ...
+    def leave_in_background(self) -> None: ...
+    def stop_and_wait(self, seconds: float) -> None: ...
+
+
 #: How long closing waits for the stopped run to install its best epoch.
 STOP_WAIT_S = 120.0
 
 
-def ask_on_close(form: FinetuneWidget) -> str:
+def ask_on_close(form: TrainingForm) -> str:
     """Ask what to do with the running fine-tune: STOP, BACKGROUND or STAY."""
     box = QMessageBox(form.native)
     box.setWindowTitle("Fine-tuning is running")
@@ -45,7 +57,7 @@ class CloseGuard(QObject):
     left behind. The window is the form's own top-level window, watched from the moment
     training starts (napari's private window attribute is not for plugins)."""
 
-    def __init__(self, form: FinetuneWidget) -> None:
+    def __init__(self, form: TrainingForm) -> None:
         super().__init__()
         self.form = form
         self.window = None
@@ -77,7 +89,7 @@ class CloseGuard(QObject):
         return False
 
 
-def wait_until_idle(form: FinetuneWidget, seconds: float) -> bool:
+def wait_until_idle(form: TrainingForm, seconds: float) -> bool:
     """Process events (the job's timer included) until the form is idle; False on timeout."""
     end = time.monotonic() + seconds
     while form.busy and time.monotonic() < end:

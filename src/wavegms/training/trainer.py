@@ -4,7 +4,7 @@ One loop for the command line, the napari fine-tune dock and the benchmark. What
 (``dataset``), where its targets come from (``targets``), what it writes (``checkpoint``) and
 what it depends on (``config``) live in modules of their own. Running the same config again
 resumes from the last completed epoch, on the same loss curve. Given the
-:class:`~wavegms.training.distributed.Ranks` of a DDP run, the same loop runs as one rank of
+:class:`~wavegms.training.ranks.Ranks` of a DDP run, the same loop runs as one rank of
 it (the few places that differ say ``ranks``).
 """
 
@@ -33,7 +33,7 @@ from wavegms.training.losses import alignment_loss, latent_loss, segmentation_lo
 from wavegms.training.targets import Batch, autocast, frozen_targets
 
 if TYPE_CHECKING:
-    from wavegms.training.distributed import Ranks
+    from wavegms.training.ranks import Ranks
 
 BUDGET_MEASURED_EPOCHS = 2  # epochs timed before a time budget fixes the number of epochs
 BUDGET_MARGIN = 0.95  # share of the remaining budget planned for (epochs vary a little)
