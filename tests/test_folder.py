@@ -108,6 +108,21 @@ def test_cancel_keeps_what_was_written_and_its_table(folder, tmp_path, segmenter
     assert [r["name"] for r in _rows(out / "results.csv")] == ["a"]
 
 
+def test_a_killed_writers_temporary_files_are_cleared_and_nothing_else(folder, tmp_path, segmenter):
+    """A writer killed mid-write (a dask worker) leaves ``.<name>.<hex>.tmp.png`` files behind;
+    the run that holds the folder's lock clears them, and never a file of the user's."""
+    out = tmp_path / "out"
+    segment_folder(segmenter, folder, out)
+    stale = out / "masks" / ".a.png.0123456789ab.tmp.png"
+    stale.write_bytes(b"half a PNG")
+    (out / "soft" / ".b.png.abcdef012345.tmp.png").write_bytes(b"")
+    kept = out / "masks" / "my notes.tmp.png"  # not the temporary-file pattern
+    kept.write_text("the user's")
+    segment_folder(segmenter, folder, out, resume=True)
+    assert not stale.exists() and kept.read_text() == "the user's"
+    assert sorted(p.name for p in (out / "soft").iterdir()) == ["a.png", "b.png"]
+
+
 def test_an_empty_folder_is_refused(tmp_path, segmenter):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):

@@ -103,8 +103,9 @@ def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     """Delete the temporary files that :func:`atomic_write` calls in ``folder`` left behind
     when their process was killed; returns what was removed.
 
-    Only for folders one process writes at a time (a training run's folder): a temporary file
-    of a write still in progress elsewhere would be removed too.
+    Only for folders one process writes at a time (a training run's folder, a locked folder
+    run's outputs once its writers are done): a temporary file of a write still in progress
+    elsewhere would be removed too.
     """
     d = Path(folder)
     if not d.is_dir():

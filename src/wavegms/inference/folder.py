@@ -34,7 +34,14 @@ from wavegms.core.errors import (
     InputError,
     WaveGMSError,
 )
-from wavegms.core.files import PathLike, ensure_folder, write_json, write_png, write_text
+from wavegms.core.files import (
+    PathLike,
+    ensure_folder,
+    remove_stale_temporaries,
+    write_json,
+    write_png,
+    write_text,
+)
 from wavegms.core.lock import folder_lock
 from wavegms.core.progress import CancelToken, ProgressCallback, report
 from wavegms.data.images import read_image, read_mask
@@ -270,6 +277,10 @@ def _run(
     segment(
         predictor, todo, result, batch_size, overwrite, skip_unreadable, overlap, progress, cancel
     )
+    # The folder is locked to this run and its writers are done: a temporary file left now is
+    # a killed writer's (a dask worker that died mid-write), never one of the user's files.
+    for folder in (out_dir / "masks", out_dir / "soft"):
+        remove_stale_temporaries(folder)
     return write_results(result, items, kept)
 
 
