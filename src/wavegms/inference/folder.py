@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -81,7 +82,23 @@ class SoftPredictor(Protocol):
         ...
 
 
-SegmentStep = Callable[..., FolderReport]  # the signature of segment_items
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How a folder run's segment step works, the same whichever step runs it
+    (:func:`segment_items` here, ``folder_dask.segment_on_cluster`` on a cluster)."""
+
+    batch_size: int
+    overwrite: bool  # outputs of the images being segmented may be written over
+    skip_unreadable: bool  # list an unreadable image and go on, or stop the run
+    overlap: bool = True  # decode and write in threads beside the model
+    progress: ProgressCallback | None = None
+    cancel: CancelToken | None = None
+
+
+#: run_folder's segment step: (predictor, items left to do, the run's report, settings)
+SegmentStep = Callable[
+    [SoftPredictor, list[FolderItem], FolderReport, SegmentSettings], FolderReport
+]
 
 
 # ------------------------------------------------------------------------------ before any work
@@ -247,10 +264,12 @@ def run_folder(
             refuse_existing(items, out_dir)
         for folder in (out_dir / "masks", out_dir / "soft"):
             ensure_folder(folder)
+        settings = SegmentSettings(
+            batch_size, overwrite or resume, skip_unreadable, overlap, progress, cancel
+        )
         return _run(
-            predictor, items, out_dir, threshold, batch_size, overwrite or resume, resume,
-            skip_unreadable, overlap, progress, cancel, segment or segment_items,
-        )  # fmt: skip
+            predictor, items, out_dir, threshold, resume, settings, segment or segment_items
+        )
 
 
 def _run(
@@ -258,13 +277,8 @@ def _run(
     items: list[FolderItem],
     out_dir: Path,
     threshold: float,
-    batch_size: int,
-    overwrite: bool,
     resume: bool,
-    skip_unreadable: bool,
-    overlap: bool,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
+    settings: SegmentSettings,
     segment: SegmentStep,
 ) -> FolderReport:
     """:func:`run_folder` once its request is checked and its output folder locked."""
@@ -274,9 +288,7 @@ def _run(
     )
     result.kept = len(kept)
     todo = [item for item in items if item.name not in kept]
-    segment(
-        predictor, todo, result, batch_size, overwrite, skip_unreadable, overlap, progress, cancel
-    )
+    segment(predictor, todo, result, settings)
     # The folder is locked to this run and its writers are done: a temporary file left now is
     # a killed writer's (a dask worker that died mid-write), never one of the user's files.
     for folder in (out_dir / "masks", out_dir / "soft"):
@@ -288,18 +300,17 @@ def segment_items(
     predictor: SoftPredictor,
     items: list[FolderItem],
     result: FolderReport,
-    batch_size: int,
-    overwrite: bool,
-    skip_unreadable: bool,
-    overlap: bool,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
+    settings: SegmentSettings,
 ) -> FolderReport:
     """Segment ``items`` into ``result.out_dir`` (request checked, ``masks/`` and ``soft/``
     made), adding their rows, masks and skips to ``result``; no table. The step every folder
     run shares: :func:`run_folder` runs it over all images, a distributed run
     (:mod:`wavegms.inference.folder_dask`) over each worker's share."""
     out_dir, threshold, scored = result.out_dir, result.threshold, result.scored
+    batch_size, overwrite, skip_unreadable = (
+        settings.batch_size, settings.overwrite, settings.skip_unreadable
+    )  # fmt: skip
+    progress, cancel = settings.progress, settings.cancel
     size = int(predictor.image_size)
     stage = "evaluate" if scored else "segment"
     finishing: list[tuple[FolderItem, Future]] = []
@@ -319,7 +330,8 @@ def segment_items(
                 (item, pool.submit(_finish, item, small, image, out_dir, threshold, overwrite))
             )
 
-    with ThreadPoolExecutor(2, thread_name_prefix="wavegms-io") if overlap else _InOrder() as pool:
+    threads = settings.overlap
+    with ThreadPoolExecutor(2, thread_name_prefix="wavegms-io") if threads else _InOrder() as pool:
         batch: list[tuple[FolderItem, Decoded]] = []
         report(progress, stage, 0, len(items))
         for item, decoding in _decoded(items, pool, size):

@@ -34,7 +34,7 @@ import numpy as np
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.files import PathLike
 from wavegms.core.progress import CancelToken, ProgressCallback, report
-from wavegms.inference.folder import run_folder, segment_items
+from wavegms.inference.folder import SegmentSettings, run_folder, segment_items
 from wavegms.inference.folder_items import FolderItem
 from wavegms.inference.folder_outputs import FolderReport
 
@@ -117,9 +117,8 @@ def segment_share(
     segmenter, lock = worker_segmenter(model)
     share = FolderReport(Path(out_dir), len(items), threshold, segmenter.image_size, scored)
     with lock:
-        return segment_items(
-            segmenter, items, share, segmenter.batch_size, True, skip_unreadable, True, None, None
-        )
+        settings = SegmentSettings(segmenter.batch_size, True, skip_unreadable)
+        return segment_items(segmenter, items, share, settings)
 
 
 class ClusterModel:
@@ -138,12 +137,7 @@ def segment_on_cluster(
     predictor: ClusterModel,
     items: list[FolderItem],
     result: FolderReport,
-    batch_size: int,
-    overwrite: bool,
-    skip_unreadable: bool,
-    overlap: bool,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
+    settings: SegmentSettings,
 ) -> FolderReport:
     """run_folder's segment step on the cluster (same signature as ``segment_items``): one
     task per share, gathered as they finish, merged into ``result`` in input order."""
@@ -152,10 +146,11 @@ def segment_on_cluster(
     client, n = predictor.client, predictor.share_size
     shares = [items[i : i + n] for i in range(0, len(items), n)]
     run = uuid.uuid4().hex[:8]
-    settings = (str(result.out_dir), result.threshold, result.scored, skip_unreadable)
+    progress, cancel = settings.progress, settings.cancel
+    task = (str(result.out_dir), result.threshold, result.scored, settings.skip_unreadable)
     futures = [
         client.submit(
-            segment_share, predictor.model, share, *settings, key=f"wavegms-{run}-{i}", pure=False
+            segment_share, predictor.model, share, *task, key=f"wavegms-{run}-{i}", pure=False
         )
         for i, share in enumerate(shares)
     ]
