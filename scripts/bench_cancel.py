@@ -16,15 +16,13 @@ Everything goes to a temporary user folder (``WAVEGMS_HOME``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from napari_sandbox import busi_folder, sandboxed_viewer
+
 TARGET_S = 1.0
 
 
@@ -37,12 +35,6 @@ def wait(app, condition, timeout: float = 900) -> float:
         app.processEvents()
         time.sleep(0.005)
     return time.monotonic() - start
-
-
-def busi(args) -> tuple[Path, dict]:
-    root = args.data or Path(os.environ.get("WAVEGMS_DATA", REPO.parent / "shared" / "data"))
-    root = root / "busi" if (root / "busi").is_dir() else root
-    return root, json.loads((root / "split.json").read_text())
 
 
 def record(widget, stage: str, times: list[float]) -> None:
@@ -150,28 +142,13 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="busi", help="model name or path")
     parser.add_argument("--data", type=Path, help="BUSI folder (default $WAVEGMS_DATA/busi)")
     args = parser.parse_args(argv)
-    root, split = busi(args)
-    from wavegms.store.catalogue import model_paths, resolve_model
-
-    files = list(model_paths(resolve_model(args.model)))
-    with tempfile.TemporaryDirectory(prefix="wavegms-cancel-") as tmp:
-        os.environ["WAVEGMS_HOME"] = str(Path(tmp) / "home")
-        from wavegms.store.paths import user_models_dir
-
-        user_models_dir().mkdir(parents=True)
-        for source in files:
-            shutil.copyfile(source, user_models_dir() / f"bench{source.suffix}")
-        import napari
-        from qtpy.QtWidgets import QApplication
-
-        app = QApplication.instance() or napari.qt.get_qapp()
-        viewer = napari.Viewer(show=True)
+    root, split = busi_folder(args.data)
+    with sandboxed_viewer(args.model, "bench", "wavegms-cancel-") as (app, viewer, tmp):
         lines = [
             bench_segment(app, viewer, "bench", root, split["test"][:24]),
-            bench_batch(app, viewer, "bench", root, split["test"][:24], Path(tmp)),
+            bench_batch(app, viewer, "bench", root, split["test"][:24], tmp),
             bench_finetune(app, viewer, "bench", root, split["train"][:5]),
         ]
-        viewer.close()
     print("\n".join(lines))
     sys.stdout.flush()
 

@@ -10,14 +10,10 @@ user folder (``WAVEGMS_HOME``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from napari_sandbox import busi_folder, sandboxed_viewer
 
 
 def main(argv=None) -> None:
@@ -26,27 +22,12 @@ def main(argv=None) -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--data", type=Path, help="BUSI folder (default $WAVEGMS_DATA/busi)")
     args = parser.parse_args(argv)
-    root = args.data or Path(os.environ.get("WAVEGMS_DATA", REPO.parent / "shared" / "data"))
-    root = root / "busi" if (root / "busi").is_dir() else root
-    names = json.loads((root / "split.json").read_text())["train"][: args.pairs]
-    from wavegms.store.catalogue import model_paths, resolve_model
-
-    files = list(model_paths(resolve_model(args.model)))
-    with tempfile.TemporaryDirectory(prefix="wavegms-dock-ft-") as tmp:
-        os.environ["WAVEGMS_HOME"] = str(Path(tmp) / "home")
-        from wavegms.store.paths import user_models_dir
-
-        user_models_dir().mkdir(parents=True)
-        for source in files:
-            shutil.copyfile(source, user_models_dir() / f"base{source.suffix}")
-        import napari
-        from qtpy.QtWidgets import QApplication
-
+    root, split = busi_folder(args.data)
+    names = split["train"][: args.pairs]
+    with sandboxed_viewer(args.model, "base", "wavegms-dock-ft-") as (app, viewer, _):
         from wavegms.data.images import read_image, read_mask
         from wavegms.napari.finetune import FinetuneWidget
 
-        app = QApplication.instance() or napari.qt.get_qapp()
-        viewer = napari.Viewer(show=True)
         widget = FinetuneWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Fine-tune")
         for n in names:
@@ -77,7 +58,6 @@ def main(argv=None) -> None:
         print(f"wall time: {wall:.1f} s (press to result)")
         print(f"status: {widget.status.value}")
         print(f"plot marks epoch {widget.plot.chosen} on {widget.plot.val_images} val images")
-        viewer.close()
 
 
 if __name__ == "__main__":
