@@ -198,7 +198,7 @@ def launch(run: Run, config: Path, pack: Path, runs_root: Path, device: str, bud
     run_dir = runs_root / run.name
     run.log = runs_root / f"{run.name}.log"
     command = [
-        *(sys.executable, "-m", "wavegms.cli", "train", "--config", str(config)),
+        *(sys.executable, "-m", "wavegms", "train", "--config", str(config)),
         *("--data", str(pack / run.dataset), "--out", str(run_dir), "--device", device),
         *("--time-budget", budget),
     ]

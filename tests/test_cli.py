@@ -161,7 +161,7 @@ def test_finetune_makes_a_new_model_and_leaves_the_base_alone(
 def test_option_bounds_lie_within_the_training_settings():
     """The CLI refuses a training number before torch is imported; it may never accept one
     that the training config (the final word) would refuse."""
-    from wavegms.cli import BOUNDS
+    from wavegms.cli.options import BOUNDS
     from wavegms.training.config import _NUMBERS
 
     for name in ("epochs", "lr", "batch_size", "val_fraction"):

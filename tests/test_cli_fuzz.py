@@ -23,7 +23,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wavegms.cli import Bounded, build_parser, main
+from wavegms.cli import build_parser, main
+from wavegms.cli.options import Bounded
 from wavegms.store.catalogue import NAME_PATTERN
 from wavegms.training.config import _NUMBERS
 

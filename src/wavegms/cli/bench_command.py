@@ -1,0 +1,109 @@
+"""``wavegms bench``: latency, memory, accuracy and throughput of every inference path beside
+its baseline in one run (the functions are ``wavegms.bench`` and ``wavegms.bench_paths``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from wavegms.cli.options import BOUNDS, model_name
+from wavegms.core.errors import WaveGMSError
+
+
+def add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model to time (default: random weights, same cost)")
+    p.add_argument("--size", type=BOUNDS["size"], default=224, help="model input size (pixels)")
+    p.add_argument("--height", type=BOUNDS["side"], default=472, help="input image height")
+    p.add_argument("--width", type=BOUNDS["side"], default=564, help="input image width")
+    p.add_argument(
+        "--repeats", type=BOUNDS["repeats"], default=10, help="timed runs per measurement"
+    )
+    p.add_argument(
+        "--threads", type=BOUNDS["threads"], default=2, help="torch threads (0: torch default)"
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
+    p.add_argument(
+        "--backends",
+        help="paths to time beside eager, comma-separated: traced,onnx,int8 (default: all)",
+    )
+    p.add_argument("--score-data", help="dataset folder (BUSI): test-split DSC/HD95 of every path")
+    p.add_argument(
+        "--rss", action="store_true", help="peak RSS of each path alone, in fresh processes"
+    )
+    p.add_argument(
+        "--folder", type=BOUNDS["folder"], default=20, help="images in the folder test (0: skip)"
+    )
+    p.add_argument("--finetune-data", help="dataset folder: time fine-tuning on 10 of its pairs")
+    p.add_argument(
+        "--finetune-epochs",
+        type=BOUNDS["epochs"],
+        default=10,
+        help="epochs of the fine-tuning timing",
+    )
+    p.add_argument(
+        "--finetune-baseline", action="store_true", help="also time the full (slow) schedule"
+    )
+    p.set_defaults(func=run_bench_command)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from wavegms.bench import format_extra, format_report, run_bench, time_finetune, time_folder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = None
+    if args.model:
+        from wavegms.store.model_files import load_segmentation_model
+
+        model = load_segmentation_model(args.model, "cpu")
+    shape = (args.height, args.width)
+    backends = tuple(b for b in args.backends.split(",") if b) if args.backends else None
+    results = run_bench(
+        model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends
+    )
+    print(format_report(results, args.size, shape), flush=True)
+    if args.rss:
+        _print_rss(args.model)
+    if args.score_data:
+        from wavegms.bench_paths import format_scores, score_paths
+
+        if model is None:
+            raise WaveGMSError("--score-data needs --model (random weights score nothing)")
+        print(
+            format_scores(score_paths(model, args.score_data, backends=backends), args.score_data)
+        )
+    folder = None
+    if args.folder:
+        folder = time_folder(model or _random_model(args.size), args.folder, shape)
+    finetunes = []
+    if args.finetune_data:
+        base = model_name(args.model)
+        finetunes.append(time_finetune(args.finetune_data, base, epochs=args.finetune_epochs))
+        if args.finetune_baseline:
+            finetunes.append(
+                time_finetune(args.finetune_data, base, epochs=args.finetune_epochs, fast=False)
+            )
+    print(format_extra(folder, finetunes))
+    return 0
+
+
+def _print_rss(model: str | None) -> None:
+    from wavegms.bench_paths import path_peak_rss_mb
+
+    if not model:
+        raise WaveGMSError("--rss needs --model (it is loaded again in fresh processes)")
+    rss = path_peak_rss_mb(model)
+    print(
+        "peak RSS of inference alone (fresh process per path): "
+        + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()),
+        flush=True,
+    )
+
+
+def _random_model(size: int):
+    """A model of the same cost with random weights: timing needs no trained model."""
+    from wavegms.net.autoencoders import load_autoencoder
+    from wavegms.net.model import ModelConfig, WaveGMS
+
+    return WaveGMS(ModelConfig(image_size=size)).attach(load_autoencoder("taef2"))

@@ -1,0 +1,134 @@
+"""``wavegms segment``, ``evaluate`` and ``rank``: every one a folder run through
+``inference.folder.run_folder`` (or its dask variant), or a reading of one's outputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wavegms.cli.options import BOUNDS, add_model_options, add_overwrite_option, model_name
+from wavegms.core.errors import WaveGMSError
+
+
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    add_model_options(p)
+    p.add_argument("--data", required=True, help="folder with images/, masks/ and split.json")
+    p.add_argument("--split", default="test", help="split name in the split file")
+    p.add_argument("--split-file", help="split JSON (default: <data>/split.json)")
+    p.add_argument("--out", help="output folder (default: ./wavegms-eval-<model>-<split>)")
+    add_overwrite_option(p)
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.data.pairs import dataset_pairs
+    from wavegms.inference.folder import run_folder
+    from wavegms.inference.folder_items import pair_items
+    from wavegms.inference.segmenter import Segmenter
+
+    name = model_name(args.model)
+    pairs = dataset_pairs(args.data, args.split_file, args.split)
+    out = Path(args.out) if args.out else Path(f"wavegms-eval-{Path(name).stem}-{args.split}")
+    segmenter = Segmenter.load(name, device=args.device, threshold=args.threshold)
+    report = run_folder(
+        segmenter,
+        pair_items(pairs),
+        out,
+        threshold=segmenter.threshold,
+        batch_size=segmenter.batch_size,
+        overwrite=args.overwrite,
+        skip_unreadable=False,  # a score over fewer images than the split would mislead
+        progress=TextProgressBar(),
+    )
+    print(f"model {name}, {args.data} split {args.split!r}: {len(pairs)} images")
+    print(report.summary())
+    return 0
+
+
+def add_segment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="folder of images (png, jpg, bmp, tif)")
+    p.add_argument("output", help="output folder: masks/, soft/ and results.csv")
+    add_model_options(p)
+    add_overwrite_option(p)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into OUTPUT: keep its finished masks, redo the rest",
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=BOUNDS["processes"],
+        metavar="N",
+        help="spread the images over a local dask cluster of N worker processes",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="spread the images over the dask cluster at ADDRESS (e.g. tcp://host:8786)",
+    )
+    p.set_defaults(func=run_segment)
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.inference.folder import segment_folder
+    from wavegms.inference.segmenter import Segmenter
+
+    src = Path(args.input)
+    if not src.exists():
+        raise WaveGMSError(f"input {src} does not exist")
+    if args.workers or args.scheduler:
+        report = _segment_on_cluster(args, src)
+    else:
+        segmenter = Segmenter.load(
+            model_name(args.model), device=args.device, threshold=args.threshold
+        )
+        report = segment_folder(
+            segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
+            progress=TextProgressBar(),
+        )  # fmt: skip
+    print(report.summary())
+    return 1 if report.skipped and not report.written else 0
+
+
+def _segment_on_cluster(args: argparse.Namespace, src: Path):
+    """``segment --workers N | --scheduler ADDRESS``: the folder run on a dask cluster."""
+    from wavegms.core.progress import TextProgressBar
+    from wavegms.inference.folder_dask import dask_client, local_torch_threads, run_folder_dask
+    from wavegms.inference.folder_items import folder_items
+
+    threads = local_torch_threads(args.workers) if args.workers else None
+    with dask_client(args.workers, args.scheduler) as client:
+        return run_folder_dask(
+            model_name(args.model), folder_items(src), args.output, client,
+            device=args.device, threshold=args.threshold, torch_threads=threads,
+            overwrite=args.overwrite, resume=args.resume, progress=TextProgressBar(),
+        )  # fmt: skip
+
+
+def add_rank(p: argparse.ArgumentParser) -> None:
+    p.add_argument("output", help="output folder of segment/evaluate (results.csv)")
+    p.set_defaults(func=run_rank)
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    """The review order of an output folder: most uncertain first, reviewed images left out."""
+    from wavegms.core.files import read_json
+    from wavegms.inference.review import REVIEW_JSON, read_results, review_order
+
+    out = Path(args.output)
+    rows = {row["name"]: row for row in read_results(out)}
+    done: set[str] = set()
+    if (out / REVIEW_JSON).is_file():
+        state = read_json(out / REVIEW_JSON)
+        done = {*state.get("accepted", []), *state.get("skipped", [])}
+    order = [name for name in review_order(list(rows.values())) if name not in done]
+    for rank, name in enumerate(order, 1):
+        row = rows[name]
+        score = f"  DSC {row['dsc_native']:6.2f}%" if "dsc_native" in row else ""
+        print(f"{rank:4d}  {row['uncertainty']:.4f}  {row['mask_area']:>9d} px{score}  {name}")
+    if done:
+        print(f"({len(done)} image(s) already reviewed are not listed)")
+    return 0
