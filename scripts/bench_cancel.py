@@ -111,7 +111,8 @@ def bench_batch(app, viewer, model: str, root: Path, names: list[str], work: Pat
 
 
 def bench_finetune(app, viewer, model: str, root: Path, names: list[str]) -> str:
-    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.images import read_image
+    from wavegms.data.masks import read_mask
     from wavegms.napari.finetune import FinetuneWidget
 
     widget = FinetuneWidget(viewer)

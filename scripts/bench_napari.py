@@ -69,7 +69,8 @@ def dock_finetune(viewer, segment, data_dir: str, model: str, n: int, epochs: in
     """Collect ``n`` pairs in the dock, fine-tune, and report the wall time and the result."""
     from qtpy.QtWidgets import QApplication
 
-    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.images import read_image
+    from wavegms.data.masks import read_mask
     from wavegms.data.pairs import dataset_pairs
 
     _, dock = viewer.window.add_plugin_dock_widget("napari-wavegms", "Fine-tune")

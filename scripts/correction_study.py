@@ -151,7 +151,8 @@ def chosen_names(strategy: str, pool_rows: list[dict], n: int, seed: int) -> lis
 def simulated_user(args, log: Log, data: Path) -> None:
     from wavegms.core.errors import InputError
     from wavegms.core.files import read_json
-    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.images import read_image
+    from wavegms.data.masks import read_mask
     from wavegms.data.pairs import dataset_pairs
     from wavegms.inference.review import read_results
     from wavegms.store.catalogue import list_models

@@ -25,7 +25,8 @@ def main(argv=None) -> None:
     root, split = busi_folder(args.data)
     names = split["train"][: args.pairs]
     with sandboxed_viewer(args.model, "base", "wavegms-dock-ft-") as (app, viewer, _):
-        from wavegms.data.images import read_image, read_mask
+        from wavegms.data.images import read_image
+        from wavegms.data.masks import read_mask
         from wavegms.napari.finetune import FinetuneWidget
 
         widget = FinetuneWidget(viewer)

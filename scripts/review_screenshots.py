@@ -70,7 +70,7 @@ def main(argv=None) -> None:
         import napari
         from qtpy.QtWidgets import QApplication
 
-        from wavegms.data.images import read_mask
+        from wavegms.data.masks import read_mask
         from wavegms.napari.review import MASK, SOFT
         from wavegms.napari.settings import FinetuneSettings, load_settings, save_settings
 

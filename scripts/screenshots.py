@@ -136,7 +136,8 @@ def layout_check(viewer, size: tuple[int, int], app) -> str:
 
 def shot_docks(napari, app, args, model: str, test_pairs, train_pairs, size) -> str:
     """Segment and Fine-tune docked together, the Segment result shown, fine-tuning running."""
-    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.images import read_image
+    from wavegms.data.masks import read_mask
 
     viewer = new_viewer(napari, "Wave-GMS: Segment + Fine-tune", size)
     _, segment = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment")

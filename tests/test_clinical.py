@@ -12,7 +12,8 @@ import pytest
 from clinical_files import write_dicom, write_nifti
 from wavegms.core.errors import ImageReadError
 from wavegms.data.clinical import read_header
-from wavegms.data.images import page_count, read_image, read_mask, scan_folder
+from wavegms.data.images import page_count, read_image, scan_folder
+from wavegms.data.masks import read_mask
 
 UID = "1.2.826.0.1.3680043.2.1125.7"
 

@@ -12,14 +12,9 @@ import pytest
 from wavegms.core.errors import ImageReadError, InputError, MaskWarning, OutputExistsError
 from wavegms.core.files import read_json, write_json, write_png
 from wavegms.data import images as wio
-from wavegms.data.images import (
-    IMAGE_SUFFIXES,
-    binarise_mask,
-    list_images,
-    read_image,
-    read_mask,
-    to_rgb01,
-)
+from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image
+from wavegms.data.intensities import to_rgb01
+from wavegms.data.masks import binarise_mask, read_mask
 
 
 def _gradient(h: int = 12, w: int = 16) -> np.ndarray:

@@ -10,7 +10,8 @@ import pytest
 
 from wavegms.cli import main
 from wavegms.core.errors import InputError, WaveGMSError
-from wavegms.data.images import read_image, read_mask
+from wavegms.data.images import read_image
+from wavegms.data.masks import read_mask
 from wavegms.inference.folder import run_folder
 from wavegms.inference.folder_items import folder_items
 from wavegms.inference.review import REVIEW_JSON, ReviewSession, read_results, review_order

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from wavegms.data.images import read_image, read_mask
+from wavegms.data.images import read_image
+from wavegms.data.masks import read_mask
 from wavegms.inference.segmenter import Segmenter
 from wavegms.scoring.metrics import score
 from wavegms.store.catalogue import default_model, read_config, resolve_model, shipped_models

@@ -55,7 +55,7 @@ def test_folder_without_ground_truth(make_napari_viewer, tiny_model, qtbot, fold
     assert [r["name"] for r in rows] == ["a", "b"]
     assert (rows[0]["height"], rows[0]["width"]) == ("40", "30")
     assert (rows[1]["height"], rows[1]["width"]) == ("24", "36")
-    from wavegms.data.images import read_mask
+    from wavegms.data.masks import read_mask
 
     assert int(rows[0]["mask_area"]) == int(read_mask(out / "masks" / "a.png").sum())
     assert widget.result.skipped[0][0] == "broken.png"

@@ -56,7 +56,8 @@ def test_add_and_remove_pairs(viewer, tiny_model, wavegms_home):
     names = [p["name"] for p in manifest["pairs"]]
     assert names == ["scan_0_001", "scan_1_001"] and list(widget.pairs.choices) == names
     assert manifest["pairs"][0]["source"] == "scan 0"
-    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.images import read_image
+    from wavegms.data.masks import read_mask
 
     assert read_image(root / "images" / "scan_0_001.png").shape == (40, 40)
     mask = read_mask(root / "masks" / "scan_0_001.png")

@@ -10,7 +10,7 @@ import pytest
 from napari_helpers import speckle
 
 from wavegms.core.files import write_png
-from wavegms.data.images import read_mask
+from wavegms.data.masks import read_mask
 from wavegms.inference.review import read_results, review_order
 from wavegms.napari.review import IMAGE, MASK, SOFT, ReviewWidget
 from wavegms.napari.settings import FinetuneSettings, blank_request, save_settings

@@ -10,7 +10,8 @@ import pytest
 
 from wavegms.core.errors import InputError
 from wavegms.data import preprocess
-from wavegms.data.images import read_image, to_rgb01
+from wavegms.data.images import read_image
+from wavegms.data.intensities import to_rgb01
 from wavegms.data.preprocess import model_input, soft_to_shape, split_planes
 
 from .cases import case

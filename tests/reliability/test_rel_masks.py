@@ -10,7 +10,8 @@ import pytest
 from skimage.io import imsave
 
 from wavegms.core.errors import InputError, MaskWarning
-from wavegms.data.images import read_image, read_mask
+from wavegms.data.images import read_image
+from wavegms.data.masks import read_mask
 from wavegms.data.pairs import dataset_pairs, load_pair
 from wavegms.training.dataset import InMemoryDataset
 from wavegms.training.training_set import TrainingSet

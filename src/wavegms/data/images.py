@@ -1,4 +1,4 @@
-"""Reading images and masks as viewers show them, and normalising them to [0,1] RGB.
+"""Reading image files as viewers show them, and finding the images of a folder.
 
 Every failure a user can cause (a missing file, a file that is not an image, an array of the
 wrong shape) raises a :mod:`wavegms.core.errors` exception whose message names the file or the
@@ -7,16 +7,14 @@ problem, never a bare ``OSError`` from Pillow or imageio.
 
 from __future__ import annotations
 
-import math
 import os
 import stat
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from wavegms.core.errors import ImageReadError, InputError, MaskWarning
+from wavegms.core.errors import ImageReadError, InputError
 from wavegms.core.files import PathLike, os_error_reason
 from wavegms.data.clinical import clinical_kind, format_suffix, read_header, read_planes
 
@@ -218,226 +216,6 @@ def page_count(path: PathLike) -> int:
             return _tiff_planes(tif.series[0])
     except Exception as exc:
         raise ImageReadError(f"cannot read image {p}: {os_error_reason(exc)}") from exc
-
-
-def check_numeric(array: np.ndarray, what: str) -> None:
-    """Raise :class:`InputError` unless ``array`` is a non-empty real-valued (or bool) array."""
-    if array.size == 0:
-        raise InputError(f"{what} is empty (shape {array.shape})")
-    if np.iscomplexobj(array):
-        raise InputError(f"{what} has complex values ({array.dtype}); give a real-valued image")
-    if not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
-        raise InputError(f"{what} has unsupported data type {array.dtype}")
-
-
-#: a colour mask with 2 up to this many different colours in its foreground looks like labels
-#: drawn in colours; more are anti-aliased or JPEG edges of one drawing
-LABEL_COLOURS = 16
-
-
-def _mask_plane(array: np.ndarray, what: str) -> np.ndarray:
-    """The HxW plane a mask's foreground is read from: any non-zero channel counts, so a mask
-    drawn in any colour is seen. Where the alpha channel holds transparency, only opaque
-    pixels are drawn; if they all have one colour (or none: an alpha-only drawing), the
-    opaque area itself is the mask."""
-    if array.ndim == 2:
-        return array
-    if not (array.ndim == 3 and 1 <= array.shape[-1] <= 4):
-        raise InputError(
-            f"{what} has shape {array.shape}; expected a 2D image HxW or HxWxC with 1 to 4 channels"
-        )
-    channels = array.shape[-1]
-    has_alpha = channels in (2, 4)
-    colour = array[..., : channels - 1] if has_alpha else array
-    plane = colour.max(axis=-1)
-    if has_alpha:
-        alpha = array[..., -1]
-        lo, hi = alpha.min(), alpha.max()
-        if lo != hi:  # transparency: what is opaque is what was drawn
-            opaque = alpha > lo + (hi - lo) / 2
-            drawn = plane[opaque]
-            if drawn.min() == drawn.max():
-                return opaque
-            return np.where(opaque, plane, np.zeros((), plane.dtype))
-    return plane
-
-
-def _warn_colour_labels(array: np.ndarray, mask: np.ndarray, what: str) -> None:
-    """A MaskWarning when a colour mask's foreground holds a few different colours."""
-    if array.ndim != 3 or array.shape[-1] < 3 or not mask.any():
-        return
-    colour = array[..., :3][mask]
-    if (colour == colour[:, :1]).all():
-        return  # grey: label values were already looked at
-    colours = np.unique(colour, axis=0)
-    if 1 < len(colours) <= LABEL_COLOURS:
-        shown = ", ".join(str(tuple(int(v) for v in c)) for c in colours[:4])
-        warnings.warn(
-            f"{what} holds {len(colours)} different colours ({shown}"
-            f"{', ...' if len(colours) > 4 else ''}); all of them were merged into one "
-            "foreground (Wave-GMS segments one structure)",
-            MaskWarning,
-            stacklevel=3,
-        )
-
-
-def _intensities(array: np.ndarray) -> np.ndarray:
-    """The values :func:`to_rgb01` uses, as a view: HxW grey or HxWx3 colour.
-
-    HxW is kept, HxWx1 and HxWx2 (grey + alpha) give their first channel, HxWx3 is kept and
-    HxWx4 drops alpha. Anything else raises :class:`InputError`.
-    """
-    array = np.asarray(array)
-    check_numeric(array, "image")
-    if array.ndim == 2:
-        return array
-    if array.ndim == 3 and array.shape[-1] in (1, 2):
-        return array[..., 0]
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        return array[..., :3]
-    if array.ndim == 3:
-        raise InputError(
-            f"image has shape {array.shape}: {array.shape[-1]} channels in the last axis; "
-            "expected HxW or HxWxC with C in 1..4 (a 3D stack or a channel-first array must be "
-            "split into 2D images first)"
-        )
-    raise InputError(
-        f"image has {array.ndim} dimensions (shape {array.shape}); expected a 2D image, "
-        "HxW or HxWxC with C in 1..4"
-    )
-
-
-def _finite_min_max(values: np.ndarray) -> tuple[float, float] | None:
-    """Min and max over the finite values (None if there are none), without copying them."""
-    if not np.issubdtype(values.dtype, np.floating):
-        return float(values.min()), float(values.max())
-    finite = np.isfinite(values)
-    if not finite.any():
-        return None
-    lo = np.min(values, where=finite, initial=np.inf)
-    hi = np.max(values, where=finite, initial=-np.inf)
-    return float(lo), float(hi)
-
-
-def intensity_range(array: np.ndarray) -> tuple[float, float]:
-    """``(offset, span)`` with which :func:`to_rgb01` maps a value ``v`` to
-    ``clip((v - offset) / span, 0, 1)``; ``span`` is infinite where the result is all zeros.
-
-    Computed once for a whole image, it lets parts of the image be normalised separately
-    (``to_rgb01(part, value_range=...)``) exactly as the whole would be.
-    """
-    values = _intensities(array)
-    if values.dtype == bool:
-        return 0.0, 1.0
-    if values.dtype == np.uint8:
-        return 0.0, 255.0
-    bounds = _finite_min_max(values)
-    if bounds is None:
-        return 0.0, math.inf  # no finite value at all: black
-    lo, hi = bounds
-    if lo >= 0.0 and hi <= 1.0:
-        return 0.0, 1.0
-    if hi > lo:
-        return lo, hi - lo
-    return lo, math.inf  # a constant image that needs stretching: black
-
-
-def _normalise(values: np.ndarray, offset: float, span: float) -> np.ndarray:
-    """Map intensities to float32 [0, 1] as :func:`intensity_range` describes; NaN/Inf -> 0."""
-    if values.dtype == bool:
-        return values.astype(np.float32)
-    if values.dtype == np.uint8:
-        return values.astype(np.float32) / np.float32(255.0)
-    # float64 for the arithmetic: int64/uint64 ranges and float16 would lose precision.
-    out = values.astype(np.float64)
-    finite = np.isfinite(out)
-    out -= offset
-    out /= span
-    out[~finite] = 0.0  # non-finite pixels are black whatever the stretch did
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def to_rgb01(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Normalise one 2D image to float32 HxWx3 in [0, 1].
-
-    Channels: HxW and HxWx1 are replicated, HxWx2 (gray + alpha) uses its first channel,
-    HxWx3 is kept, HxWx4 drops alpha. Anything else (3D stacks, channel-first arrays) raises
-    :class:`InputError`; stacks are split by the caller.
-
-    Values: ``bool`` -> 0/1; ``uint8`` -> /255; other integers and floats are kept as they are
-    when they already lie in [0, 1], else stretched by the image's own min/max (over all
-    channels, so colour balance is kept). A constant image that needs stretching becomes zeros.
-    NaN/Inf are ignored for min/max and become 0. ``value_range`` (see
-    :func:`intensity_range`) replaces the image's own min/max, e.g. for a band of a larger image.
-    """
-    values = _intensities(array)
-    offset, span = value_range if value_range is not None else intensity_range(values)
-    out = _normalise(values, offset, span)
-    if out.ndim == 2:
-        out = np.repeat(out[..., None], 3, axis=-1)
-    return out
-
-
-def merged_labels_message(labels: np.ndarray, what: str) -> str:
-    """What to tell the user when the label values ``labels`` became one foreground."""
-    shown = ", ".join(str(v) for v in labels[:8]) + (", ..." if len(labels) > 8 else "")
-    return (
-        f"{what} holds {len(labels)} different label values ({shown}); all of them were "
-        "merged into one foreground (Wave-GMS segments one structure)"
-    )
-
-
-def binarise_mask(array: np.ndarray, what: str = "mask") -> np.ndarray:
-    """Binarise a mask array to bool HxW.
-
-    Colour masks: any channel counts (a mask drawn in green or blue is as visible as one in
-    red); with transparency, only opaque pixels count, and an alpha-only drawing is its opaque
-    area (see :func:`_mask_plane`). Values: ``bool`` as is; floats ``>= 0.5`` (NaN is
-    background); integers holding only 0 and 1 (label-style masks, as numpy code and napari
-    Labels produce) ``> 0``; other 8- and 16-bit integers ``> dtype max // 2`` (``uint8``:
-    ``> 127``, which also removes JPEG artefacts) unless no value reaches that far: then they
-    are label images (values such as 1, 2, 3) and any label is foreground; other integers
-    wider than 16 bits ``> 0``, because such arrays come from label images, never from mask
-    files where half the dtype range would mean anything. Several different labels (or a few
-    different colours) merged into one foreground give a
-    :class:`~wavegms.core.errors.MaskWarning` naming ``what``.
-    """
-    array = np.asarray(array)
-    check_numeric(array, what)
-    plane = _mask_plane(array, what)
-    if plane.dtype == bool:
-        mask = plane.copy()
-    elif np.issubdtype(plane.dtype, np.floating):
-        with np.errstate(invalid="ignore"):
-            mask = np.nan_to_num(plane, nan=0.0) >= 0.5
-    else:
-        mask = _binarise_integers(plane, what)
-    _warn_colour_labels(array, mask, what)
-    return mask
-
-
-def _binarise_integers(plane: np.ndarray, what: str) -> np.ndarray:
-    lo, hi = plane.min(), plane.max()
-    if lo >= 0 and hi <= 1:
-        return plane > 0
-    info = np.iinfo(plane.dtype)
-    if info.bits <= 16 and hi > info.max // 2:
-        return plane > info.max // 2
-    # A label image: thresholding at half the range would silently drop every label.
-    mask = plane > 0
-    labels = np.unique(plane[mask])
-    if len(labels) > 1:
-        warnings.warn(merged_labels_message(labels, what), MaskWarning, stacklevel=3)
-    return mask
-
-
-def read_mask(path: PathLike) -> np.ndarray:
-    """Read a mask file and binarise it (see :func:`binarise_mask`) to bool HxW."""
-    array = read_image(path)
-    try:
-        return binarise_mask(array, what=f"mask {Path(path)}")
-    except InputError as exc:
-        raise InputError(f"mask {Path(path)}: {exc}") from exc
 
 
 class FolderScan(NamedTuple):

@@ -20,7 +20,9 @@ import numpy as np
 from wavegms.core.errors import InputError
 from wavegms.core.files import PathLike, read_json
 from wavegms.data.clinical import file_stem, format_suffix
-from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image, read_mask, to_rgb01
+from wavegms.data.images import IMAGE_SUFFIXES, list_images, read_image
+from wavegms.data.intensities import to_rgb01
+from wavegms.data.masks import read_mask
 from wavegms.data.preprocess import mask_to_model_size, model_input
 
 #: how many names an error message lists before it says "and N more"

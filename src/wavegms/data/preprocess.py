@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from wavegms.core.errors import InputError
-from wavegms.data.images import intensity_range, to_rgb01
+from wavegms.data.intensities import intensity_range, to_rgb01
 
 #: planes with more pixels than this (e.g. 2900x2900) take the memory-lean paths
 LARGE_PLANE_PIXELS = 1 << 23

@@ -45,7 +45,8 @@ from wavegms.core.files import (
 )
 from wavegms.core.lock import folder_lock
 from wavegms.core.progress import CancelToken, ProgressCallback, report
-from wavegms.data.images import read_image, read_mask
+from wavegms.data.images import read_image
+from wavegms.data.masks import read_mask
 from wavegms.data.preprocess import model_input, soft_to_shape
 from wavegms.inference.folder_items import FolderItem, folder_items
 from wavegms.inference.folder_outputs import (

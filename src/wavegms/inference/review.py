@@ -25,7 +25,8 @@ from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.files import PathLike, read_json, write_json, write_png, write_text
 from wavegms.core.lock import folder_lock
 from wavegms.core.progress import CancelToken, ProgressCallback
-from wavegms.data.images import read_image, read_mask
+from wavegms.data.images import read_image
+from wavegms.data.masks import read_mask
 from wavegms.inference.folder_items import FolderItem, folder_items, pair_items
 from wavegms.inference.folder_outputs import (
     RESULTS_CSV,

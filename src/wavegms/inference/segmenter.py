@@ -21,7 +21,7 @@ import torch
 
 from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
-from wavegms.data.images import check_numeric
+from wavegms.data.intensities import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.

@@ -10,7 +10,8 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 
 def ultrasound() -> list[tuple]:
     """An image layer and a labels layer (1 = lesion)."""
-    from wavegms.data.images import read_image, read_mask
+    from wavegms.data.images import read_image
+    from wavegms.data.masks import read_mask
 
     image = read_image(SAMPLE_DIR / "images" / "ultrasound.png")
     mask = read_mask(SAMPLE_DIR / "masks" / "ultrasound.png").astype("uint8")

@@ -20,7 +20,8 @@ import numpy as np
 
 from wavegms.core.errors import InputError, MaskWarning, WaveGMSError
 from wavegms.core.files import read_json, write_json, write_png
-from wavegms.data.images import binarise_mask, merged_labels_message, to_rgb01
+from wavegms.data.intensities import to_rgb01
+from wavegms.data.masks import binarise_mask, merged_labels_message
 from wavegms.store.paths import data_dir
 
 MANIFEST = "manifest.json"
