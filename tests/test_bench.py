@@ -12,7 +12,9 @@ def test_folder_timing_runs_both_paths(tiny_model_file):
     timing = time_folder(model, n=3, shape=(40, 50))
     assert timing.images == 3
     assert timing.pipelined_per_s > 0 and timing.sequential_per_s > 0
-    assert "3 images" in format_extra(timing, [])
+    assert timing.one_at_a_time_per_s > 0 and timing.backend in ("onnx", "openvino", "traced")
+    text = format_extra(timing, [])
+    assert "3 images" in text and f"backend {timing.backend}: " in text
 
 
 def test_finetune_timing_uses_the_fine_tune_schedule(tiny_dataset, tiny_model_file):

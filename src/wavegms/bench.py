@@ -103,7 +103,12 @@ def wavegms_path(model, image: np.ndarray, traced: bool = True, backend: str | N
 
 
 #: The rows of ``wavegms bench`` after "WG eager": (row name, Segmenter backend).
-PATHS = (("traced", "traced"), ("onnx", "onnx"), ("onnx int8", "int8"))
+PATHS = (
+    ("traced", "traced"),
+    ("onnx", "onnx"),
+    ("openvino", "openvino"),
+    ("onnx int8", "int8"),
+)
 
 
 def rewritten_gflop(model) -> float:
@@ -118,7 +123,7 @@ def rewritten_gflop(model) -> float:
         return count_gflop(lambda: path(x))
 
 
-def optional_install_mb(packages=("onnxruntime", "onnx")) -> dict[str, float]:
+def optional_install_mb(packages=("onnxruntime", "onnx", "openvino")) -> dict[str, float]:
     """Installed size on disk (MB) of each optional runtime package found."""
     import importlib.util
     from pathlib import Path
@@ -236,7 +241,8 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
     eager, gms = by_name.get("WG eager"), by_name.get("GMS-sized")
     lines.append(
         "WG eager: eager PyTorch; traced: TorchScript graph (wavegms.runtime.traced); onnx: "
-        "ONNX Runtime on the exactly rewritten graph (wavegms.runtime.onnx_graph); onnx int8: "
+        "ONNX Runtime on the exactly rewritten graph (wavegms.runtime.onnx_graph); openvino: "
+        "OpenVINO on that graph, fp32 (wavegms.runtime.openvino_session); onnx int8: "
         "its int8 quantisation (wavegms.runtime.quantize, not exact)"
     )
     for t in results:
@@ -268,6 +274,8 @@ class FolderTiming:
     images: int
     pipelined_per_s: float  # segment_folder: decoding and writing overlap inference
     sequential_per_s: float  # the same steps and batches, one after another (overlap=False)
+    one_at_a_time_per_s: float | None = None  # pipelined, each batch's images one at a time
+    backend: str | None = None  # the graph that ran
 
 
 def _synthetic_folder(folder, n: int, shape: tuple[int, int]) -> None:
@@ -299,11 +307,16 @@ def time_folder(model, n: int = 20, shape: tuple[int, int] = (472, 564)) -> Fold
         _synthetic_folder(src, n, shape)
         segment_folder(segmenter, src, Path(tmp) / "warm")  # first-call costs out of the way
         seconds = {}
-        for overlap in (True, False):
+        for overlap, side_by_side in ((True, True), (False, True), (True, False)):
+            segmenter.side_by_side = side_by_side
             start = time.perf_counter()
-            segment_folder(segmenter, src, Path(tmp) / f"overlap_{overlap}", overlap=overlap)
-            seconds[overlap] = time.perf_counter() - start
-    return FolderTiming(n, n / seconds[True], n / seconds[False])
+            out = Path(tmp) / f"overlap_{overlap}_{side_by_side}"
+            segment_folder(segmenter, src, out, overlap=overlap)
+            seconds[overlap, side_by_side] = time.perf_counter() - start
+    return FolderTiming(
+        n, n / seconds[True, True], n / seconds[False, True], n / seconds[True, False],
+        segmenter.graph_backend or "eager",
+    )  # fmt: skip
 
 
 @dataclass
@@ -365,6 +378,13 @@ def format_extra(folder: FolderTiming | None, finetunes: list[FinetuneTiming]) -
             f"{folder.sequential_per_s:.2f} images/s with the same steps one after another "
             f"({folder.pipelined_per_s / folder.sequential_per_s:.2f}x)",
         ]
+        if folder.one_at_a_time_per_s:
+            lines.append(
+                f"  backend {folder.backend}: a batch's images side by side (one stream per "
+                f"thread) {folder.pipelined_per_s:.2f} images/s, one at a time (all threads on "
+                f"one image) {folder.one_at_a_time_per_s:.2f} images/s "
+                f"({folder.pipelined_per_s / folder.one_at_a_time_per_s:.2f}x)"
+            )
     for f in finetunes:
         lines.append(
             f"fine-tune ({f.label}): {f.train_images} train + {f.val_images} validation "

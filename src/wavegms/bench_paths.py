@@ -83,7 +83,9 @@ print(s.graph_backend or "eager", peak_rss_mb())
 """
 
 
-def path_peak_rss_mb(model: str, backends=("eager", "traced", "onnx", "int8")) -> dict[str, float]:
+def path_peak_rss_mb(
+    model: str, backends=("eager", "traced", "onnx", "openvino", "int8")
+) -> dict[str, float]:
     """Peak RSS (MB) of inference alone, per path: a fresh process loads ``model`` and
     segments a 564x472 image three times through that backend. Paths that fell back to
     another backend (not installed) are left out."""
