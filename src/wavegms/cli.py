@@ -218,8 +218,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     shape = (args.height, args.width)
     backends = tuple(b for b in args.backends.split(",") if b) if args.backends else None
     results = run_bench(
-        model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends
-    )
+        model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends,
+        calibration_dir=args.score_data,
+    )  # fmt: skip
     print(format_report(results, args.size, shape), flush=True)
     if args.rss:
         from wavegms.bench_paths import path_peak_rss_mb
@@ -239,7 +240,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if model is None:
             raise WaveGMSError("--score-data needs --model (random weights score nothing)")
         print(
-            format_scores(score_paths(model, args.score_data, backends=backends), args.score_data)
+            format_scores(
+                score_paths(model, args.score_data, backends=backends, calibrate=True),
+                args.score_data,
+            )
         )
     folder = None
     if args.folder:
@@ -561,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
     p.add_argument(
         "--backends",
-        help="paths to time beside eager, comma-separated: traced,onnx,int8 (default: all)",
+        help="paths beside eager, comma-separated: traced,onnx,openvino,int8 (default: all)",
     )
     p.add_argument("--score-data", help="dataset folder (BUSI): test-split DSC/HD95 of every path")
     p.add_argument(

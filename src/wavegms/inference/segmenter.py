@@ -57,7 +57,7 @@ BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
 AUTO_ORDER = ("onnx", "traced")
 
 
-def _build_graph(backend: str, model, model_file: Path | None):
+def _build_graph(backend: str, model, model_file: Path | None, calibration=None):
     """One compiled soft-mask graph: images (N, 3, S, S) in [0, 1] -> soft masks (N, 1, S, S)."""
     if backend == "traced":
         from wavegms.runtime.traced import trace_soft_mask
@@ -74,7 +74,7 @@ def _build_graph(backend: str, model, model_file: Path | None):
     if backend == "int8":
         from wavegms.runtime.quantize import build_int8_soft_mask
 
-        return build_int8_soft_mask(model, model_file)
+        return build_int8_soft_mask(model, model_file, calibration)
     raise InputError(f"no graph for backend {backend!r}")
 
 
@@ -91,6 +91,7 @@ class Segmenter:
         traced: bool | None = None,
         backend: str = "auto",
         model_file: Path | None = None,
+        calibration: Sequence[np.ndarray] | None = None,
     ):
         """``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first of
         :data:`AUTO_ORDER` that is installed and builds (ONNX Runtime, else the TorchScript
@@ -101,6 +102,7 @@ class Segmenter:
         line runs instead (eager last): never a different answer. ``traced=False`` (older
         callers) means ``backend="eager"``, ``traced=True`` means ``"traced"``.
         ``model_file``: the model's weights file, whose sha256 names its cached ONNX export.
+        ``calibration``: images the int8 graph is calibrated on (default: the bundled sample).
         A batch (a folder's) runs its images side by side where the graph can, with the same
         masks as one at a time (see :attr:`side_by_side`)."""
         from wavegms.core.devices import resolve_device
@@ -116,6 +118,7 @@ class Segmenter:
         self.threshold = threshold
         self.batch_size = batch_size
         self.model_file = model_file
+        self.calibration = calibration
         if traced is not None and backend == "auto":
             backend = "traced" if traced else "eager"
         if self.device.type != "cpu" and backend != "eager":
@@ -178,7 +181,7 @@ class Segmenter:
         line = [*wanted, *(b for b in ("traced",) if b not in wanted)]
         for backend in line:
             try:
-                self._graph = _build_graph(backend, self.model, self.model_file)
+                self._graph = _build_graph(backend, self.model, self.model_file, self.calibration)
             except Exception as err:  # a speed-up must never cost the result
                 if self.backend == "auto" and backend != "traced" and isinstance(err, ImportError):
                     continue  # an optional runtime that is not installed: nothing to say

@@ -2,13 +2,17 @@
 
 Weights are int8 per output channel with 7-bit range (``reduce_range``: AVX2 without VNNI
 saturates the 16-bit sums of u8 x s8 products otherwise); activations are uint8 with ranges
-calibrated on images. Not exact: the answer differs from the fp32 model, so the int8 backend
-is only used when asked for, and ``wavegms bench`` reports its BUSI DSC/HD95 beside fp32's.
+calibrated on images. The calibration images decide the accuracy: on BUSI test, calibrated on
+the one bundled sample image (and its mirror) the graph loses 6.2-6.75 DSC against fp32, on 32
+BUSI training images 0.1-0.2 (docs/performance.md, issue 13). Not exact: the answer differs
+from the fp32 model, so the int8 backend is only used when asked for, and ``wavegms bench``
+reports its BUSI DSC/HD95 beside fp32's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +44,29 @@ def sample_images() -> list[np.ndarray]:
     return images + [im[:, ::-1] for im in images]
 
 
-def quantize_onnx(fp32_path: Path, out_path: Path, batches: Iterable[np.ndarray]) -> Path:
+def dataset_images(data_dir: str | Path, n: int = 32, seed: int = 0) -> list[np.ndarray]:
+    """``n`` images drawn (seeded) from the training split of a dataset folder: calibration
+    images like the ones the model will see."""
+    from wavegms.data.images import read_image
+    from wavegms.data.pairs import dataset_pairs
+
+    pairs = dataset_pairs(data_dir, split="train")
+    picked = np.random.default_rng(seed).choice(len(pairs), min(n, len(pairs)), replace=False)
+    return [read_image(pairs[i].image) for i in picked]
+
+
+def quantize_onnx(
+    fp32_path: Path,
+    out_path: Path,
+    batches: Iterable[np.ndarray],
+    *,
+    reduce_range: bool = True,
+    exclude: Sequence[str] = (),
+) -> Path:
     """Write the static int8 (QDQ) version of the fp32 graph at ``fp32_path`` to ``out_path``,
-    activation ranges calibrated on ``batches`` (model inputs, see :func:`calibration_batches`)."""
+    activation ranges calibrated on ``batches`` (model inputs, see :func:`calibration_batches`).
+    ``reduce_range``: 7-bit weights (safe on every x86 CPU); ``exclude``: names of Conv nodes
+    left in fp32."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -62,8 +86,8 @@ def quantize_onnx(fp32_path: Path, out_path: Path, batches: Iterable[np.ndarray]
         quantize_static(
             str(fp32_path), str(tmp), Reader(),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-            op_types_to_quantize=["Conv"],
+            weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+            op_types_to_quantize=["Conv"], nodes_to_exclude=list(exclude),
         )  # fmt: skip
 
     return atomic_write(Path(out_path), write, ".onnx")
@@ -84,16 +108,28 @@ def check_int8(graph, model: WaveGMS) -> float:
     return diff
 
 
-def build_int8_soft_mask(model: WaveGMS, model_file: Path | None = None):
+def build_int8_soft_mask(
+    model: WaveGMS,
+    model_file: Path | None = None,
+    calibration: Sequence[np.ndarray] | None = None,
+):
     """The int8 ONNX Runtime graph of ``model``, quantised once into the user cache (next to
-    the fp32 export, calibrated on the bundled sample images) and checked."""
+    the fp32 export) and checked. ``calibration``: the images its activation ranges are
+    calibrated on (default: the bundled sample images; see the module docstring for why
+    images like the real ones are better); the cached file is named by their digest."""
     from wavegms.runtime.onnx_graph import cached_onnx
     from wavegms.runtime.onnx_session import OnnxSoftMask
 
     fp32 = cached_onnx(model, model_file)
-    int8 = fp32.with_name(fp32.stem + "-int8.onnx")
+    images = sample_images() if calibration is None else list(calibration)
+    batches = list(calibration_batches(images, model.config.image_size))
+    digest = hashlib.sha256()
+    for batch in batches:
+        digest.update(batch.tobytes())
+    suffix = "" if calibration is None else f"-c{digest.hexdigest()[:16]}"
+    int8 = fp32.with_name(f"{fp32.stem}-int8{suffix}.onnx")
     if not int8.is_file():
-        quantize_onnx(fp32, int8, calibration_batches(sample_images(), model.config.image_size))
+        quantize_onnx(fp32, int8, batches)
     graph = OnnxSoftMask(int8)
     check_int8(graph, model)
     return graph
