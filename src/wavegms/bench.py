@@ -279,7 +279,10 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
     sizes = optional_install_mb()
     if sizes:
         installed = ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items())
-        lines.append(f"optional runtime install size (cpu-fast extra): {installed}")
+        lines.append(
+            f"optional runtime install size: {installed} (the cpu-fast extra installs "
+            "onnxruntime and onnx; openvino is installed separately)"
+        )
     return "\n".join(lines)
 
 
