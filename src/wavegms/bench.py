@@ -116,10 +116,17 @@ PATHS = (
 )
 
 
-def bench_paths(backends: tuple[str, ...] | None = None, calibration_dir: str | None = None):
-    """(row name, backend, int8 calibration images or None) of each path after eager."""
+def bench_paths(
+    backends: tuple[str, ...] | None = None, calibration_dir: str | None = None, model=None
+):
+    """(row name, backend, int8 calibration images or None) of each path after eager. The
+    :data:`INT8_DATA` row only for a model that carries no int8 ranges of its own (with them,
+    "onnx int8" is already calibrated on its training images)."""
+    from wavegms.runtime.calibration import stored_ranges
+
     rows = [(n, b, None) for n, b in PATHS if backends is None or b in backends]
-    if calibration_dir and (backends is None or "int8" in backends):
+    carried = stored_ranges(getattr(model, "metadata", None) or {}) is not None
+    if calibration_dir and not carried and (backends is None or "int8" in backends):
         from wavegms.runtime.calibration import dataset_images
 
         rows.append((INT8_DATA, "int8", dataset_images(calibration_dir)))
@@ -202,7 +209,7 @@ def run_bench(
     gflop = count_gflop(eager)  # the traced graph runs the same operations
     exact = rewritten_gflop(model) + gflop - count_gflop(lambda: model.predict_soft(_at(model)))
     paths = [("WG eager", eager, gflop)]
-    for name, backend, calibration in bench_paths(backends, calibration_dir):
+    for name, backend, calibration in bench_paths(backends, calibration_dir, model):
         try:
             fn = wavegms_path(model, image, backend=backend, calibration=calibration)
         except (ImportError, InputError) as err:  # an optional runtime not installed
@@ -259,8 +266,9 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
         "WG eager: eager PyTorch; traced: TorchScript graph (wavegms.runtime.traced); onnx: "
         "ONNX Runtime on the exactly rewritten graph (wavegms.runtime.onnx_graph); openvino: "
         "OpenVINO on that graph, fp32 (wavegms.runtime.openvino_session); onnx int8: "
-        "its int8 quantisation (wavegms.runtime.quantize, not exact), calibrated on the bundled "
-        f"sample; {INT8_DATA}: calibrated on 32 training images of --score-data"
+        "its int8 quantisation (wavegms.runtime.quantize, not exact) with the activation ranges "
+        "the model carries (wavegms.runtime.calibration), else calibrated on the bundled sample; "
+        f"{INT8_DATA}: calibrated on 32 training images of --score-data"
     )
     for t in results:
         if t.name in ("WG eager", "GMS-sized"):

@@ -42,7 +42,7 @@ def score_paths(
     items = pair_items(dataset_pairs(data_dir, split=split))
     scores = []
     wanted = [("WG eager", "eager", None)]
-    wanted += bench_paths(backends, data_dir if calibrate else None)
+    wanted += bench_paths(backends, data_dir if calibrate else None, model)
     with tempfile.TemporaryDirectory() as tmp:
         for name, backend, calibration in wanted:
             segmenter = Segmenter(model, device="cpu", backend=backend, calibration=calibration)
