@@ -12,7 +12,9 @@ def test_folder_timing_runs_both_paths(tiny_model_file):
     timing = time_folder(model, n=3, shape=(40, 50))
     assert timing.images == 3
     assert timing.pipelined_per_s > 0 and timing.sequential_per_s > 0
-    assert "3 images" in format_extra(timing, [])
+    assert timing.one_at_a_time_per_s > 0 and timing.backend in ("onnx", "openvino", "traced")
+    text = format_extra(timing, [])
+    assert "3 images" in text and f"backend {timing.backend}: " in text
 
 
 def test_finetune_timing_uses_the_fine_tune_schedule(tiny_dataset, tiny_model_file):
@@ -61,3 +63,12 @@ def test_a_fresh_process_reports_its_own_peak_not_its_parents():
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True).stdout)  # fmt: skip
     assert block.sum() == block.size and peak_rss_mb() > child + 300
+
+
+def test_the_int8_path_calibrated_on_the_data_is_added_with_its_training_images(tiny_dataset):
+    from wavegms.bench import INT8_DATA, bench_paths
+
+    assert [row[:2] for row in bench_paths(("onnx",), str(tiny_dataset))] == [("onnx", "onnx")]
+    rows = bench_paths(("int8",), str(tiny_dataset))
+    assert [row[:2] for row in rows] == [("onnx int8", "int8"), (INT8_DATA, "int8")]
+    assert rows[0][2] is None and len(rows[1][2]) == 6  # the 6 training images of the folder

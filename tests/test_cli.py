@@ -169,3 +169,10 @@ def test_option_bounds_lie_within_the_training_settings():
         bounds = BOUNDS[name]
         assert bounds.kind is kind and low <= bounds.low <= bounds.high <= high, name
     assert BOUNDS["size"].low >= _NUMBERS["image_size"][1] and BOUNDS["size"].step == 8
+
+
+def test_backend_choices_are_the_segmenters():
+    from wavegms.cli.options import BACKENDS
+    from wavegms.inference import segmenter
+
+    assert BACKENDS == segmenter.BACKENDS

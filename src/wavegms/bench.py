@@ -88,13 +88,16 @@ def cpu_peak_gflops(threads: int) -> float | None:
     return threads * max(mhz) / 1000 * 32 if mhz else None
 
 
-def wavegms_path(model, image: np.ndarray, traced: bool = True, backend: str | None = None):
+def wavegms_path(
+    model, image: np.ndarray, traced: bool = True, backend: str | None = None, calibration=None
+):
     """A closure segmenting ``image`` through ``backend`` (default: traced, or eager with
-    ``traced=False``), its graph built and its first-call costs paid here."""
+    ``traced=False``), its graph built and its first-call costs paid here. ``calibration``:
+    the int8 graph's calibration images (default: the bundled sample)."""
     from wavegms.inference.segmenter import Segmenter
 
     backend = backend or ("traced" if traced else "eager")
-    segmenter = Segmenter(model, device="cpu", backend=backend)
+    segmenter = Segmenter(model, device="cpu", backend=backend, calibration=calibration)
     segmenter.segment(image, rgb=True)  # builds the graph (once per loaded model)
     ran = segmenter.graph_backend or "eager"
     if ran != backend:
@@ -102,8 +105,32 @@ def wavegms_path(model, image: np.ndarray, traced: bool = True, backend: str | N
     return lambda: segmenter.segment(image, rgb=True)
 
 
+#: The int8 row calibrated on the scored dataset's training images (``calibration_dir``).
+INT8_DATA = "int8 data"
 #: The rows of ``wavegms bench`` after "WG eager": (row name, Segmenter backend).
-PATHS = (("traced", "traced"), ("onnx", "onnx"), ("onnx int8", "int8"))
+PATHS = (
+    ("traced", "traced"),
+    ("onnx", "onnx"),
+    ("openvino", "openvino"),
+    ("onnx int8", "int8"),
+)
+
+
+def bench_paths(
+    backends: tuple[str, ...] | None = None, calibration_dir: str | None = None, model=None
+):
+    """(row name, backend, int8 calibration images or None) of each path after eager. The
+    :data:`INT8_DATA` row only for a model that carries no int8 ranges of its own (with them,
+    "onnx int8" is already calibrated on its training images)."""
+    from wavegms.runtime.calibration import stored_ranges
+
+    rows = [(n, b, None) for n, b in PATHS if backends is None or b in backends]
+    carried = stored_ranges(getattr(model, "metadata", None) or {}) is not None
+    if calibration_dir and not carried and (backends is None or "int8" in backends):
+        from wavegms.runtime.calibration import dataset_images
+
+        rows.append((INT8_DATA, "int8", dataset_images(calibration_dir)))
+    return rows
 
 
 def rewritten_gflop(model) -> float:
@@ -118,7 +145,7 @@ def rewritten_gflop(model) -> float:
         return count_gflop(lambda: path(x))
 
 
-def optional_install_mb(packages=("onnxruntime", "onnx")) -> dict[str, float]:
+def optional_install_mb(packages=("onnxruntime", "onnx", "openvino")) -> dict[str, float]:
     """Installed size on disk (MB) of each optional runtime package found."""
     import importlib.util
     from pathlib import Path
@@ -158,10 +185,13 @@ def run_bench(
     repeats: int = 10,
     baseline: bool = True,
     backends: tuple[str, ...] | None = None,
+    calibration_dir: str | None = None,
 ) -> list[Timing]:
     """Median per-image latency (batch 1) of each path, from end to end (array in, mask out),
     with eager first and the paths timed in turn. ``backends``: which of :data:`PATHS` to
-    time (default all installed). Prints only which paths it skipped."""
+    time (default all installed). ``calibration_dir``: a dataset folder; adds the int8 path
+    calibrated on its training images (row :data:`INT8_DATA`). Prints only which paths it
+    skipped."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise InputError(f"repeats must be a whole number of at least 1, not {repeats!r}")
     if len(image_shape) != 2 or not all(isinstance(n, int) and n >= 1 for n in image_shape):
@@ -179,11 +209,9 @@ def run_bench(
     gflop = count_gflop(eager)  # the traced graph runs the same operations
     exact = rewritten_gflop(model) + gflop - count_gflop(lambda: model.predict_soft(_at(model)))
     paths = [("WG eager", eager, gflop)]
-    for name, backend in PATHS:
-        if backends is not None and backend not in backends:
-            continue
+    for name, backend, calibration in bench_paths(backends, calibration_dir, model):
         try:
-            fn = wavegms_path(model, image, backend=backend)
+            fn = wavegms_path(model, image, backend=backend, calibration=calibration)
         except (ImportError, InputError) as err:  # an optional runtime not installed
             print(f"{name}: skipped ({err})")
             continue
@@ -236,8 +264,11 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
     eager, gms = by_name.get("WG eager"), by_name.get("GMS-sized")
     lines.append(
         "WG eager: eager PyTorch; traced: TorchScript graph (wavegms.runtime.traced); onnx: "
-        "ONNX Runtime on the exactly rewritten graph (wavegms.runtime.onnx_graph); onnx int8: "
-        "its int8 quantisation (wavegms.runtime.quantize, not exact)"
+        "ONNX Runtime on the exactly rewritten graph (wavegms.runtime.onnx_graph); openvino: "
+        "OpenVINO on that graph, fp32 (wavegms.runtime.openvino_session); onnx int8: "
+        "its int8 quantisation (wavegms.runtime.quantize, not exact) with the activation ranges "
+        "the model carries (wavegms.runtime.calibration), else calibrated on the bundled sample; "
+        f"{INT8_DATA}: calibrated on 32 training images of --score-data"
     )
     for t in results:
         if t.name in ("WG eager", "GMS-sized"):
@@ -256,7 +287,10 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
     sizes = optional_install_mb()
     if sizes:
         installed = ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items())
-        lines.append(f"optional runtime install size (cpu-fast extra): {installed}")
+        lines.append(
+            f"optional runtime install size: {installed} (the cpu-fast extra installs "
+            "onnxruntime and onnx; openvino is installed separately)"
+        )
     return "\n".join(lines)
 
 
@@ -268,6 +302,8 @@ class FolderTiming:
     images: int
     pipelined_per_s: float  # segment_folder: decoding and writing overlap inference
     sequential_per_s: float  # the same steps and batches, one after another (overlap=False)
+    one_at_a_time_per_s: float | None = None  # pipelined, each batch's images one at a time
+    backend: str | None = None  # the graph that ran
 
 
 def _synthetic_folder(folder, n: int, shape: tuple[int, int]) -> None:
@@ -283,27 +319,36 @@ def _synthetic_folder(folder, n: int, shape: tuple[int, int]) -> None:
         write_png(folder / f"img_{i:03d}.png", image.astype(np.uint8))
 
 
-def time_folder(model, n: int = 20, shape: tuple[int, int] = (472, 564)) -> FolderTiming:
+def time_folder(
+    model, n: int = 20, shape: tuple[int, int] = (472, 564), backend: str = "auto"
+) -> FolderTiming:
     """Images per second for a folder of ``n`` BUSI-sized PNGs through the folder pipeline,
     with and without overlapping decoding and writing with inference: both runs do the very
-    same work per image (decode once, model input, batched model, resize back, write)."""
+    same work per image (decode once, model input, batched model, resize back, write); and
+    with each batch's images run one at a time instead of side by side. ``backend``: the
+    Segmenter's (default ``"auto"``, what ``wavegms segment`` runs)."""
     import tempfile
     from pathlib import Path
 
     from wavegms.inference.folder import segment_folder
     from wavegms.inference.segmenter import Segmenter
 
-    segmenter = Segmenter(model, device="cpu")
+    segmenter = Segmenter(model, device="cpu", backend=backend)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         _synthetic_folder(src, n, shape)
         segment_folder(segmenter, src, Path(tmp) / "warm")  # first-call costs out of the way
         seconds = {}
-        for overlap in (True, False):
+        for overlap, side_by_side in ((True, True), (False, True), (True, False)):
+            segmenter.side_by_side = side_by_side
             start = time.perf_counter()
-            segment_folder(segmenter, src, Path(tmp) / f"overlap_{overlap}", overlap=overlap)
-            seconds[overlap] = time.perf_counter() - start
-    return FolderTiming(n, n / seconds[True], n / seconds[False])
+            out = Path(tmp) / f"overlap_{overlap}_{side_by_side}"
+            segment_folder(segmenter, src, out, overlap=overlap)
+            seconds[overlap, side_by_side] = time.perf_counter() - start
+    return FolderTiming(
+        n, n / seconds[True, True], n / seconds[False, True], n / seconds[True, False],
+        segmenter.graph_backend or "eager",
+    )  # fmt: skip
 
 
 @dataclass
@@ -365,6 +410,13 @@ def format_extra(folder: FolderTiming | None, finetunes: list[FinetuneTiming]) -
             f"{folder.sequential_per_s:.2f} images/s with the same steps one after another "
             f"({folder.pipelined_per_s / folder.sequential_per_s:.2f}x)",
         ]
+        if folder.one_at_a_time_per_s:
+            lines.append(
+                f"  backend {folder.backend}: a batch's images side by side (one stream per "
+                f"thread) {folder.pipelined_per_s:.2f} images/s, one at a time (all threads on "
+                f"one image) {folder.one_at_a_time_per_s:.2f} images/s "
+                f"({folder.pipelined_per_s / folder.one_at_a_time_per_s:.2f}x)"
+            )
     for f in finetunes:
         lines.append(
             f"fine-tune ({f.label}): {f.train_images} train + {f.val_images} validation "

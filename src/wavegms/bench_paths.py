@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wavegms.bench import PATHS
+from wavegms.bench import bench_paths
 
 # ----------------------------------------------------------------------------- accuracy per path
 
@@ -22,10 +22,15 @@ class PathScore:
 
 
 def score_paths(
-    model, data_dir: str, split: str = "test", backends: tuple[str, ...] | None = None
+    model,
+    data_dir: str,
+    split: str = "test",
+    backends: tuple[str, ...] | None = None,
+    calibrate: bool = False,
 ) -> list[PathScore]:
     """Each path's DSC/HD95 on the ``split`` of ``data_dir``, by the one folder job
-    (``run_folder``, as ``wavegms evaluate``), eager first: every path sees the same images."""
+    (``run_folder``, as ``wavegms evaluate``), eager first: every path sees the same images.
+    ``calibrate``: add the int8 path calibrated on the training images of ``data_dir``."""
     import tempfile
     from pathlib import Path
 
@@ -36,13 +41,13 @@ def score_paths(
 
     items = pair_items(dataset_pairs(data_dir, split=split))
     scores = []
-    wanted = [("WG eager", "eager")]
-    wanted += [p for p in PATHS if backends is None or p[1] in backends]
+    wanted = [("WG eager", "eager", None)]
+    wanted += bench_paths(backends, data_dir if calibrate else None, model)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, backend in wanted:
-            segmenter = Segmenter(model, device="cpu", backend=backend)
+        for name, backend, calibration in wanted:
+            segmenter = Segmenter(model, device="cpu", backend=backend, calibration=calibration)
             report = run_folder(
-                segmenter, items, Path(tmp) / backend, threshold=segmenter.threshold,
+                segmenter, items, Path(tmp) / name.replace(" ", "_"), threshold=segmenter.threshold,
                 batch_size=segmenter.batch_size, skip_unreadable=False,
             )  # fmt: skip
             if (segmenter.graph_backend or "eager") != backend:
@@ -83,7 +88,9 @@ print(s.graph_backend or "eager", peak_rss_mb())
 """
 
 
-def path_peak_rss_mb(model: str, backends=("eager", "traced", "onnx", "int8")) -> dict[str, float]:
+def path_peak_rss_mb(
+    model: str, backends=("eager", "traced", "onnx", "openvino", "int8")
+) -> dict[str, float]:
     """Peak RSS (MB) of inference alone, per path: a fresh process loads ``model`` and
     segments a 564x472 image three times through that backend. Paths that fell back to
     another backend (not installed) are left out."""

@@ -23,7 +23,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the GMS-sized path")
     p.add_argument(
         "--backends",
-        help="paths to time beside eager, comma-separated: traced,onnx,int8 (default: all)",
+        help="paths beside eager, comma-separated: traced,onnx,openvino,int8 (default: all)",
     )
     p.add_argument("--score-data", help="dataset folder (BUSI): test-split DSC/HD95 of every path")
     p.add_argument(
@@ -60,8 +60,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
     shape = (args.height, args.width)
     backends = tuple(b for b in args.backends.split(",") if b) if args.backends else None
     results = run_bench(
-        model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends
-    )
+        model, args.size, shape, args.repeats, baseline=not args.no_baseline, backends=backends,
+        calibration_dir=args.score_data,
+    )  # fmt: skip
     print(format_report(results, args.size, shape), flush=True)
     if args.rss:
         _print_rss(args.model)
@@ -70,9 +71,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
         if model is None:
             raise WaveGMSError("--score-data needs --model (random weights score nothing)")
-        print(
-            format_scores(score_paths(model, args.score_data, backends=backends), args.score_data)
-        )
+        scores = score_paths(model, args.score_data, backends=backends, calibrate=True)
+        print(format_scores(scores, args.score_data))
     folder = None
     if args.folder:
         folder = time_folder(model or _random_model(args.size), args.folder, shape)

@@ -30,7 +30,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     name = model_name(args.model)
     pairs = dataset_pairs(args.data, args.split_file, args.split)
     out = Path(args.out) if args.out else Path(f"wavegms-eval-{Path(name).stem}-{args.split}")
-    segmenter = Segmenter.load(name, device=args.device, threshold=args.threshold)
+    segmenter = Segmenter.load(
+        name, device=args.device, threshold=args.threshold, backend=args.backend
+    )
     report = run_folder(
         segmenter,
         pair_items(pairs),
@@ -83,8 +85,9 @@ def run_segment(args: argparse.Namespace) -> int:
         report = _segment_on_cluster(args, src)
     else:
         segmenter = Segmenter.load(
-            model_name(args.model), device=args.device, threshold=args.threshold
-        )
+            model_name(args.model), device=args.device, threshold=args.threshold,
+            backend=args.backend,
+        )  # fmt: skip
         report = segment_folder(
             segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
             progress=TextProgressBar(),

@@ -54,6 +54,10 @@ BOUNDS: dict[str, Bounded] = {
 }
 
 
+#: ``Segmenter(backend=...)``, torch-free (tests/test_cli.py checks it against the segmenter's).
+BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line (:class:`InputError`), like every
     other error of the command, instead of a usage block and ``SystemExit``."""
@@ -83,6 +87,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--threshold", type=BOUNDS["threshold"], default=0.5, help="soft-mask threshold")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="how the model runs on CPU: auto is int8 for a model that carries its calibration, "
+        "else onnx (exact fp32, ONNX Runtime), else traced; eager is plain PyTorch",
+    )
 
 
 def add_overwrite_option(p: argparse.ArgumentParser, what: str = "existing outputs") -> None:

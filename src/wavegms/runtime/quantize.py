@@ -2,13 +2,17 @@
 
 Weights are int8 per output channel with 7-bit range (``reduce_range``: AVX2 without VNNI
 saturates the 16-bit sums of u8 x s8 products otherwise); activations are uint8 with ranges
-calibrated on images. Not exact: the answer differs from the fp32 model, so the int8 backend
-is only used when asked for, and ``wavegms bench`` reports its BUSI DSC/HD95 beside fp32's.
+calibrated on images. The calibration images decide the accuracy: on BUSI test, calibrated on
+the one bundled sample image (and its mirror) the graph loses 6.2-6.75 DSC against fp32, on 32
+BUSI training images 0.1-0.2 (docs/performance.md, issue 13). Not exact: the answer differs
+from the fp32 model, so the int8 backend is only used when asked for, and ``wavegms bench``
+reports its BUSI DSC/HD95 beside fp32's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,33 +20,32 @@ import torch
 
 from wavegms.core.files import atomic_write
 from wavegms.net.model import WaveGMS
+from wavegms.runtime.calibration import (
+    QUANTISED_OPS,
+    calibration_batches,
+    sample_images,
+    stored_ranges,
+)
 
 #: Largest mean absolute soft-mask difference from the eager model accepted when the int8
 #: graph is built (a broken quantisation is far off; rounding is not).
 CHECK_MEAN_TOLERANCE = 0.05
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "napari" / "sample_data" / "images"
 
 
-def calibration_batches(images: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Images as readers give them -> model inputs (1, 3, S, S) float32, one per image, made
-    by the one preprocessing function (so calibration sees what inference sees)."""
-    from wavegms.data.preprocess import model_input
-
-    for image in images:
-        yield model_input(image, size).transpose(2, 0, 1)[None].astype(np.float32)
-
-
-def sample_images() -> list[np.ndarray]:
-    """The bundled sample images, flipped too: the default calibration set."""
-    from wavegms.data.images import read_image
-
-    images = [read_image(p) for p in sorted(SAMPLE_IMAGES.glob("*.png"))]
-    return images + [im[:, ::-1] for im in images]
-
-
-def quantize_onnx(fp32_path: Path, out_path: Path, batches: Iterable[np.ndarray]) -> Path:
+def quantize_onnx(
+    fp32_path: Path,
+    out_path: Path,
+    batches: Iterable[np.ndarray],
+    *,
+    reduce_range: bool = True,
+    exclude: Sequence[str] = (),
+    ranges: dict[str, list[float]] | None = None,
+) -> Path:
     """Write the static int8 (QDQ) version of the fp32 graph at ``fp32_path`` to ``out_path``,
-    activation ranges calibrated on ``batches`` (model inputs, see :func:`calibration_batches`)."""
+    activation ranges calibrated on ``batches`` (model inputs, see :func:`calibration_batches`).
+    ``reduce_range``: 7-bit weights (safe on every x86 CPU); ``exclude``: names of Conv nodes
+    left in fp32; ``ranges``: activation ranges measured before (``runtime.calibration``),
+    which replace those of ``batches`` (the quantiser still wants images to run)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -62,9 +65,16 @@ def quantize_onnx(fp32_path: Path, out_path: Path, batches: Iterable[np.ndarray]
         quantize_static(
             str(fp32_path), str(tmp), Reader(),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-            op_types_to_quantize=["Conv"],
+            weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+            op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=list(exclude),
+            extra_options={"TensorQuantOverrides": overrides},
         )  # fmt: skip
+
+    # float32, as the quantiser's own calibration holds them: the same scales either way
+    overrides = {
+        name: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
+        for name, (low, high) in (ranges or {}).items()
+    }
 
     return atomic_write(Path(out_path), write, ".onnx")
 
@@ -84,16 +94,36 @@ def check_int8(graph, model: WaveGMS) -> float:
     return diff
 
 
-def build_int8_soft_mask(model: WaveGMS, model_file: Path | None = None):
+def build_int8_soft_mask(
+    model: WaveGMS,
+    model_file: Path | None = None,
+    calibration: Sequence[np.ndarray] | None = None,
+):
     """The int8 ONNX Runtime graph of ``model``, quantised once into the user cache (next to
-    the fp32 export, calibrated on the bundled sample images) and checked."""
+    the fp32 export) and checked. Activation ranges: measured on ``calibration`` images if
+    given, else the ranges stored in the model (``runtime.calibration``), else the bundled
+    sample images (see the module docstring for why images like the real ones are better).
+    The cached file is named by a digest of what calibrated it."""
     from wavegms.runtime.onnx_graph import cached_onnx
     from wavegms.runtime.onnx_session import OnnxSoftMask
 
     fp32 = cached_onnx(model, model_file)
-    int8 = fp32.with_name(fp32.stem + "-int8.onnx")
+    stored = stored_ranges(getattr(model, "metadata", {})) if calibration is None else None
+    images = list(calibration) if calibration is not None else sample_images()
+    if stored is not None:
+        images = images[:1]  # only run for the quantiser's sake: the stored ranges win
+    batches = list(calibration_batches(images, model.config.image_size))
+    digest = hashlib.sha256()
+    if stored is not None:
+        digest.update(repr(sorted(stored.items())).encode())
+        suffix = f"-r{digest.hexdigest()[:16]}"
+    else:
+        for batch in batches:
+            digest.update(batch.tobytes())
+        suffix = "" if calibration is None else f"-c{digest.hexdigest()[:16]}"
+    int8 = fp32.with_name(f"{fp32.stem}-int8{suffix}.onnx")
     if not int8.is_file():
-        quantize_onnx(fp32, int8, calibration_batches(sample_images(), model.config.image_size))
+        quantize_onnx(fp32, int8, batches, ranges=stored)
     graph = OnnxSoftMask(int8)
     check_int8(graph, model)
     return graph
