@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 class FinetuneWidget(JobForm):
     cancel_message = "stopping after the current batch…"
+    dock_title = "Fine-tune"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__("Fine-tune", cancel_text="Stop")
@@ -57,15 +58,19 @@ class FinetuneWidget(JobForm):
         self.pairs.native.setMaximumHeight(110)  # the list scrolls; the dock stays short
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
-        heading = Label(value="<b>Training pairs</b>")
-        self.extend([heading, self.image, self.labels_layer, self.project, self.add_button])
-        self.extend([self.pairs, self.remove_button, Label(value="<b>Fine-tuning</b>")])
+        # Progress, status and plot first: in view while it trains, however short the dock.
+        self.add_rows(self.progress_bar, self.status)
+        self.add_rows(Label(value="<b>Training pairs</b>"))
+        self.extend([self.image, self.labels_layer, self.project, self.add_button])
+        self.extend([self.pairs, self.remove_button])
+        self.add_rows(Label(value="<b>Fine-tuning</b>"))
         self.extend(list(self.fields.values()))
-        self.add_job_controls()
+        self.add_rows(self.buttons)
         self.export_form = ExportForm(self.made_model)  # "Export..." of the model it made
-        self.append(self.export_form)
-        self.plot = LossPlot()
-        self.content.layout().addWidget(self.plot)
+        self.add_rows(self.export_form)
+        self.plot = LossPlot()  # under the status line (shown once a run has epochs)
+        layout = self.content.layout()
+        layout.insertWidget(layout.indexOf(self.status.native.parentWidget()) + 1, self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
         self.close_guard = CloseGuard(self)

@@ -31,7 +31,7 @@ class ProcessJob:
     ends and it stops by itself.
     """
 
-    poll_ms = 100
+    poll_ms = 50  # also the longest a Stop waits to be shown once the child has ended
 
     def __init__(self, form: JobForm, launch: Callable, payload: object) -> None:
         self.form = form

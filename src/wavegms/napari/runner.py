@@ -20,13 +20,14 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from wavegms.core.errors import Cancelled
 from wavegms.core.progress import CancelToken, Progress
+from wavegms.napari.docking import fit_dock, unlabel
 from wavegms.napari.feedback import ProgressDisplay, StatusLabel, guarded, report_error
 from wavegms.napari.fields import after_build
 from wavegms.napari.process_job import ProcessJob
 
 #: The widest a dock insists on being: at 1280 px napari's own layer docks take about 330 px,
 #: and the canvas keeps at least half the window; wider rows scroll sideways.
-MAX_MIN_WIDTH = 300
+MAX_MIN_WIDTH = 270
 
 
 class JobForm(Container):
@@ -36,8 +37,13 @@ class JobForm(Container):
     drop_on_cancel = False
     dropped_message = "cancelled"
 
-    def __init__(self, run_text: str, cancel_text: str = "Cancel") -> None:
-        super().__init__(labels=True, scrollable=True)  # a tall form scrolls in its dock
+    #: The dock's title (napari's "<name> (napari-wavegms)" was clipped); "": napari's.
+    dock_title = ""
+
+    def __init__(self, run_text: str, cancel_text: str = "Cancel", nested: bool = False) -> None:
+        # A tall form scrolls in its dock; a form inside another (``nested``) scrolls with it.
+        super().__init__(labels=not nested, scrollable=not nested)
+        self.nested = nested
         self.job: ThreadJob | ProcessJob | None = None
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text=cancel_text, enabled=False)
@@ -63,7 +69,15 @@ class JobForm(Container):
         return self._widget._mgui_get_native_widget()
 
     def add_job_controls(self) -> None:
-        self.extend([self.buttons, self.progress_bar, self.status])
+        self.add_rows(self.buttons, self.progress_bar, self.status)
+
+    def add_rows(self, *rows) -> None:
+        """Append rows that have no label (buttons, progress, status, headings) at the
+        dock's whole width: the status wraps less and the dock stays narrow."""
+        self.extend(rows)
+        for row in rows:
+            if not self.nested:
+                unlabel(row.native)
 
     #: Whether the dock takes the height left over by other docks (Fine-tune, with its plot)
     #: or keeps the height of its rows (Segment), so that docked together both fit.
@@ -78,6 +92,12 @@ class JobForm(Container):
             height = self.content.sizeHint().height() + frame + 2
             self.native.setMinimumHeight(min(height, 420))
 
+    def _docked(self) -> None:
+        """Once docked and styled (sizes grow then): the minimum again, the dock's width and
+        title."""
+        self._fit_to_rows()
+        fit_dock(self.native, self.dock_title)
+
     def finish_layout(self) -> None:
         """Called last by each form: rows packed at the top, a narrow minimum width (magicgui
         set it to the widest row), and the dock's vertical share."""
@@ -89,7 +109,7 @@ class JobForm(Container):
                 )
                 widget.native.setMinimumContentsLength(8)
         self._fit_to_rows()
-        after_build(self._fit_to_rows)  # again once docked and styled (sizes grow then)
+        after_build(self._docked)
         # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
         self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         policy = (
