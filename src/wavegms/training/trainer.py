@@ -135,6 +135,7 @@ class Trainer:
         c = self.config
         with autocast(self.device, c.amp):
             out = self.forward(batch.images, sample=True)
+            check_cancel(self.cancel)  # before the segmentation loss decodes (the dearest part)
             l_lm = latent_loss(out, batch.z_mask)
             l_align = alignment_loss(out["z"], batch.z_image)
             l_seg = (
