@@ -160,6 +160,23 @@ def test_closing_the_dock_keeps_training_and_tells_when_done(viewer, tiny_model,
     _told_when_done(job, qtbot, told)
 
 
+def test_a_run_that_ended_while_napari_was_closed_is_told_once(viewer, tiny_model, told):
+    from wavegms.napari.finetune_job import log_line
+    from wavegms.store.paths import runs_dir
+
+    run = runs_dir() / "finetune-lesions-ft1-20260101-120000"
+    log_line(run, "started: fine-tuning 'lesions-ft1' from 'tiny'")
+    log_line(run, "goes on in the background (the dock or napari was closed)")
+    log_line(run, "done: model 'lesions-ft1' installed from epoch 4 of 20")
+    quiet = runs_dir() / "finetune-other-20260101-120000"  # never sent away: nothing to tell
+    log_line(quiet, "done: model 'other' installed from epoch 2 of 2")
+    widget = FinetuneWidget(viewer)
+    assert "ended: done: model 'lesions-ft1' installed from epoch 4" in widget.status.value
+    assert len(told) == 1 and "lesions-ft1" in told[0]
+    FinetuneWidget(viewer)  # the next dock opened does not tell it again
+    assert len(told) == 1
+
+
 PARENT = """
 import sys, time
 with open(sys.argv[1], "a") as f:  # a user's script without a __main__ guard

@@ -2,7 +2,8 @@
 
 While napari runs, the finished run is told in a napari notification and the new model
 appears in the Segment docks' model lists. The child process records how it went in the run
-folder's ``training.log`` (``finetune_job``), which is what a user finds once napari has gone.
+folder's ``training.log`` (``finetune_job``), which is what a user finds once napari has gone;
+the next fine-tune dock opened tells a run that ended while napari was closed, once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import Cancelled
 from wavegms.napari.finetune_fields import outcome_text
-from wavegms.napari.finetune_job import LOG_NAME
+from wavegms.napari.finetune_job import LOG_NAME, log_line
 from wavegms.napari.process_job import ProcessJob
 
 #: The runs being watched (a watcher must outlive the form that started it).
 WATCHED: set[BackgroundTraining] = set()
+#: The log line that marks a background run's end as told to the user.
+TOLD = "told in napari"
+_SENT_AWAY = "goes on in the background"
+_ENDS = (" done: ", " stopped", " failed: ")
+_STAMP = len("2026-01-01 12:00:00 ")
 
 
 class BackgroundTraining:
@@ -39,6 +45,7 @@ class BackgroundTraining:
         slot(*args)
 
     def on_returned(self, outcome: dict) -> None:
+        log_line(self.log.parent, TOLD)
         if outcome["installed"] is None:
             self.tell(f"background fine-tune of {self.name!r} stopped before an epoch ended: "
                       f"no model was made (record: {self.log})", warn=True)  # fmt: skip
@@ -50,6 +57,7 @@ class BackgroundTraining:
         refresh_model_lists(self.viewer)
 
     def on_errored(self, err: BaseException | str) -> None:
+        log_line(self.log.parent, TOLD)
         if isinstance(err, Cancelled):
             err = "stopped"
         self.tell(f"background fine-tune of {self.name!r} failed: {err} (record: {self.log})",
@@ -74,3 +82,29 @@ def refresh_model_lists(viewer, select: str | None = None) -> None:
     for widget in docks:
         if isinstance(widget, SegmentWidget):
             widget.refresh_models(select=select)
+
+
+def untold_background_ends() -> list[tuple[Path, str]]:
+    """(run folder, how it ended) of each background run that ended while napari was closed
+    and has not been told yet (its ``training.log`` ends on its end line)."""
+    from wavegms.store.paths import runs_dir
+
+    ends = []
+    for log in sorted(runs_dir().glob(f"*/{LOG_NAME}")):
+        try:
+            lines = log.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        sent_away = any(_SENT_AWAY in line for line in lines)
+        if sent_away and lines and any(end in lines[-1] for end in _ENDS):
+            ends.append((log.parent, lines[-1][_STAMP:]))
+    return ends
+
+
+def tell_background_ends(status) -> None:
+    """Tell (in ``status`` and a notification) the background runs that ended while napari was
+    closed, each once."""
+    for run_dir, end in untold_background_ends():
+        status.value = f"a fine-tune left in the background has ended: {end} ({run_dir})"
+        show_info(status.value)
+        log_line(run_dir, TOLD)

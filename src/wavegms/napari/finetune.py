@@ -19,12 +19,12 @@ from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
-from wavegms.napari.background import BackgroundTraining, refresh_model_lists
+from wavegms.napari import background
 from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
 from wavegms.napari.export_action import ExportForm
 from wavegms.napari.feedback import guarded, report_error
 from wavegms.napari.fields import LayerChoices, complete_device_list, on_edit_finished
-from wavegms.napari.finetune_fields import default_model_name, outcome_text, request_fields
+from wavegms.napari.finetune_fields import free_model_name, outcome_text, request_fields
 from wavegms.napari.finetune_job import LOG_NAME, launch
 from wavegms.napari.layers import LayerWatcher, current_plane
 from wavegms.napari.plot import LossPlot
@@ -82,20 +82,13 @@ class FinetuneWidget(JobForm):
         complete_device_list(self.fields["device"], self.settings.request.device)
         self.refresh_pairs()
         self.fill_new_name()
+        background.tell_background_ends(self.status)  # runs that ended while napari was closed
         self.finish_layout()
 
     def fill_new_name(self) -> None:
         """Fill in a model name not taken yet, unless the user has typed one still free."""
-        from wavegms.store.catalogue import check_new_model_name
-
-        typed = self.fields["new_name"].value.strip()
-        if typed:
-            try:
-                check_new_model_name(typed)
-                return
-            except Exception:
-                pass
-        self.fields["new_name"].value = default_model_name(self.project.value.strip())
+        name = self.fields["new_name"]
+        name.value = free_model_name(name.value.strip(), self.project.value.strip())
 
     # -- the request the form shows --------------------------------------------------------
     def _show_request(self, request: FinetuneRequest) -> None:
@@ -219,7 +212,7 @@ class FinetuneWidget(JobForm):
         segment = load_settings(SegmentSettings)  # the new model, selected in Segment
         segment.model = name
         save_settings(segment)
-        refresh_model_lists(self.viewer, select=name)
+        background.refresh_model_lists(self.viewer, select=name)
         self.plot.mark_chosen(outcome["best_epoch"], outcome["val_images"])
         self.status.value = outcome_text(name, outcome)
         self.fill_new_name()  # the next run needs a new name
@@ -246,7 +239,7 @@ class FinetuneWidget(JobForm):
             return
         self.job = None  # forgotten: not killed with the form
         self._end()
-        BackgroundTraining(job, self.request.new_name, self.run_dir, self.viewer)
+        background.BackgroundTraining(job, self.request.new_name, self.run_dir, self.viewer)
         self.status.value = (
             f"fine-tuning {self.request.new_name!r} goes on in the background; a notification "
             f"says when it is done (record: {self.run_dir / LOG_NAME})"

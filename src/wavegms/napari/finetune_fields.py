@@ -51,6 +51,19 @@ def default_model_name(project: str) -> str:
     return ""
 
 
+def free_model_name(typed: str, project: str) -> str:
+    """``typed`` if it names no model yet, else :func:`default_model_name`."""
+    from wavegms.store.catalogue import check_new_model_name
+
+    if typed:
+        try:
+            check_new_model_name(typed)
+            return typed
+        except Exception:
+            pass
+    return default_model_name(project)
+
+
 def outcome_text(name: str, outcome: dict) -> str:
     """What a fine-tune made and why that epoch, in one status line."""
     how = "stopped; kept the best completed epoch" if outcome["cancelled"] else "done"
