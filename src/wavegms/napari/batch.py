@@ -72,7 +72,7 @@ class BatchWidget(JobForm):
         self.extend([self.input_dir, self.output_dir, self.gt_dir, self.model, self.device])
         self.extend([self.threshold, self.overwrite])
         self.add_job_controls()
-        self.append(self.report)
+        self.add_rows(self.report)  # the dock's whole width
         for widget, value in ((self.input_dir, s.input_dir), (self.output_dir, s.output_dir)):
             widget.value = value or None
         self.gt_dir.value = s.gt_dir or None

@@ -87,7 +87,9 @@ class LossPlot(FigureCanvasQTAgg):
                 text += f" ({self.val_images} val images)"
             dice.axvline(best, color="tab:green", linestyle="--", linewidth=1)
             dice.plot([best], [value], "*", color="tab:green", markersize=12)
-            dice.annotate(text, (best, value), textcoords="offset points", xytext=(4, -12),
+            left = best > (self.epochs[0] + self.epochs[-1]) / 2  # text away from the edge
+            dice.annotate(text, (best, value), textcoords="offset points",
+                          xytext=(-8 if left else 8, -12), ha="right" if left else "left",
                           fontsize=8, color="tab:green")  # fmt: skip
         if self.epochs:
             loss.set_xlim(0.5, max(self.epochs) + 0.5)

@@ -83,9 +83,13 @@ class ProcessJob:
         return self.process.poll() is None
 
     def poll(self) -> None:
-        """Render the child's messages; conclude once it has ended."""
+        """Render the child's messages; conclude once it has reported how it ended (its
+        model is installed by then; its exit, freeing memory, can take a while) or has
+        ended without a word."""
         self._drain()
-        if not self.alive:
+        if self.outcome is not None:
+            self._conclude()
+        elif not self.alive:
             self._reader.join(1)
             self._drain()  # what it sent just before it ended
             self._conclude()
@@ -114,6 +118,20 @@ class ProcessJob:
         else:
             text = f"the job's process ended with exit code {exitcode} before it reported"
             form._conclude(self, form.on_errored, text)
-        for pipe in (self.process.stdin, self.process.stdout):
-            pipe.close()
+        self._close_pipes()
         form._finished(self)
+
+    def _close_pipes(self) -> None:
+        """Close the pipes once the child has exited; a child still exiting is waited for in
+        a thread (a pipe closed under the reader thread's read could hang it)."""
+
+        def close() -> None:
+            self.process.wait()
+            self._reader.join(5)
+            for pipe in (self.process.stdin, self.process.stdout):
+                pipe.close()
+
+        if self.alive:
+            threading.Thread(target=close, name="wavegms-job-reaper", daemon=True).start()
+        else:
+            close()
