@@ -151,6 +151,7 @@ def test_keep_training_in_the_background(viewer, tiny_model, qtbot, monkeypatch,
     assert not widget.close_guard.eventFilter(None, QCloseEvent())
     assert not widget.busy  # the form let go; the child goes on and installs its model
     assert "goes on in the background" in told[0]
+    assert widget.new_name.value == "default-ft2"  # the next run cannot take its name
     _told_when_done(job, qtbot, told)
 
 

@@ -87,8 +87,8 @@ class FinetuneWidget(JobForm):
 
     def fill_new_name(self) -> None:
         """Fill in a model name not taken yet, unless the user has typed one still free."""
-        name = self.fields["new_name"]
-        name.value = free_model_name(name.value.strip(), self.project.value.strip())
+        name, busy = self.fields["new_name"], [run.name for run in background.WATCHED]
+        name.value = free_model_name(name.value.strip(), self.project.value.strip(), busy)
 
     # -- the request the form shows --------------------------------------------------------
     def _show_request(self, request: FinetuneRequest) -> None:
@@ -240,6 +240,7 @@ class FinetuneWidget(JobForm):
         self.job = None  # forgotten: not killed with the form
         self._end()
         background.BackgroundTraining(job, self.request.new_name, self.run_dir, self.viewer)
+        self.fill_new_name()  # not the name the background run will install
         self.status.value = (
             f"fine-tuning {self.request.new_name!r} goes on in the background; a notification "
             f"says when it is done (record: {self.run_dir / LOG_NAME})"

@@ -4,6 +4,8 @@ line that says what a run made and why that epoch."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 from magicgui.widgets.bases import ValueWidget
 
@@ -36,13 +38,16 @@ def request_fields() -> dict[str, ValueWidget]:
     return fields
 
 
-def default_model_name(project: str) -> str:
-    """``<project>-ft<n>`` with the first ``n`` that names no model yet."""
+def default_model_name(project: str, taken: Collection[str] = ()) -> str:
+    """``<project>-ft<n>`` with the first ``n`` that names no model yet (nor one in
+    ``taken``: being made in the background)."""
     from wavegms.store.catalogue import check_new_model_name
 
     stem = (safe_name(project) or "model")[:48]
     for n in range(1, 10_000):
         name = f"{stem}-ft{n}"
+        if name in taken:
+            continue
         try:
             check_new_model_name(name)
             return name
@@ -51,17 +56,18 @@ def default_model_name(project: str) -> str:
     return ""
 
 
-def free_model_name(typed: str, project: str) -> str:
-    """``typed`` if it names no model yet, else :func:`default_model_name`."""
+def free_model_name(typed: str, project: str, taken: Collection[str] = ()) -> str:
+    """``typed`` if it names no model yet (nor one in ``taken``), else
+    :func:`default_model_name`."""
     from wavegms.store.catalogue import check_new_model_name
 
-    if typed:
+    if typed and typed not in taken:
         try:
             check_new_model_name(typed)
             return typed
         except Exception:
             pass
-    return default_model_name(project)
+    return default_model_name(project, taken)
 
 
 def outcome_text(name: str, outcome: dict) -> str:
