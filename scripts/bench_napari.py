@@ -7,7 +7,8 @@ Prints, side by side in one run:
   it disabled through npe2 (the baseline), medians of 3;
 - opening the Segment dock (imports the widget module, lists models);
 - click Segment -> labels layer on the canvas, first time (model load included) and then with
-  the model loaded (median of 5), for a 564x472 grey image (or --image);
+  the model loaded (median of 5), for a 564x472 grey image (or --image): on an image without
+  a mask layer (the layer is added) and again on the same image (its data replaced);
 - with --finetune-data DIR: the fine-tune dock driven as a user would: N corrected pairs from
   DIR's training split added with "Add to training set", then "Fine-tune" (child process) to
   the new model selectable in the Segment widget, wall time.
@@ -48,13 +49,15 @@ def startup_seconds(state: str, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def click_to_layer(viewer, widget, layer) -> float:
-    """Seconds from the click to the labels layer drawn (events processed)."""
+def click_to_layer(viewer, widget, layer, new_layer: bool = True) -> float:
+    """Seconds from the click to the labels layer drawn (events processed); ``new_layer``:
+    the image's mask layer removed first, so that the click adds one."""
     from qtpy.QtWidgets import QApplication
 
     name = f"{layer.name} mask"
-    if name in viewer.layers:
+    if new_layer and name in viewer.layers:
         viewer.layers.remove(name)
+        QApplication.processEvents()
     widget.image.value = layer
     start = time.perf_counter()
     widget.run_button.native.click()
@@ -83,10 +86,10 @@ def dock_finetune(viewer, segment, data_dir: str, model: str, n: int, epochs: in
     dock.base_model.value = model
     dock.device.value = "cpu"
     dock.epochs.value = epochs
-    dock.new_model.value = f"{model}-bench-{int(time.time())}"
+    dock.new_name.value = f"{model}-bench-{int(time.time())}"
     start = time.perf_counter()
-    dock.train_button.native.click()
-    while dock.training:
+    dock.run_button.native.click()
+    while dock.busy:
         QApplication.processEvents()
         time.sleep(0.01)
     seconds = time.perf_counter() - start
@@ -102,9 +105,10 @@ def dock_finetune(viewer, segment, data_dir: str, model: str, n: int, epochs: in
 def click_breakdown(viewer, widget, layer, repeats: int) -> None:
     """Where the click -> labels time goes, each step timed alone in this process (medians):
     the model call the job makes (``Segmenter.segment``), drawing a labels layer of the result
-    (added once, then its data replaced, as a repeated click does), and the rest of the click
-    (worker start, progress bar, events) as the difference. (Adding and removing a probe layer
-    in a loop crashed Mesa's software GL under xvfb, so the probe layer stays.)"""
+    (added once, then its data replaced, as a repeated click does), and napari's share of the
+    click (worker start, layer, progress bar, events) as the difference. (Adding and
+    removing a probe layer in a loop crashed Mesa's software GL under xvfb, so the probe layer
+    stays.)"""
     from qtpy.QtWidgets import QApplication
 
     click_s = [click_to_layer(viewer, widget, layer) for _ in range(repeats)]
@@ -131,7 +135,7 @@ def click_breakdown(viewer, widget, layer, repeats: int) -> None:
     print(f"  click -> labels, step by step (median of {repeats}, backend {ran}):")
     print(f"    model call (Segmenter.segment, resize in and out, threshold): {model:.3f} s")
     print(f"    labels layer: first add + draw {add_s:.3f} s, data replaced + draw {draw:.3f} s")
-    print(f"    the rest (worker start, progress bar, events): {click - model - add_s:+.3f} s")
+    print(f"    napari's share of the click (click minus model call): {click - model:+.3f} s")
     print(f"    whole click: {click:.3f} s", flush=True)
 
 
@@ -143,14 +147,18 @@ def main() -> None:
     parser.add_argument("--finetune-data", help="dataset folder for the fine-tune dock timing")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--no-startup", action="store_true", help="skip the start-up timing (6 processes)"
+    )
     args = parser.parse_args()
 
-    enabled, disabled = startup_seconds("enabled"), startup_seconds("disabled")
-    print("napari start-up (import + viewer shown), median of 3 fresh processes:")
-    print(
-        f"  plugin enabled {enabled:.2f} s, plugin disabled {disabled:.2f} s "
-        f"(difference {enabled - disabled:+.2f} s)"
-    )
+    if not args.no_startup:
+        enabled, disabled = startup_seconds("enabled"), startup_seconds("disabled")
+        print("napari start-up (import + viewer shown), median of 3 fresh processes:")
+        print(
+            f"  plugin enabled {enabled:.2f} s, plugin disabled {disabled:.2f} s "
+            f"(difference {enabled - disabled:+.2f} s)"
+        )
 
     import napari
     from qtpy.QtWidgets import QApplication
@@ -172,11 +180,16 @@ def main() -> None:
     widget.device.value = "cpu"
     first = click_to_layer(viewer, widget, layer)
     again = [click_to_layer(viewer, widget, layer) for _ in range(args.repeats)]
+    same = [click_to_layer(viewer, widget, layer, False) for _ in range(args.repeats)]
     print(f"Segment {data.shape[1]}x{data.shape[0]} (model {args.model}, cpu):")
     print(f"  first click right after the dock opened (model load included): {first:.2f} s")
     print(
-        f"  model loaded, median of {args.repeats}: {statistics.median(again):.3f} s "
-        f"(min {min(again):.3f} s)"
+        f"  model loaded, new mask layer, median of {args.repeats}: "
+        f"{statistics.median(again):.3f} s (min {min(again):.3f} s)"
+    )
+    print(
+        f"  model loaded, same image again (layer data replaced), median of {args.repeats}: "
+        f"{statistics.median(same):.3f} s (min {min(same):.3f} s)"
     )
     click_breakdown(viewer, widget, layer, args.repeats)
     if args.finetune_data:

@@ -82,6 +82,41 @@ def test_cancel_keeps_the_last_completed_checkpoint(tiny_dataset, tmp_path):
     assert (run / "last.safetensors").read_bytes() == before
 
 
+def test_stop_acts_inside_a_batch_and_before_validation(tiny_dataset, tmp_path, monkeypatch):
+    # Stop pressed during a forward pass: no backward pass or optimiser step follows.
+    cancel = CancelToken()
+    real_latent_loss = trainer_module.latent_loss
+
+    def press_stop_mid_forward(*args):
+        cancel.cancel()
+        return real_latent_loss(*args)
+
+    monkeypatch.setattr(trainer_module, "latent_loss", press_stop_mid_forward)
+    trainer = Trainer(config(tiny_dataset, tmp_path / "mid"), cancel=cancel)
+    steps = []
+    step = trainer.optimizer.step
+    trainer.optimizer.step = lambda *a, **k: (steps.append(1), step(*a, **k))[1]
+    result = trainer.run()
+    assert result.cancelled and result.epochs_done == 0 and steps == []
+    assert result.best_model is None
+    monkeypatch.setattr(trainer_module, "latent_loss", real_latent_loss)
+
+    # Stop pressed after an epoch's last batch: no validation, the epoch is not counted.
+    stop = CancelToken()
+    validated = []
+
+    def last_batch(p):
+        if p.stage == "batch" and p.done == p.total and p.done > 0:
+            stop.cancel()
+
+    trainer = Trainer(config(tiny_dataset, tmp_path / "end"), last_batch, stop)
+    predict = trainer.model.predict_soft
+    trainer.model.predict_soft = lambda *a, **k: (validated.append(1), predict(*a, **k))[1]
+    result = trainer.run()
+    assert result.cancelled and result.epochs_done == 0 and validated == []
+    assert not (tmp_path / "end" / "last.safetensors").exists()
+
+
 def test_only_ewave_and_lmm_train(tiny_dataset, tmp_path):
     trainer = Trainer(config(tiny_dataset, tmp_path / "run"))
     frozen = [p for p in trainer.model.autoencoder.parameters()]

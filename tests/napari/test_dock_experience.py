@@ -17,7 +17,7 @@ import pytest
 from napari_helpers import disc_mask, speckle
 from qtpy.QtGui import QCloseEvent
 
-from wavegms.napari import close_guard
+from wavegms.napari import background, close_guard
 from wavegms.napari.batch import open_batch_dialog
 from wavegms.napari.finetune import FinetuneWidget
 from wavegms.napari.segment import SegmentWidget
@@ -100,9 +100,11 @@ def test_default_model_name_is_free(viewer, tiny_model):
     assert widget.new_name.value == "default-ft2"
 
 
-def _start_training(viewer, qtbot, epochs: int = 200) -> FinetuneWidget:
+def _start_training(viewer, qtbot, epochs: int = 200, docked: bool = False) -> FinetuneWidget:
     fill_training_set()
     widget = FinetuneWidget(viewer)
+    if docked:
+        viewer.window.add_dock_widget(widget, name="Fine-tune")
     widget.base_model.value = "tiny"
     widget.epochs.value, widget.batch_size.value = epochs, 2
     widget.run_button.native.click()
@@ -110,20 +112,72 @@ def _start_training(viewer, qtbot, epochs: int = 200) -> FinetuneWidget:
     return widget
 
 
-def test_keep_training_in_the_background(viewer, tiny_model, qtbot, monkeypatch):
-    widget = _start_training(viewer, qtbot, epochs=2)
-    job = widget.job
-    try:
-        monkeypatch.setattr(FinetuneWidget, "ask_on_close", lambda _self: close_guard.BACKGROUND)
-        assert not widget.close_guard.eventFilter(None, QCloseEvent())
-        assert not widget.busy  # the form let go; the child goes on and installs its model
-        assert job.process.wait(120) == 0
-        from wavegms.store.catalogue import list_models
+def _told_when_done(job, qtbot, told: list[str]) -> None:
+    """The background run ends; napari is told, the model is listed, the run folder says so."""
+    from wavegms.napari.finetune_job import LOG_NAME
+    from wavegms.store.catalogue import list_models
 
-        assert "default-ft1" in list_models()
+    try:
+        assert job.process.wait(120) == 0
+        qtbot.waitUntil(lambda: job.form not in background.WATCHED, timeout=10_000)
     finally:
         if job.process.poll() is None:
             job.process.kill()
+    assert "default-ft1" in list_models()
+    done = [t for t in told if t.startswith("background fine-tune done: new model 'default-ft1'")]
+    assert done and "in the model list" in done[0], told
+    run_dir = Path(job.form.log).parent
+    log = (run_dir / LOG_NAME).read_text()
+    assert "goes on in the background" in log
+    *_, end, told_line = log.splitlines()
+    assert "done: model 'default-ft1' installed from epoch" in end
+    assert told_line.endswith(background.TOLD)  # not told again by the next dock opened
+
+
+@pytest.fixture
+def told(monkeypatch) -> list[str]:
+    """napari notifications about background runs."""
+    shown: list[str] = []
+    monkeypatch.setattr(background, "show_info", shown.append)
+    monkeypatch.setattr(background, "show_warning", shown.append)
+    monkeypatch.setattr("wavegms.napari.finetune.show_info", shown.append)
+    return shown
+
+
+def test_keep_training_in_the_background(viewer, tiny_model, qtbot, monkeypatch, told):
+    widget = _start_training(viewer, qtbot, epochs=2)
+    job = widget.job
+    monkeypatch.setattr(FinetuneWidget, "ask_on_close", lambda _self: close_guard.BACKGROUND)
+    assert not widget.close_guard.eventFilter(None, QCloseEvent())
+    assert not widget.busy  # the form let go; the child goes on and installs its model
+    assert "goes on in the background" in told[0]
+    assert widget.new_name.value == "default-ft2"  # the next run cannot take its name
+    _told_when_done(job, qtbot, told)
+
+
+def test_closing_the_dock_keeps_training_and_tells_when_done(viewer, tiny_model, qtbot, told):
+    widget = _start_training(viewer, qtbot, epochs=2, docked=True)
+    job = widget.job
+    viewer.window.remove_dock_widget(widget.native)  # napari's close button on the dock
+    assert not widget.busy and job.alive
+    _told_when_done(job, qtbot, told)
+
+
+def test_a_run_that_ended_while_napari_was_closed_is_told_once(viewer, tiny_model, told):
+    from wavegms.napari.finetune_job import log_line
+    from wavegms.store.paths import runs_dir
+
+    run = runs_dir() / "finetune-lesions-ft1-20260101-120000"
+    log_line(run, "started: fine-tuning 'lesions-ft1' from 'tiny'")
+    log_line(run, "goes on in the background (the dock or napari was closed)")
+    log_line(run, "done: model 'lesions-ft1' installed from epoch 4 of 20")
+    quiet = runs_dir() / "finetune-other-20260101-120000"  # never sent away: nothing to tell
+    log_line(quiet, "done: model 'other' installed from epoch 2 of 2")
+    widget = FinetuneWidget(viewer)
+    assert "ended: done: model 'lesions-ft1' installed from epoch 4" in widget.status.value
+    assert len(told) == 1 and "lesions-ft1" in told[0]
+    FinetuneWidget(viewer)  # the next dock opened does not tell it again
+    assert len(told) == 1
 
 
 PARENT = """

@@ -66,7 +66,8 @@ def test_sample_data():
 def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     from napari._app_model import get_app_model
 
-    from wavegms.napari.batch import PANEL_NAME, BatchWidget, dock_of
+    from wavegms.napari.batch import PANEL_NAME, BatchWidget
+    from wavegms.napari.docking import dock_of
     from wavegms.napari.finetune import FinetuneWidget
     from wavegms.napari.segment import SegmentWidget
 
@@ -87,6 +88,6 @@ def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     assert "napari-wavegms.batch" in [getattr(i, "command", i).id for i in items]
     app.commands.execute_command("napari-wavegms.batch").result()
     panel = viewer.window.dock_widgets[PANEL_NAME]
-    assert isinstance(panel, BatchWidget) and not dock_of(panel).isFloating()  # docked
+    assert isinstance(panel, BatchWidget) and not dock_of(panel.native).isFloating()  # docked
     app.commands.execute_command("napari-wavegms.batch").result()  # no second panel
     assert list(viewer.window.dock_widgets).count(PANEL_NAME) == 1

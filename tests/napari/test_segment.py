@@ -223,3 +223,47 @@ def test_a_lazy_stack_is_read_in_the_worker(viewer, tiny_model, qtbot):
     gui = threading.main_thread()
     assert {plane for plane, thread in reads if thread is not gui} == {0, 1, 2, 3}
     assert {plane for plane, thread in reads if thread is gui} <= {shown}
+
+
+def test_the_mask_layer_is_added_while_the_model_runs(viewer, tiny_model, qtbot, monkeypatch):
+    """Adding a labels layer costs a third of a click: it overlaps the model run, and the
+    result only replaces the new layer's data (issue 17, click -> labels under 0.5 s)."""
+    import wavegms.napari.segment as segment_module
+
+    release, real_job = threading.Event(), segment_module.segment_job
+
+    def held_job(**kwargs):
+        release.wait(WAIT_MS / 1000)
+        return real_job(**kwargs)
+
+    monkeypatch.setattr(segment_module, "segment_job", held_job)
+    image = viewer.add_image(speckle((32, 40)), name="scan")
+    widget = SegmentWidget(viewer)
+    widget.image.value = image
+    widget.run_button.native.click()
+    assert widget.busy and "scan mask" in viewer.layers  # added before the result
+    placeholder = viewer.layers["scan mask"]
+    assert placeholder.data.shape == (32, 40) and not placeholder.data.any()
+    release.set()
+    wait_idle(qtbot, widget)
+    assert viewer.layers["scan mask"] is placeholder and len(viewer.layers) == 2
+    assert placeholder.data.any() and "done: scan mask" in widget.status.value
+
+    # Cancelled or failed, the empty layer goes again; painted in meanwhile, it stays.
+    other = viewer.add_image(speckle((32, 40), seed=1), name="other")
+    release.clear()
+    widget.image.value = other
+    widget.run_button.native.click()
+    assert "other mask" in viewer.layers
+    widget.cancel_button.native.click()
+    assert "other mask" not in viewer.layers
+    release.set()
+    qtbot.waitUntil(lambda: not widget.slot._lock.locked(), timeout=WAIT_MS)
+    release.clear()
+    widget.run_button.native.click()
+    painted = viewer.layers["other mask"]
+    painted.data = np.ones((32, 40), np.uint8)  # the user paints while the model runs
+    release.set()
+    wait_idle(qtbot, widget)
+    assert viewer.layers["other mask"] is painted and painted.data.all()  # kept as painted
+    assert "was kept" in widget.status.value

@@ -20,6 +20,7 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QMessageBox
 
 from wavegms.core.errors import OutputExistsError
+from wavegms.napari.docking import dock_of
 from wavegms.napari.feedback import report_error
 from wavegms.napari.fields import (
     complete_device_list,
@@ -43,6 +44,7 @@ class BatchWidget(JobForm):
     """The form inside the batch dialog."""
 
     cancel_message = "cancelling after the current image…"
+    dock_title = "Segment a folder"
 
     def __init__(self, viewer: napari.viewer.Viewer | None = None) -> None:
         super().__init__("Run")
@@ -70,7 +72,7 @@ class BatchWidget(JobForm):
         self.extend([self.input_dir, self.output_dir, self.gt_dir, self.model, self.device])
         self.extend([self.threshold, self.overwrite])
         self.add_job_controls()
-        self.append(self.report)
+        self.add_rows(self.report)  # the dock's whole width
         for widget, value in ((self.input_dir, s.input_dir), (self.output_dir, s.output_dir)):
             widget.value = value or None
         self.gt_dir.value = s.gt_dir or None
@@ -157,7 +159,7 @@ def open_batch_dialog(viewer: napari.viewer.Viewer) -> BatchWidget:
     viewer: a second call shows the open one again)."""
     existing = viewer.window.dock_widgets.get(PANEL_NAME)
     if isinstance(existing, BatchWidget):
-        dock = dock_of(existing)
+        dock = dock_of(existing.native)
         if dock is not None:
             dock.show()
             dock.raise_()
@@ -165,12 +167,3 @@ def open_batch_dialog(viewer: napari.viewer.Viewer) -> BatchWidget:
     widget = BatchWidget(viewer)
     viewer.window.add_dock_widget(widget, name=PANEL_NAME, area="right", tabify=False)
     return widget
-
-
-def dock_of(widget: BatchWidget):
-    from qtpy.QtWidgets import QDockWidget
-
-    parent = widget.native.parent()
-    while parent is not None and not isinstance(parent, QDockWidget):
-        parent = parent.parent()
-    return parent

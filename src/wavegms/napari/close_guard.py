@@ -1,7 +1,9 @@
 """What happens to a fine-tune when napari's window is closed while it trains: the user is
 asked, then either training stops at the next batch and the best completed epoch is installed
 before the window closes, or it keeps training in the background (the child installs its
-model when done, and says so on the terminal), or the window stays open.
+model when done: a notification says so while napari runs, the run folder's ``training.log``
+always), or the window stays open. Closing only the dock (napari's close button cannot be
+refused) keeps the training in the background the same way.
 
 Without a question (napari killed), the child sees its pipe end and stops at the next batch
 by itself, installing the best completed epoch (``finetune_job``).
@@ -61,6 +63,7 @@ class CloseGuard(QObject):
         super().__init__()
         self.form = form
         self.window = None
+        form.native.installEventFilter(self)  # napari takes a closed dock's widget out
 
     def watch(self, window) -> None:
         if window is not None and window is not self.window:
@@ -70,6 +73,10 @@ class CloseGuard(QObject):
             self.window = window
 
     def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange and watched is self.form.native:
+            if watched.parent() is None and self.form.busy:  # its dock was closed
+                self.form.leave_in_background()
+            return False
         if event.type() != QEvent.Type.Close:
             return False
         try:

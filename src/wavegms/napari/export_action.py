@@ -38,7 +38,8 @@ class ExportForm(JobForm):
         model: Callable[[], str | None],
         ask_path: Callable[[str], tuple[str, bool]] = ask_package_path,
     ) -> None:
-        super().__init__("Export model (bioimage.io)...")
+        super().__init__("Export model...", nested=True)  # short: the dock stays narrow
+        self.run_button.tooltip = "save the model as a bioimage.io package (one .zip file)"
         self.model = model
         self.ask_path = ask_path
         self.add_job_controls()

@@ -54,6 +54,7 @@ class StatusLabel(Label):
 
     max_chars = 300
     max_lines = 4
+    min_lines = 2
 
     def __init__(self) -> None:
         self._full = ""
@@ -64,7 +65,11 @@ class StatusLabel(Label):
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         label.setMinimumWidth(40)
-        label.setMaximumHeight(label.fontMetrics().lineSpacing() * self.max_lines + 6)
+        line = label.fontMetrics().lineSpacing()
+        label.setMaximumHeight(line * self.max_lines + 6)
+        # Two lines kept free: a short dock (Segment) sized before its first message still
+        # shows a two-line one whole.
+        label.setMinimumHeight(line * self.min_lines + 6)
 
     @property
     def value(self) -> str:

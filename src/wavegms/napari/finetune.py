@@ -1,7 +1,7 @@
 """The fine-tune dock: collect corrected image/labels pairs, then fine-tune a new model.
 
 Pairs go to disk at once (``training.training_set``). Training is a job in a child process
-(``runner.ProcessJob`` over ``python -m wavegms.napari.finetune_job``), so napari stays
+(``process_job.ProcessJob`` over ``python -m wavegms.napari.finetune_job``), so napari stays
 responsive and Stop is quick. The library trains and installs the best epoch under the new
 name; the dock shows what it made and selects it in the Segment widgets. Base and shipped models
 are never written to.
@@ -13,86 +13,33 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    FloatSpinBox,
-    Label,
-    LineEdit,
-    PushButton,
-    Select,
-    SpinBox,
-)
-from magicgui.widgets.bases import ValueWidget
+from magicgui.widgets import ComboBox, Label, LineEdit, PushButton, Select
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
+from wavegms.napari import background
 from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
 from wavegms.napari.export_action import ExportForm
 from wavegms.napari.feedback import guarded, report_error
-from wavegms.napari.fields import (
-    LayerChoices,
-    complete_device_list,
-    device_choices,
-    model_choices,
-    on_edit_finished,
-)
-from wavegms.napari.finetune_job import launch
+from wavegms.napari.fields import LayerChoices, complete_device_list, on_edit_finished
+from wavegms.napari.finetune_fields import free_model_name, outcome_text, request_fields
+from wavegms.napari.finetune_job import LOG_NAME, launch
 from wavegms.napari.layers import LayerWatcher, current_plane
 from wavegms.napari.plot import LossPlot
 from wavegms.napari.runner import JobForm
 from wavegms.napari.settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
 from wavegms.training.finetune import MIN_PAIRS, MIN_VAL_IMAGES, FinetuneRequest, new_run_dir
-from wavegms.training.training_set import TrainingSet, safe_name
+from wavegms.training.training_set import TrainingSet
 
 if TYPE_CHECKING:
     import napari
 
 
-def request_fields() -> dict[str, ValueWidget]:
-    """The form's fine-tuning fields, each named after the :class:`FinetuneRequest` field it
-    sets (the request is the one list of fine-tune settings and their defaults)."""
-    fields: dict[str, ValueWidget] = {
-        "base_model": ComboBox(label="base model", choices=model_choices),
-        "device": ComboBox(label="device", choices=device_choices),
-        "epochs": SpinBox(label="epochs", min=1, max=10_000),
-        "lr": FloatSpinBox(label="learn rate", min=1e-6, max=1.0, step=1e-4),
-        "batch_size": SpinBox(label="batch size", min=1, max=256),
-        "val_fraction": FloatSpinBox(label="validation", min=0.05, max=0.9, step=0.05),
-        "augment": CheckBox(text="augmentation"),
-        "fast_cpu": CheckBox(text="fast CPU schedule"),
-        "new_name": LineEdit(label="new name"),
-    }
-    fields["lr"].native.setDecimals(6)
-    fields[
-        "val_fraction"
-    ].tooltip = "fraction of the pairs held out to choose the best epoch (3 at least)"
-    fields["new_name"].tooltip = "the name of the new model (filled in with a free one)"
-    fields["fast_cpu"].tooltip = "on CPU: training images encoded once, no decoder in the loss"
-    for name, widget in fields.items():
-        widget.name = name
-    return fields
-
-
-def default_model_name(project: str) -> str:
-    """``<project>-ft<n>`` with the first ``n`` that names no model yet."""
-    from wavegms.store.catalogue import check_new_model_name
-
-    stem = (safe_name(project) or "model")[:48]
-    for n in range(1, 10_000):
-        name = f"{stem}-ft{n}"
-        try:
-            check_new_model_name(name)
-            return name
-        except Exception:
-            continue
-    return ""
-
-
 class FinetuneWidget(JobForm):
     cancel_message = "stopping after the current batch…"
+    dock_title = "Fine-tune"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__("Fine-tune", cancel_text="Stop")
@@ -111,15 +58,19 @@ class FinetuneWidget(JobForm):
         self.pairs.native.setMaximumHeight(110)  # the list scrolls; the dock stays short
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
-        heading = Label(value="<b>Training pairs</b>")
-        self.extend([heading, self.image, self.labels_layer, self.project, self.add_button])
-        self.extend([self.pairs, self.remove_button, Label(value="<b>Fine-tuning</b>")])
+        # Progress, status and plot first: in view while it trains, however short the dock.
+        self.add_rows(self.progress_bar, self.status)
+        self.add_rows(Label(value="<b>Training pairs</b>"))
+        self.extend([self.image, self.labels_layer, self.project, self.add_button])
+        self.extend([self.pairs, self.remove_button])
+        self.add_rows(Label(value="<b>Fine-tuning</b>"))
         self.extend(list(self.fields.values()))
-        self.add_job_controls()
+        self.add_rows(self.buttons)
         self.export_form = ExportForm(self.made_model)  # "Export..." of the model it made
-        self.append(self.export_form)
-        self.plot = LossPlot()
-        self.content.layout().addWidget(self.plot)
+        self.add_rows(self.export_form)
+        self.plot = LossPlot()  # under the status line (shown once a run has epochs)
+        layout = self.content.layout()
+        layout.insertWidget(layout.indexOf(self.status.native.parentWidget()) + 1, self.plot)
         self._show_request(self.settings.request)
         self.watcher = LayerWatcher(viewer, self.reset_choices)  # layers, and new models
         self.close_guard = CloseGuard(self)
@@ -131,20 +82,13 @@ class FinetuneWidget(JobForm):
         complete_device_list(self.fields["device"], self.settings.request.device)
         self.refresh_pairs()
         self.fill_new_name()
+        background.tell_background_ends(self.status)  # runs that ended while napari was closed
         self.finish_layout()
 
     def fill_new_name(self) -> None:
         """Fill in a model name not taken yet, unless the user has typed one still free."""
-        from wavegms.store.catalogue import check_new_model_name
-
-        typed = self.fields["new_name"].value.strip()
-        if typed:
-            try:
-                check_new_model_name(typed)
-                return
-            except Exception:
-                pass
-        self.fields["new_name"].value = default_model_name(self.project.value.strip())
+        name, busy = self.fields["new_name"], [run.name for run in background.WATCHED]
+        name.value = free_model_name(name.value.strip(), self.project.value.strip(), busy)
 
     # -- the request the form shows --------------------------------------------------------
     def _show_request(self, request: FinetuneRequest) -> None:
@@ -265,7 +209,10 @@ class FinetuneWidget(JobForm):
             return
         name = self.request.new_name
         self.fields["base_model"].reset_choices()
-        self._select_in_segment_widgets(name)
+        segment = load_settings(SegmentSettings)  # the new model, selected in Segment
+        segment.model = name
+        save_settings(segment)
+        background.refresh_model_lists(self.viewer, select=name)
         self.plot.mark_chosen(outcome["best_epoch"], outcome["val_images"])
         self.status.value = outcome_text(name, outcome)
         self.fill_new_name()  # the next run needs a new name
@@ -285,40 +232,23 @@ class FinetuneWidget(JobForm):
             self.shutdown()  # the window closes now; the run folder keeps what was saved
 
     def leave_in_background(self) -> None:
-        """Let the child train on after napari has gone, and say where its model will be."""
+        """Let the child train on (after napari too, if it goes); a
+        :class:`~wavegms.napari.background.BackgroundTraining` tells when it is done."""
         job = self.job
-        if job is not None and job.detach():
-            show_info(
-                f"fine-tuning {self.request.new_name!r} goes on in the background; the model "
-                f"appears in the model list when it is done (run folder {self.run_dir})"
-            )
-            job.timer.stop()
-            self.job = None  # forgotten: not killed with the form
+        if job is None or not job.detach():
+            return
+        self.job = None  # forgotten: not killed with the form
+        self._end()
+        background.BackgroundTraining(job, self.request.new_name, self.run_dir, self.viewer)
+        self.fill_new_name()  # not the name the background run will install
+        self.status.value = (
+            f"fine-tuning {self.request.new_name!r} goes on in the background; a notification "
+            f"says when it is done (record: {self.run_dir / LOG_NAME})"
+        )
+        show_info(self.status.value)
 
     def made_model(self) -> str | None:
         """The model the last fine-tune made (what "Export..." offers), or None."""
         if self.request is None or not self.outcome or self.outcome["installed"] is None:
             return None
         return self.request.new_name
-
-    def _select_in_segment_widgets(self, name: str) -> None:
-        from wavegms.napari.segment import SegmentWidget
-
-        segment = load_settings(SegmentSettings)
-        segment.model = name
-        save_settings(segment)
-        for widget in self.viewer.window.dock_widgets.values():
-            if isinstance(widget, SegmentWidget):
-                widget.refresh_models(select=name)
-
-
-def outcome_text(name: str, outcome: dict) -> str:
-    """What a fine-tune made and why that epoch, in one status line."""
-    how = "stopped; kept the best completed epoch" if outcome["cancelled"] else "done"
-    planned = outcome.get("epochs_planned") or outcome["epochs_done"]
-    return (
-        f"{how}: new model {name!r} from epoch {outcome['best_epoch']} of "
-        f"{outcome['epochs_done']} (of {planned} planned), the best validation Dice "
-        f"{outcome['best_val_dice']:.3f} on {outcome['val_images']} image(s) held out of "
-        f"{outcome['train_images'] + outcome['val_images']}"
-    )

@@ -10,7 +10,9 @@ at the next batch and install the best completed epoch) or ``"detach"`` (keep tr
 the parent has gone). The child sends ``("progress", Progress)``, then ``("done", outcome as a
 dict)`` or ``("error", text)``. When stdin reaches its end without ``"detach"`` the parent has
 gone (closed or killed): the child stops at the next batch, as for ``"stop"``, and exits, so
-no training outlives napari unasked.
+no training outlives napari unasked. Whatever happens, the run folder's ``training.log``
+records how the run went (started, sent to the background, how it ended), for a user whose
+napari has gone by then.
 
 Qt-free and torch-free at import time.
 """
@@ -24,6 +26,8 @@ import struct
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
@@ -64,6 +68,37 @@ def launch(request) -> subprocess.Popen:
     return child
 
 
+#: The run folder's record of how a dock's fine-tune went (read by a user whose napari has gone).
+LOG_NAME = "training.log"
+
+
+def log_line(run_dir: str | Path | None, line: str) -> None:
+    """Add a dated line to the run folder's :data:`LOG_NAME` (written whole, atomically)."""
+    if not run_dir:
+        return
+    from wavegms.core.files import write_text
+
+    path = Path(run_dir) / LOG_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        write_text(path, f"{old}{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    except OSError as err:  # a record that cannot be written must not end the training
+        print(f"wavegms: could not write {path}: {err}", file=sys.stderr)
+
+
+def ended_line(request, outcome) -> str:
+    """How a run ended, in the words of the dock's status line."""
+    if outcome.installed is None:
+        return f"stopped before the first epoch ended: no model {request.new_name!r} was made"
+    how = "stopped; kept the best completed epoch" if outcome.cancelled else "done"
+    return (
+        f"{how}: model {request.new_name!r} installed from epoch {outcome.best_epoch} of "
+        f"{outcome.epochs_done}, validation Dice {outcome.best_val_dice:.3f} on "
+        f"{outcome.val_images} image(s); it is in the model list"
+    )
+
+
 def outcome_message(outcome) -> dict:
     """A ``FinetuneOutcome`` as plain values (paths as text)."""
     return {
@@ -76,8 +111,10 @@ class Link:
     """The child's side: reports go to the parent while it listens; its commands (and its
     end) become a cancellation the trainer sees at its next batch."""
 
-    def __init__(self, commands: BinaryIO, messages: BinaryIO, cancel) -> None:
-        self.commands, self.messages, self.cancel = commands, messages, cancel
+    def __init__(
+        self, commands: BinaryIO, messages: BinaryIO, cancel, log: Callable[[str], None]
+    ) -> None:
+        self.commands, self.messages, self.cancel, self.log = commands, messages, cancel, log
         self.detached = False
         self.parent_gone = False
         self._lock = threading.Lock()
@@ -91,6 +128,7 @@ class Link:
                 command = None
             if command == "detach":
                 self.detached = True
+                self.log("goes on in the background (the dock or napari was closed)")
             elif command == "stop":
                 self.cancel.cancel()
             elif command is None:
@@ -132,18 +170,24 @@ def main() -> int:
     from wavegms.napari.jobs import error_text
     from wavegms.training.finetune import finetune
 
+    def log(line: str) -> None:
+        log_line(request.out_dir, line)
+
     cancel = CancelToken()
-    link = Link(commands, messages, cancel)
+    link = Link(commands, messages, cancel, log)
+    log(f"started: fine-tuning {request.new_name!r} from {request.base_model!r}")
     try:
         outcome = finetune(request, progress=link, cancel=cancel)
     except Exception as err:
+        log(f"failed: {error_text(err)}")
         link.send("error", error_text(err))
         print(f"wavegms fine-tune failed: {error_text(err)}", file=sys.stderr)
         return 1
+    log(ended_line(request, outcome))
     link.send("done", outcome_message(outcome))
     if link.parent_gone:  # nobody to show it to: say it where a terminal may see it
-        print(f"wavegms fine-tune ended: model {request.new_name!r} from epoch "
-              f"{outcome.best_epoch}, run folder {outcome.run_dir}", file=sys.stderr)  # fmt: skip
+        print(f"wavegms fine-tune {ended_line(request, outcome)}; record in "
+              f"{Path(outcome.run_dir) / LOG_NAME}", file=sys.stderr)  # fmt: skip
     return 0
 
 

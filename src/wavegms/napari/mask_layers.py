@@ -33,6 +33,7 @@ class MaskLayers:
         self._touched: set[int] = set()  # ids of our layers painted or set since we wrote
         self._writing = False  # our own writes are no user edits
         self._checked: Labels | None = None  # the layer the running job compares
+        self._placeholder: Labels | None = None  # added empty while the model runs
         # image layer -> the labels layer its last result went to
         self._last: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -55,9 +56,40 @@ class MaskLayers:
             "mask_digest": self._written.get(id(layer), ""),
         }
 
+    def prepare(self, image: Image, shape: tuple) -> None:
+        """While the model runs: an empty ``<image> mask`` layer of the result's ``shape`` when
+        ``image`` has no mask layer yet. Adding a layer costs about a third of a click's time;
+        added now, that overlaps the model run, and the result only replaces its data. It is
+        removed again (:meth:`drop_placeholder`) if no result comes."""
+        if self.layer_for(image) is not None:
+            return
+        self._writing = True
+        try:
+            layer = self._add(image, np.zeros(shape, np.uint8))
+        finally:
+            self._writing = False
+        self._placeholder = self._last[image] = layer
+
+    def drop_placeholder(self) -> None:
+        """Remove the empty layer :meth:`prepare` added if no result filled it (cancelled,
+        failed), unless the user has painted in it meanwhile."""
+        layer, self._placeholder = self._placeholder, None
+        if layer is not None and id(layer) not in self._touched and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
+    def _add(self, image: Image, labels: np.ndarray) -> Labels:
+        layer = self.viewer.add_labels(
+            labels, name=mask_name(image), scale=image.scale, translate=image.translate
+        )
+        layer.events.paint.connect(self._on_edit)
+        layer.events.data.connect(self._on_edit)
+        return layer
+
     def _edited(self, layer, result: SegmentResult) -> bool:
         """Whether ``layer`` holds anything but what we last wrote. A layer we never wrote
         is the user's."""
+        if layer is self._placeholder:  # added empty for this result
+            return id(layer) in self._touched
         if id(layer) not in self._written or id(layer) in self._touched:
             return True
         return layer is not self._checked or result.mask_edited
@@ -65,7 +97,6 @@ class MaskLayers:
     def write(self, image: Image, result: SegmentResult) -> tuple[Labels, str]:
         """Put ``result`` into ``image``'s mask layer (or a new one, if that was edited);
         returns the layer and a note for the user ('' or what was kept)."""
-        geometry = {"scale": image.scale, "translate": image.translate}
         labels = result.labels
         existing = self.layer_for(image)
         edited = existing is not None and self._edited(existing, result)
@@ -74,18 +105,17 @@ class MaskLayers:
         try:
             if isinstance(existing, Labels) and existing.data.shape == labels.shape and not edited:
                 existing.data = labels
-                existing.scale, existing.translate = geometry["scale"], geometry["translate"]
+                existing.scale, existing.translate = image.scale, image.translate
                 layer = existing
             else:
                 if existing is not None and not edited:
                     self.viewer.layers.remove(existing)
                 elif existing is not None:
                     kept = f"; your edited {existing.name!r} was kept"
-                layer = self.viewer.add_labels(labels, name=mask_name(image), **geometry)
-                layer.events.paint.connect(self._on_edit)
-                layer.events.data.connect(self._on_edit)
+                layer = self._add(image, labels)
         finally:
             self._writing = False
+        self._placeholder = None  # filled, or the user's (painted in): kept either way
         self._written[id(layer)] = result.digest
         self._touched.discard(id(layer))
         self._last[image] = layer

@@ -11,21 +11,30 @@ from qtpy.QtCore import QSize
 
 
 class LossPlot(FigureCanvasQTAgg):
+    """Shown once a run has epochs to plot (an empty plot took a short dock's space)."""
+
+    #: Small enough that, at 800 px with Segment docked above, the fine-tune dock shows its
+    #: progress, status and plot together without scrolling.
+    min_height = 120
+
     def __init__(self) -> None:
         figure = Figure(figsize=(4, 2.6), tight_layout=True)
         super().__init__(figure)
         self.loss_axes = figure.add_subplot(1, 1, 1)
         self.dice_axes = self.loss_axes.twinx()
-        self.setMinimumHeight(180)
+        self.setMinimumHeight(self.min_height)
         self.setMinimumWidth(150)
         self.clear()
 
     def sizeHint(self) -> QSize:
-        # The figure's own size (400 px wide) would widen the dock; the plot follows the dock.
-        return QSize(240, 200)
+        # The figure's own size (400 px wide) would widen the dock; the plot follows the dock,
+        # and takes a fifth of the window's height (more on a big screen, less on a small one).
+        window = self.window()
+        height = window.height() if window is not None and window is not self else 800
+        return QSize(240, max(self.min_height, min(280, height // 5)))
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(150, 180)
+        return QSize(150, self.min_height)
 
     def clear(self) -> None:
         self.chosen: int | None = None  # the epoch installed, once the run has ended
@@ -33,12 +42,14 @@ class LossPlot(FigureCanvasQTAgg):
         self.epochs: list[int] = []
         self.losses: list[float] = []
         self.dices: list[float] = []
+        self.setVisible(False)
         self._draw()
 
     def add_epoch(self, epoch: int, loss: float, val_dice: float) -> None:
         self.epochs.append(epoch)
         self.losses.append(loss)
         self.dices.append(val_dice)
+        self.setVisible(True)
         self._draw()
 
     @property
@@ -59,10 +70,11 @@ class LossPlot(FigureCanvasQTAgg):
         loss.plot(self.epochs, self.losses, "o-", color="tab:blue", label="training loss")
         dice.plot(self.epochs, self.dices, "s-", color="tab:orange", label="validation Dice")
         loss.set_xlabel("epoch")
-        loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+        loss.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
         loss.set_ylabel("loss", color="tab:blue")
         dice.set_ylabel("val Dice", color="tab:orange")
         dice.yaxis.set_label_position("right")
+        dice.xaxis.set_visible(False)  # cleared, the twin drew its own x ticks over the loss's
         if self.dices:
             low, high = min(self.dices), max(self.dices)
             pad = max(0.02, 0.1 * (high - low))
@@ -75,7 +87,9 @@ class LossPlot(FigureCanvasQTAgg):
                 text += f" ({self.val_images} val images)"
             dice.axvline(best, color="tab:green", linestyle="--", linewidth=1)
             dice.plot([best], [value], "*", color="tab:green", markersize=12)
-            dice.annotate(text, (best, value), textcoords="offset points", xytext=(4, -12),
+            left = best > (self.epochs[0] + self.epochs[-1]) / 2  # text away from the edge
+            dice.annotate(text, (best, value), textcoords="offset points",
+                          xytext=(-8 if left else 8, -12), ha="right" if left else "left",
                           fontsize=8, color="tab:green")  # fmt: skip
         if self.epochs:
             loss.set_xlim(0.5, max(self.epochs) + 0.5)

@@ -76,6 +76,7 @@ def resegment_job(session: ReviewSession, device: str, progress=None, cancel=Non
 
 
 class ReviewWidget(JobForm):
+    dock_title = "Review results"
     cancel_message = "stopping…"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:

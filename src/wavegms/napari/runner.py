@@ -11,23 +11,23 @@ objects and end the same way, in the GUI thread: :meth:`JobForm.on_returned` (th
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable
 
 from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Qt, QTimer, Signal, Slot
+from qtpy.QtCore import QObject, Qt, Signal, Slot
 from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from wavegms.core.errors import Cancelled
 from wavegms.core.progress import CancelToken, Progress
+from wavegms.napari.docking import fit_dock, unlabel
 from wavegms.napari.feedback import ProgressDisplay, StatusLabel, guarded, report_error
 from wavegms.napari.fields import after_build
+from wavegms.napari.process_job import ProcessJob
 
 #: The widest a dock insists on being: at 1280 px napari's own layer docks take about 330 px,
 #: and the canvas keeps at least half the window; wider rows scroll sideways.
-MAX_MIN_WIDTH = 300
+MAX_MIN_WIDTH = 270
 
 
 class JobForm(Container):
@@ -37,8 +37,13 @@ class JobForm(Container):
     drop_on_cancel = False
     dropped_message = "cancelled"
 
-    def __init__(self, run_text: str, cancel_text: str = "Cancel") -> None:
-        super().__init__(labels=True, scrollable=True)  # a tall form scrolls in its dock
+    #: The dock's title (napari's "<name> (napari-wavegms)" was clipped); "": napari's.
+    dock_title = ""
+
+    def __init__(self, run_text: str, cancel_text: str = "Cancel", nested: bool = False) -> None:
+        # A tall form scrolls in its dock; a form inside another (``nested``) scrolls with it.
+        super().__init__(labels=not nested, scrollable=not nested)
+        self.nested = nested
         self.job: ThreadJob | ProcessJob | None = None
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text=cancel_text, enabled=False)
@@ -64,7 +69,15 @@ class JobForm(Container):
         return self._widget._mgui_get_native_widget()
 
     def add_job_controls(self) -> None:
-        self.extend([self.buttons, self.progress_bar, self.status])
+        self.add_rows(self.buttons, self.progress_bar, self.status)
+
+    def add_rows(self, *rows) -> None:
+        """Append rows that have no label (buttons, progress, status, headings) at the
+        dock's whole width: the status wraps less and the dock stays narrow."""
+        self.extend(rows)
+        for row in rows:
+            if not self.nested:
+                unlabel(row.native)
 
     #: Whether the dock takes the height left over by other docks (Fine-tune, with its plot)
     #: or keeps the height of its rows (Segment), so that docked together both fit.
@@ -79,6 +92,12 @@ class JobForm(Container):
             height = self.content.sizeHint().height() + frame + 2
             self.native.setMinimumHeight(min(height, 420))
 
+    def _docked(self) -> None:
+        """Once docked and styled (sizes grow then): the minimum again, the dock's width and
+        title."""
+        self._fit_to_rows()
+        fit_dock(self.native, self.dock_title)
+
     def finish_layout(self) -> None:
         """Called last by each form: rows packed at the top, a narrow minimum width (magicgui
         set it to the widest row), and the dock's vertical share."""
@@ -90,7 +109,7 @@ class JobForm(Container):
                 )
                 widget.native.setMinimumContentsLength(8)
         self._fit_to_rows()
-        after_build(self._fit_to_rows)  # again once docked and styled (sizes grow then)
+        after_build(self._docked)
         # Never cut off a field: a dock made narrower than its rows scrolls sideways too.
         self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         policy = (
@@ -141,7 +160,8 @@ class JobForm(Container):
     def start_process(
         self, launch: Callable, description: str, payload: object, epochs: int = 0
     ) -> None:
-        """Run ``launch(payload)``'s child process (see :class:`ProcessJob`); ``epochs``: a
+        """Run ``launch(payload)``'s child process (see
+        :class:`~wavegms.napari.process_job.ProcessJob`); ``epochs``: a
         training's planned epochs, for its progress bar and time estimate."""
         self._begin(description, epochs)
         self.job = ProcessJob(self, launch, payload)
@@ -226,102 +246,3 @@ class ThreadJob:
         self.token.cancel()
 
     kill = cancel  # a thread cannot be killed: it stops at its next check
-
-
-class ProcessJob:
-    """The process backend: a child started as a module (``finetune_job.launch``), so that
-    napari stays responsive, the user's ``__main__`` is never re-imported and the child's
-    memory is returned when it ends.
-
-    A reader thread collects the child's frames (``("progress", Progress)``, then ``("done",
-    result)`` or ``("error", text)``) and a QTimer shows them. Stop sends ``"stop"``: the child
-    stops at its next batch (no timeout, no forced end). If napari goes, the child's stdin
-    ends and it stops by itself.
-    """
-
-    poll_ms = 100
-
-    def __init__(self, form: JobForm, launch: Callable, payload: object) -> None:
-        self.form = form
-        self.outcome: tuple[str, object] | None = None
-        self.stopping = False
-        self.messages: queue.Queue = queue.Queue()
-        self.process = launch(payload)
-        self._reader = threading.Thread(target=self._read, name="wavegms-job-reader", daemon=True)
-        self._reader.start()
-        self.timer = QTimer()
-        self.timer.setInterval(self.poll_ms)
-        self.timer.timeout.connect(guarded(self.poll, form.status))
-        self.timer.start()
-
-    def _read(self) -> None:
-        from wavegms.napari.finetune_job import read_frame
-
-        while True:
-            try:
-                self.messages.put(read_frame(self.process.stdout))
-            except (EOFError, OSError, ValueError):
-                return
-
-    def _command(self, command: str) -> bool:
-        from wavegms.napari.finetune_job import send_frame
-
-        try:
-            send_frame(self.process.stdin, command)
-            return True
-        except (BrokenPipeError, OSError, ValueError):  # it has ended already
-            return False
-
-    def cancel(self) -> None:
-        self.stopping = True
-        self._command("stop")
-
-    def detach(self) -> bool:
-        """Let the child train on after napari has gone (it installs its model when done)."""
-        return self._command("detach")
-
-    def kill(self) -> None:
-        self.timer.stop()
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(5)
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def poll(self) -> None:
-        """Render the child's messages; conclude once it has ended."""
-        self._drain()
-        if not self.alive:
-            self._reader.join(1)
-            self._drain()  # what it sent just before it ended
-            self._conclude()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                kind, payload = self.messages.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "progress":
-                self.form._report(payload)
-            else:
-                self.outcome = (kind, payload)
-
-    def _conclude(self) -> None:
-        self.timer.stop()
-        form, exitcode = self.form, self.process.returncode
-        kind, payload = self.outcome or ("ended", exitcode)
-        if kind == "done":
-            form._conclude(self, form.on_returned, payload)
-        elif kind == "error":
-            form._conclude(self, form.on_errored, str(payload))
-        elif self.stopping:
-            form._conclude(self, form.on_errored, Cancelled("stopped before the job ended"))
-        else:
-            text = f"the job's process ended with exit code {exitcode} before it reported"
-            form._conclude(self, form.on_errored, text)
-        for pipe in (self.process.stdin, self.process.stdout):
-            pipe.close()
-        form._finished(self)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 class SegmentWidget(JobForm):
     """Segment the chosen image layer with the chosen model."""
 
+    dock_title = "Segment"
     grows_vertically = False  # a short form: the docks below it get the height
     drop_on_cancel = True  # Cancel frees the form at once; a late result is dropped unseen
     dropped_message = "cancelled: no mask was added"
@@ -167,6 +168,11 @@ class SegmentWidget(JobForm):
             slot=self.slot,
             **self.masks.to_check(layer),
         )
+        # Added while the worker runs (not after): a new layer's cost overlaps the model's.
+        self.masks.prepare(layer, self.target_shape[:-1] if layer.rgb else self.target_shape)
+
+    def on_finished(self) -> None:
+        self.masks.drop_placeholder()  # no result filled it (cancelled, failed, dropped)
 
     def on_returned(self, result: SegmentResult) -> None:
         problem = self._target_changed()

@@ -135,6 +135,7 @@ class Trainer:
         c = self.config
         with autocast(self.device, c.amp):
             out = self.forward(batch.images, sample=True)
+            check_cancel(self.cancel)  # before the segmentation loss decodes (the dearest part)
             l_lm = latent_loss(out, batch.z_mask)
             l_align = alignment_loss(out["z"], batch.z_image)
             l_seg = (
@@ -143,6 +144,9 @@ class Trainer:
                 else torch.zeros((), device=self.device)
             )
             loss = l_seg + l_lm + c.align_weight * l_align
+        # Stop acts within a fraction of a batch: the backward pass costs about as much as
+        # the forward one, and a step cut here leaves the weights as the last step made them.
+        check_cancel(self.cancel)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -183,6 +187,7 @@ class Trainer:
         self.model.eval()
         dices = []
         for indices in torch.arange(len(self.val_set)).split(self.config.batch_size):
+            check_cancel(self.cancel)  # Stop need not wait for the whole validation
             images = self.val_set.images[indices].float().div_(255).to(self.device)
             masks = self.val_set.masks[indices].to(self.device).bool()
             with autocast(self.device, self.config.amp):
@@ -291,10 +296,12 @@ class Trainer:
             start = clock()
             try:
                 losses = self._train_epoch()
+                val_dice = self.validate()
             except Cancelled:
-                cancelled = True  # the last completed epoch's checkpoint stays as it was
+                # The epoch is not counted: the best model and the last checkpoint stay
+                # those of the last completed epoch.
+                cancelled = True
                 break
-            val_dice = self.validate()
             self.epoch += 1
             row = {"epoch": self.epoch, **losses, "val_dice": val_dice}
             row["lr"] = self.optimizer.param_groups[0]["lr"]
