@@ -35,22 +35,30 @@ CHECK_MEAN_TOLERANCE = 0.05
 def quantize_onnx(
     fp32_path: Path,
     out_path: Path,
-    batches: Iterable[np.ndarray],
+    batches: Iterable[np.ndarray] = (),
     *,
     reduce_range: bool = True,
     exclude: Sequence[str] = (),
     ranges: dict[str, list[float]] | None = None,
 ) -> Path:
-    """Write the static int8 (QDQ) version of the fp32 graph at ``fp32_path`` to ``out_path``,
-    activation ranges calibrated on ``batches`` (model inputs, see :func:`calibration_batches`).
-    ``reduce_range``: 7-bit weights (safe on every x86 CPU); ``exclude``: names of Conv nodes
-    left in fp32; ``ranges``: activation ranges measured before (``runtime.calibration``),
-    which replace those of ``batches`` (the quantiser still wants images to run)."""
+    """Write the static int8 (QDQ) version of the fp32 graph at ``fp32_path`` to ``out_path``.
+    Activation ranges: ``ranges`` measured before (``runtime.calibration``; handed to the
+    quantiser as its calibration cache, so no image is run), else calibrated on ``batches``
+    (model inputs, see :func:`calibration_batches`). ``reduce_range``: 7-bit weights (safe
+    on every x86 CPU); ``exclude``: names of Conv nodes left in fp32."""
+    import tempfile
+
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
         QuantType,
         quantize_static,
+    )
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        TensorData,
+        TensorsData,
+        save_tensors_data,
     )
 
     class Reader(CalibrationDataReader):
@@ -62,19 +70,22 @@ def quantize_onnx(
             return None if batch is None else {"images": batch}
 
     def write(tmp: Path) -> None:
-        quantize_static(
-            str(fp32_path), str(tmp), Reader(),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-            op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=list(exclude),
-            extra_options={"TensorQuantOverrides": overrides},
-        )  # fmt: skip
-
-    # float32, as the quantiser's own calibration holds them: the same scales either way
-    overrides = {
-        name: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
-        for name, (low, high) in (ranges or {}).items()
-    }
+        with tempfile.TemporaryDirectory(prefix="wavegms-int8-") as folder:
+            cache = None
+            if ranges is not None:  # float32, as the quantiser's own calibration holds them
+                cache = Path(folder) / "ranges.json"
+                data = {
+                    name: TensorData(lowest=np.float32(low), highest=np.float32(high))
+                    for name, (low, high) in ranges.items()
+                }
+                save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+            quantize_static(
+                str(fp32_path), str(tmp), None if cache else Reader(),
+                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=list(exclude),
+                calibration_cache_path=cache,
+            )  # fmt: skip
 
     return atomic_write(Path(out_path), write, ".onnx")
 
@@ -109,9 +120,7 @@ def build_int8_soft_mask(
 
     fp32 = cached_onnx(model, model_file)
     stored = stored_ranges(getattr(model, "metadata", {})) if calibration is None else None
-    images = list(calibration) if calibration is not None else sample_images()
-    if stored is not None:
-        images = images[:1]  # only run for the quantiser's sake: the stored ranges win
+    images = [] if stored is not None else sample_images() if calibration is None else calibration
     batches = list(calibration_batches(images, model.config.image_size))
     digest = hashlib.sha256()
     if stored is not None:
