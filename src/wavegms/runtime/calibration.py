@@ -57,11 +57,10 @@ def dataset_images(data_dir: str | Path, n: int = 32, seed: int = 0) -> list[np.
     return [read_image(pairs[i].image) for i in picked]
 
 
-def measure_ranges(fp32_path: Path, batches: Iterable[np.ndarray]) -> dict[str, list[float]]:
-    """``{tensor: [lowest, highest]}`` of the activations ONNX Runtime's quantiser calibrates
-    in the graph at ``fp32_path``, over the model inputs ``batches`` (min/max, as
-    ``quantize_static`` itself measures)."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
+def batch_reader(batches: Iterable[np.ndarray]):
+    """``batches`` (model inputs) as the ONNX Runtime calibration reader that feeds them to the
+    exported graph's ``images`` input."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -71,6 +70,15 @@ def measure_ranges(fp32_path: Path, batches: Iterable[np.ndarray]) -> dict[str, 
             batch = next(self.batches, None)
             return None if batch is None else {"images": batch}
 
+    return Reader()
+
+
+def measure_ranges(fp32_path: Path, batches: Iterable[np.ndarray]) -> dict[str, list[float]]:
+    """``{tensor: [lowest, highest]}`` of the activations ONNX Runtime's quantiser calibrates
+    in the graph at ``fp32_path``, over the model inputs ``batches`` (min/max, as
+    ``quantize_static`` itself measures)."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+
     with tempfile.TemporaryDirectory(prefix="wavegms-calibration-") as tmp:
         calibrator = create_calibrator(
             Path(fp32_path),
@@ -78,7 +86,7 @@ def measure_ranges(fp32_path: Path, batches: Iterable[np.ndarray]) -> dict[str, 
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=CalibrationMethod.MinMax,
         )
-        calibrator.collect_data(Reader())
+        calibrator.collect_data(batch_reader(batches))
         data = calibrator.compute_data()
     return {
         name: [float(np.min(r.range_value[0])), float(np.max(r.range_value[1]))]

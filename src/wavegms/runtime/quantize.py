@@ -22,6 +22,7 @@ from wavegms.core.files import atomic_write
 from wavegms.net.model import WaveGMS
 from wavegms.runtime.calibration import (
     QUANTISED_OPS,
+    batch_reader,
     calibration_batches,
     sample_images,
     stored_ranges,
@@ -48,26 +49,13 @@ def quantize_onnx(
     on every x86 CPU); ``exclude``: names of Conv nodes left in fp32."""
     import tempfile
 
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import (
         CalibrationMethod,
         TensorData,
         TensorsData,
         save_tensors_data,
     )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(batches)
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {"images": batch}
 
     def write(tmp: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="wavegms-int8-") as folder:
@@ -80,7 +68,7 @@ def quantize_onnx(
                 }
                 save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
             quantize_static(
-                str(fp32_path), str(tmp), None if cache else Reader(),
+                str(fp32_path), str(tmp), None if cache else batch_reader(batches),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
                 op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=list(exclude),
