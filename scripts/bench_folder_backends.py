@@ -2,7 +2,7 @@
 
     python scripts/bench_folder_backends.py --model busi --images 20 --backends onnx,openvino
 
-Each row is ``wavegms.bench.time_folder`` (the one folder job, ``run_folder``) with that
+Each row is ``wavegms.bench.workloads.time_folder`` (the one folder job, ``run_folder``) with that
 Segmenter backend; compare rows within one run only (other load moves them all).
 """
 
@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from wavegms.bench import format_extra, time_folder
+from wavegms.bench.workloads import format_extra, time_folder
 from wavegms.store.model_files import load_segmentation_model
 
 

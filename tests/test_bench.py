@@ -3,7 +3,7 @@ measured by `wavegms bench`, not asserted here)."""
 
 from __future__ import annotations
 
-from wavegms.bench import format_extra, time_finetune, time_folder
+from wavegms.bench.workloads import format_extra, time_finetune, time_folder
 from wavegms.store.model_files import load_segmentation_model
 
 
@@ -26,8 +26,8 @@ def test_finetune_timing_uses_the_fine_tune_schedule(tiny_dataset, tiny_model_fi
 
 
 def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_model_file):
-    from wavegms.bench import format_report, run_bench
-    from wavegms.bench_paths import format_scores, score_paths
+    from wavegms.bench.accuracy import format_scores, score_paths
+    from wavegms.bench.latency import format_report, run_bench
 
     model = load_segmentation_model("tiny", "cpu")
     results = run_bench(model, 32, (30, 40), repeats=1, baseline=False, backends=("onnx",))
@@ -42,7 +42,7 @@ def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_
 
 
 def test_peak_rss_is_measured_per_path_in_a_fresh_process(tiny_model_file):
-    from wavegms.bench_paths import path_peak_rss_mb
+    from wavegms.bench.memory import path_peak_rss_mb
 
     rss = path_peak_rss_mb("tiny", backends=("eager",))
     assert set(rss) == {"eager"} and 50 < rss["eager"] < 5000
@@ -56,17 +56,17 @@ def test_a_fresh_process_reports_its_own_peak_not_its_parents():
 
     import numpy as np
 
-    from wavegms.bench import peak_rss_mb
+    from wavegms.bench.measure import peak_rss_mb
 
     block = np.ones(400 * 2**20, np.uint8)  # touched: 400 MB resident in this process
-    code = "from wavegms.bench import peak_rss_mb; print(peak_rss_mb())"
+    code = "from wavegms.bench.measure import peak_rss_mb; print(peak_rss_mb())"
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True).stdout)  # fmt: skip
     assert block.sum() == block.size and peak_rss_mb() > child + 300
 
 
 def test_the_int8_path_calibrated_on_the_data_is_added_with_its_training_images(tiny_dataset):
-    from wavegms.bench import INT8_DATA, bench_paths
+    from wavegms.bench.latency import INT8_DATA, bench_paths
 
     assert [row[:2] for row in bench_paths(("onnx",), str(tiny_dataset))] == [("onnx", "onnx")]
     rows = bench_paths(("int8",), str(tiny_dataset))

@@ -1,5 +1,5 @@
 """``wavegms bench``: latency, memory, accuracy and throughput of every inference path beside
-its baseline in one run (the functions are ``wavegms.bench`` and ``wavegms.bench_paths``)."""
+its baseline in one run (the functions are in ``wavegms.bench``)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def add_bench(p: argparse.ArgumentParser) -> None:
 def run_bench_command(args: argparse.Namespace) -> int:
     import torch
 
-    from wavegms.bench import format_extra, format_report, run_bench, time_finetune, time_folder
+    from wavegms.bench.latency import format_report, run_bench
+    from wavegms.bench.workloads import format_extra, time_finetune, time_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,7 +68,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if args.rss:
         _print_rss(args.model)
     if args.score_data:
-        from wavegms.bench_paths import format_scores, score_paths
+        from wavegms.bench.accuracy import format_scores, score_paths
 
         if model is None:
             raise WaveGMSError("--score-data needs --model (random weights score nothing)")
@@ -89,7 +90,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 def _print_rss(model: str | None) -> None:
-    from wavegms.bench_paths import path_peak_rss_mb
+    from wavegms.bench.memory import path_peak_rss_mb
 
     if not model:
         raise WaveGMSError("--rss needs --model (it is loaded again in fresh processes)")

@@ -9,15 +9,30 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from qtpy.QtCore import QTimer
 
 from wavegms.core.errors import Cancelled
 from wavegms.napari.feedback import guarded
 
-if TYPE_CHECKING:
-    from wavegms.napari.runner import JobForm
+
+class JobHost(Protocol):
+    """What a :class:`ProcessJob` reports to: the form that started it
+    (:class:`wavegms.napari.runner.JobForm`), named here so that this module does not import
+    the runner that imports it."""
+
+    status: object  # the form's status line, where a failed poll is shown
+
+    def on_returned(self, result) -> None: ...
+
+    def on_errored(self, err: BaseException | str) -> None: ...
+
+    def _report(self, report) -> None: ...
+
+    def _conclude(self, job, slot: Callable, *args) -> None: ...
+
+    def _finished(self, job) -> None: ...
 
 
 class ProcessJob:
@@ -33,7 +48,7 @@ class ProcessJob:
 
     poll_ms = 50  # also the longest a Stop waits to be shown once the child has ended
 
-    def __init__(self, form: JobForm, launch: Callable, payload: object) -> None:
+    def __init__(self, form: JobHost, launch: Callable, payload: object) -> None:
         self.form = form
         self.outcome: tuple[str, object] | None = None
         self.stopping = False

@@ -1,4 +1,4 @@
-"""Inference benchmark: Wave-GMS against a GMS-sized path, side by side in one process.
+"""Latency of every inference path: Wave-GMS against a GMS-sized path, side by side in one process.
 
 Wave-GMS path: array -> resize -> E_wave (mean) -> LMM -> tiny decoder -> soft mask -> resize
 back -> threshold. GMS-sized path: SD-VAE encoder -> LMM (4 channels) -> SD-VAE decoder, built
@@ -9,14 +9,20 @@ timing does not depend on them).
 from __future__ import annotations
 
 import platform
-import resource
 import statistics
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from wavegms.bench.measure import (
+    Timing,
+    count_gflop,
+    cpu_peak_gflops,
+    optional_install_mb,
+    peak_rss_mb,
+    time_call,
+)
 from wavegms.core.errors import InputError
 from wavegms.net.model import ModelConfig, WaveGMS, latent_to_mask
 
@@ -31,61 +37,6 @@ SD_VAE_CONFIG = {
     "norm_num_groups": 32,
     "sample_size": 512,
 }
-
-
-@dataclass
-class Timing:
-    name: str
-    median_ms: float
-    min_ms: float
-    gflop: float | None = None
-    peak_rss_mb: float | None = None
-    params_m: float | None = None
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far. On Linux it is the memory map's high-water
-    mark (VmHWM): ``ru_maxrss`` survives ``execve``, so a fresh process started by a big one
-    would report its parent's peak (every path of the bench read the same 1596 MB)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 1024 if platform.system() != "Darwin" else rss / 2**20
-
-
-def time_call(fn, repeats: int, warmup: int = 1) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), min(times)
-
-
-def count_gflop(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
-
-
-def cpu_peak_gflops(threads: int) -> float | None:
-    """fp32 peak: threads x clock x 32 FLOP/cycle (two 8-wide AVX2 FMA units); None if the
-    clock is unknown. A ceiling for the 'fraction of peak' figure, not a measured number."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
-    except OSError:
-        return None
-    return threads * max(mhz) / 1000 * 32 if mhz else None
 
 
 def wavegms_path(
@@ -143,21 +94,6 @@ def rewritten_gflop(model) -> float:
     x = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         return count_gflop(lambda: path(x))
-
-
-def optional_install_mb(packages=("onnxruntime", "onnx", "openvino")) -> dict[str, float]:
-    """Installed size on disk (MB) of each optional runtime package found."""
-    import importlib.util
-    from pathlib import Path
-
-    sizes = {}
-    for name in packages:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        root = Path(next(iter(spec.submodule_search_locations)))
-        sizes[name] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 1e6
-    return sizes
 
 
 def gms_path(size: int):
@@ -289,138 +225,9 @@ def format_report(results: list[Timing], size: int, image_shape) -> str:
         installed = ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items())
         lines.append(
             f"optional runtime install size: {installed} (the cpu-fast extra installs "
-            "onnxruntime and onnx; openvino is installed separately)"
+            "onnxruntime and onnx, the openvino extra openvino)"
         )
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- folder and fine-tune
-
-
-@dataclass
-class FolderTiming:
-    images: int
-    pipelined_per_s: float  # segment_folder: decoding and writing overlap inference
-    sequential_per_s: float  # the same steps and batches, one after another (overlap=False)
-    one_at_a_time_per_s: float | None = None  # pipelined, each batch's images one at a time
-    backend: str | None = None  # the graph that ran
-
-
-def _synthetic_folder(folder, n: int, shape: tuple[int, int]) -> None:
-    """``n`` speckled grey PNGs of ``shape`` with a bright disc (ultrasound-like sizes)."""
-    from wavegms.core.files import write_png
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    for i in range(n):
-        image = rng.gamma(2.0, 40.0, shape).clip(0, 255)
-        cy, cx = rng.uniform(0.3, 0.7, 2) * shape
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < (shape[0] / 6) ** 2] *= 0.3
-        write_png(folder / f"img_{i:03d}.png", image.astype(np.uint8))
-
-
-def time_folder(
-    model, n: int = 20, shape: tuple[int, int] = (472, 564), backend: str = "auto"
-) -> FolderTiming:
-    """Images per second for a folder of ``n`` BUSI-sized PNGs through the folder pipeline,
-    with and without overlapping decoding and writing with inference: both runs do the very
-    same work per image (decode once, model input, batched model, resize back, write); and
-    with each batch's images run one at a time instead of side by side. ``backend``: the
-    Segmenter's (default ``"auto"``, what ``wavegms segment`` runs)."""
-    import tempfile
-    from pathlib import Path
-
-    from wavegms.inference.folder import segment_folder
-    from wavegms.inference.segmenter import Segmenter
-
-    segmenter = Segmenter(model, device="cpu", backend=backend)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in"
-        _synthetic_folder(src, n, shape)
-        segment_folder(segmenter, src, Path(tmp) / "warm")  # first-call costs out of the way
-        seconds = {}
-        for overlap, side_by_side in ((True, True), (False, True), (True, False)):
-            segmenter.side_by_side = side_by_side
-            start = time.perf_counter()
-            out = Path(tmp) / f"overlap_{overlap}_{side_by_side}"
-            segment_folder(segmenter, src, out, overlap=overlap)
-            seconds[overlap, side_by_side] = time.perf_counter() - start
-    return FolderTiming(
-        n, n / seconds[True, True], n / seconds[False, True], n / seconds[True, False],
-        segmenter.graph_backend or "eager",
-    )  # fmt: skip
-
-
-@dataclass
-class FinetuneTiming:
-    label: str
-    seconds: float
-    val_dice: float
-    train_images: int
-    val_images: int
-    epochs: int
-
-
-def time_finetune(
-    data_dir: str, base_model: str, n_images: int = 10, epochs: int = 10, fast: bool = True
-) -> FinetuneTiming:
-    """Wall time of fine-tuning ``base_model`` on the first ``n_images`` training pairs of
-    ``data_dir`` (CPU), from the request to the installed model, by the one ``finetune()``
-    that ``wavegms finetune`` and the dock run. The model it installs (under a name of its
-    own) is removed again afterwards."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from wavegms.data.pairs import dataset_pairs
-    from wavegms.store.catalogue import model_paths, resolve_model
-    from wavegms.training.finetune import FinetuneRequest, finetune
-
-    pairs = dataset_pairs(data_dir, split="train")[:n_images]
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "pairs"
-        for sub in ("images", "masks"):
-            (root / sub).mkdir(parents=True)
-        for p in pairs:
-            shutil.copyfile(p.image, root / "images" / Path(p.image).name)
-            shutil.copyfile(p.mask, root / "masks" / Path(p.mask).name)
-        name = f"wavegms-bench-{time.strftime('%Y%m%d-%H%M%S')}"
-        request = FinetuneRequest(
-            str(root), str(resolve_model(base_model)), name, out_dir=str(Path(tmp) / "run"),
-            device="cpu", epochs=epochs, fast_cpu=fast,
-        )  # fmt: skip
-        start = time.perf_counter()
-        outcome = finetune(request)
-        seconds = time.perf_counter() - start
-        if outcome.installed is not None:  # installed by this call, under its own name
-            for path in model_paths(outcome.installed):
-                path.unlink(missing_ok=True)
-    label = "fast CPU schedule" if fast else "full schedule"
-    return FinetuneTiming(
-        label, seconds, outcome.best_val_dice, outcome.train_images, outcome.val_images, epochs
-    )
-
-
-def format_extra(folder: FolderTiming | None, finetunes: list[FinetuneTiming]) -> str:
-    lines = []
-    if folder is not None:
-        lines += [
-            f"folder of {folder.images} images 564x472 (decode, segment, write masks): "
-            f"{folder.pipelined_per_s:.2f} images/s pipelined (segment_folder), "
-            f"{folder.sequential_per_s:.2f} images/s with the same steps one after another "
-            f"({folder.pipelined_per_s / folder.sequential_per_s:.2f}x)",
-        ]
-        if folder.one_at_a_time_per_s:
-            lines.append(
-                f"  backend {folder.backend}: a batch's images side by side (one stream per "
-                f"thread) {folder.pipelined_per_s:.2f} images/s, one at a time (all threads on "
-                f"one image) {folder.one_at_a_time_per_s:.2f} images/s "
-                f"({folder.pipelined_per_s / folder.one_at_a_time_per_s:.2f}x)"
-            )
-    for f in finetunes:
-        lines.append(
-            f"fine-tune ({f.label}): {f.train_images} train + {f.val_images} validation "
-            f"images, {f.epochs} epochs: {f.seconds:.1f} s wall, best validation Dice "
-            f"{100 * f.val_dice:.2f}"
-        )
-    return "\n".join(lines)
