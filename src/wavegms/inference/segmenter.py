@@ -114,7 +114,8 @@ class Segmenter:
         line runs instead (eager last): never a different answer. ``traced=False`` (older
         callers) means ``backend="eager"``, ``traced=True`` means ``"traced"``.
         ``model_file``: the model's weights file, whose sha256 names its cached ONNX export.
-        ``calibration``: images the int8 graph is calibrated on (default: the bundled sample).
+        ``calibration``: images the int8 graph is calibrated on (default: the ranges the model
+        carries, else the bundled sample).
         A batch (a folder's) runs its images side by side where the graph can, with the same
         masks as one at a time (see :attr:`side_by_side`)."""
         from wavegms.core.devices import resolve_device

@@ -27,14 +27,6 @@ CHECK_TOLERANCE = 1e-3
 SIDE_BY_SIDE_TOLERANCE = 1e-5
 
 
-def available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def load_session(path: Path, threads: int | None = None):
     """An ONNX Runtime CPU session for ``path`` with all graph optimisations, ``threads``
     intra-op threads (default: torch's thread count, so both backends use the same cores)."""

@@ -1,6 +1,6 @@
 """OpenVINO backend: the same exported soft-mask graph as ONNX Runtime
 (:func:`wavegms.runtime.onnx_graph.cached_onnx`) compiled by OpenVINO for the CPU. Optional:
-needs ``openvino`` (``pip install napari-wavegms[cpu-fast]``).
+needs ``openvino`` (``pip install napari-wavegms[openvino]``).
 
 Inference precision is pinned to fp32: on CPUs with bf16 or fp16 units OpenVINO would
 otherwise pick those by itself, which is not the model's answer. Two compilations of one
@@ -21,14 +21,6 @@ from wavegms.net.model import WaveGMS
 
 _COMPILED: dict[tuple[str, int, str], object] = {}
 _LOCK = threading.Lock()
-
-
-def available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def compile_graph(path: Path, threads: int | None = None, hint: str = "LATENCY"):
