@@ -12,9 +12,11 @@ from wavegms.cli import main
 from wavegms.core.errors import InputError
 from wavegms.core.progress import CancelToken
 from wavegms.store.model_files import load_model
+from wavegms.training import step as step_module
 from wavegms.training import trainer as trainer_module
 from wavegms.training.config import TrainConfig, parse_duration
-from wavegms.training.trainer import Trainer, lr_factor, train
+from wavegms.training.schedule import lr_factor
+from wavegms.training.trainer import Trainer, train
 
 
 def config(data, out, **kw) -> TrainConfig:
@@ -85,13 +87,13 @@ def test_cancel_keeps_the_last_completed_checkpoint(tiny_dataset, tmp_path):
 def test_stop_acts_inside_a_batch_and_before_validation(tiny_dataset, tmp_path, monkeypatch):
     # Stop pressed during a forward pass: no backward pass or optimiser step follows.
     cancel = CancelToken()
-    real_latent_loss = trainer_module.latent_loss
+    real_latent_loss = step_module.latent_loss
 
     def press_stop_mid_forward(*args):
         cancel.cancel()
         return real_latent_loss(*args)
 
-    monkeypatch.setattr(trainer_module, "latent_loss", press_stop_mid_forward)
+    monkeypatch.setattr(step_module, "latent_loss", press_stop_mid_forward)
     trainer = Trainer(config(tiny_dataset, tmp_path / "mid"), cancel=cancel)
     steps = []
     step = trainer.optimizer.step
@@ -99,7 +101,7 @@ def test_stop_acts_inside_a_batch_and_before_validation(tiny_dataset, tmp_path, 
     result = trainer.run()
     assert result.cancelled and result.epochs_done == 0 and steps == []
     assert result.best_model is None
-    monkeypatch.setattr(trainer_module, "latent_loss", real_latent_loss)
+    monkeypatch.setattr(step_module, "latent_loss", real_latent_loss)
 
     # Stop pressed after an epoch's last batch: no validation, the epoch is not counted.
     stop = CancelToken()

@@ -42,11 +42,28 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--finetune-baseline", action="store_true", help="also time the full (slow) schedule"
     )
+    train = p.add_argument_group("training (--train)")
+    train.add_argument(
+        "--train",
+        action="store_true",
+        help="time the parts of a training step (today's and each candidate change) instead",
+    )
+    train.add_argument(
+        "--curve",
+        nargs="+",
+        metavar="CONFIG",
+        help="with --train: learning curves of these training configs at the same --budget",
+    )
+    train.add_argument("--budget", default="20m", help="wall-clock budget of each curve")
+    train.add_argument("--plot", help="with --curve: write the curves to this PNG")
     p.set_defaults(func=run_bench_command)
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
     import torch
+
+    if args.train:
+        return _run_train_bench(args)
 
     from wavegms.bench.latency import format_report, run_bench
     from wavegms.bench.workloads import format_extra, time_finetune, time_folder
@@ -100,6 +117,41 @@ def _print_rss(model: str | None) -> None:
         + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()),
         flush=True,
     )
+
+
+def _run_train_bench(args: argparse.Namespace) -> int:
+    """The parts table (random weights or --model), then the curves of --curve configs."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from wavegms.bench import learning_curve as lc
+    from wavegms.bench import training as tb
+    from wavegms.training.config import TrainConfig, parse_duration
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = _random_model(args.size)
+    if args.model:
+        from wavegms.store.model_files import load_segmentation_model
+
+        model = load_segmentation_model(args.model, "cpu")
+    model.train()
+    table = {v.name: tb.time_step_parts(model, v, repeats=args.repeats) for v in tb.step_variants()}
+    print(tb.format_parts(table), flush=True)
+    if not args.curve:
+        return 0
+    budget, curves = parse_duration(args.budget), {}
+    for path in args.curve:
+        config = TrainConfig.from_yaml(path)
+        with tempfile.TemporaryDirectory(prefix="wavegms-curve-") as run_dir:
+            curves[Path(path).stem] = lc.learning_curve(config, budget, Path(run_dir))
+        print(lc.format_curves({Path(path).stem: curves[Path(path).stem]}), flush=True)
+    if args.plot:
+        title = f"equal budget {args.budget} each, same seed and validation split"
+        print(f"plot: {lc.plot_curves(curves, Path(args.plot), title)}")
+    return 0
 
 
 def _random_model(size: int):

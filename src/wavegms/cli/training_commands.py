@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from wavegms.cli.options import BOUNDS, model_name
-from wavegms.core.errors import WaveGMSError
+from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.training.finetune import FinetuneRequest  # torch-free: its defaults are the CLI's
 
 
@@ -18,6 +18,12 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="override the device")
     p.add_argument("--init-model", help="start from this model (fine-tuning)")
     p.add_argument("--export", metavar="NAME", help="save the best model as a user model NAME")
+    p.add_argument(
+        "--carry",
+        metavar="FILE",
+        help="a checkpoint carried in the repository (e.g. checkpoints/busi.safetensors): the "
+        "run starts from it when the run folder is behind it, and rewrites it after each epoch",
+    )
     p.add_argument(
         "--time-budget",
         metavar="TIME",
@@ -53,6 +59,8 @@ def run_train(args: argparse.Namespace) -> int:
         time_budget_s=budget,
     )
     processes = args.gpus or args.processes or distributed.torchrun_world()
+    if args.carry and processes > 1:
+        raise InputError("--carry runs in one process: leave out --processes/--gpus/torchrun")
     if distributed.torchrun_world() < 2 or distributed.torchrun_rank() == 0:  # rank 0 speaks
         print(f"run folder: {config.run_dir()} (running again resumes from the last epoch)")
         if budget is not None:
@@ -70,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
     elif processes > 1:
         result = distributed.train_processes(config, processes, show_progress=True)
     else:
-        result = train(config, progress=TextProgressBar())
+        result = train(config, progress=_carrying(TextProgressBar(), args.carry, config))
     state = "stopped" if result.cancelled else "finished"
     print(
         f"{state} after {result.epochs_done} epoch(s); best validation Dice "
@@ -82,6 +90,27 @@ def run_train(args: argparse.Namespace) -> int:
         target = install_model(result.run_dir, args.export)
         print(f"saved as model {args.export!r}: {target}")
     return 0
+
+
+def _carrying(progress, carried: str | None, config):
+    """``progress``, which also rewrites the carried checkpoint after every epoch, once the
+    run folder was seeded from it where it was behind; ``progress`` alone without one."""
+    if carried is None:
+        return progress
+    from pathlib import Path
+
+    from wavegms.training import carry
+
+    path, run_dir = Path(carried), config.run_dir()
+    if carry.seed_run(path, run_dir):
+        print(f"run folder seeded from {carry.carried_summary(path)}")
+
+    def report(p) -> None:
+        progress(p)
+        if p.stage == "epoch":
+            carry.write_carried(run_dir, path)
+
+    return report
 
 
 def add_finetune(p: argparse.ArgumentParser) -> None:

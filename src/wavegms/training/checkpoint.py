@@ -28,10 +28,10 @@ from wavegms.core.files import atomic_write, read_json, write_json
 from wavegms.net.model import WaveGMS
 from wavegms.store import model_files
 from wavegms.store.catalogue import model_paths
+from wavegms.training.config import TrainConfig
 
 STATE_VERSION = 1
 STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors' header
-RNG_PREFIX = "rng."
 IDENTITY_KEY = "identity"  # what the run was started with, in the resume state
 #: settings that say where, how or how long a run computes, not what it learns: they may
 #: change on resume (a finished run may be continued for more epochs, ``train --epochs``)
@@ -92,6 +92,8 @@ def check_identity(run_dir: Path, state: dict, identity: dict) -> None:
     differ = []
     for key, value in recorded.items():
         if key == "settings":
+            # a setting added after the run started was, for that run, at its default
+            value = {**_settings(TrainConfig(data_dir="").to_dict()), **value}
             settings = identity["settings"]
             keys = sorted(set(value) | set(settings))
             differ += [k for k in keys if json.dumps(value.get(k)) != json.dumps(settings.get(k))]
@@ -132,8 +134,8 @@ def save_last(
 def load_last(
     run_dir: Path, model: WaveGMS, optimizer: torch.optim.Optimizer
 ) -> tuple[dict, dict[str, torch.Tensor]] | None:
-    """Restore weights and optimiser from ``last.*``; returns (resume state, RNG states), or
-    None when the run has no checkpoint yet."""
+    """Restore weights and optimiser from ``last.*``; returns (resume state, the other tensors:
+    RNG states, the weight average), or None when the run has no checkpoint yet."""
     checkpoint = _read_last(run_dir)
     if checkpoint is None:
         return None
@@ -146,7 +148,7 @@ def load_last(
             _, idx, key = k.split(".", 2)
             moments.setdefault(int(idx), {})[key] = v
     optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
-    return meta, {k: v for k, v in tensors.items() if k.startswith(RNG_PREFIX)}
+    return meta, {k: v for k, v in tensors.items() if not k.startswith(("model.", "optim."))}
 
 
 def _damaged(weights: Path, err: Exception) -> ModelFileError:

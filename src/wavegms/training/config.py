@@ -35,13 +35,14 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "seg_every": (int, 1, 1_000_000),
     "cached_views": (int, 0, 1024),
     "align_weight": (float, 0.0, 1000.0),
+    "ema_decay": (float, 0.0, 0.99999),  # 0: no average (exclusive of 1, checked below)
     "checkpoint_every": (int, 1, 1_000_000),
     "max_batches_per_epoch": (int, 1, 1_000_000_000),
     "time_budget_s": (float, 1e-3, 366 * 86_400.0),
 }
 _TEXTS = ("data_dir", "name", "backend", "device")
 _OPTIONAL_TEXTS = ("out_dir", "split_file", "split", "backend_path", "init_model")
-_FLAGS = ("amp", "augment")
+_FLAGS = ("amp", "augment", "cpu_bf16")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -69,6 +70,8 @@ class TrainConfig:
     seed: int = 2333
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
+    # bf16 autocast for the frozen decoder on a CPU with bf16 units (detected at run time)
+    cpu_bf16: bool = False
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seg_heads: tuple[str, ...] = SUPERVISED_HEADS  # heads decoded for the Dice loss
@@ -78,6 +81,9 @@ class TrainConfig:
     # image per epoch, instead of encoding every augmented batch twice.
     cached_views: int = 0
     align_weight: float = 1.0
+    # > 0: validate, select and ship an exponential moving average of the weights
+    # (training.ema), updated after every step with this decay
+    ema_decay: float = 0.0
     checkpoint_every: int = 1
     max_batches_per_epoch: int | None = None  # cap for smoke tests and short schedules
     # Wall-clock budget, counted from the start of train(): once the first epochs are timed

@@ -1,0 +1,76 @@
+"""Equal-budget learning curves: validation Dice against CPU-seconds for training configs run
+with the same time budget, seed and validation split, each in a fresh run folder.
+
+CPU-seconds are the process's own (``time.process_time``, all its threads), counted from
+before the data is read, so target caching and loading are charged to the config that needs
+them; another process on the machine does not inflate them as it inflates wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from wavegms.core.errors import InputError
+from wavegms.training.config import TrainConfig
+
+Curve = list[tuple[float, float]]  # (CPU-seconds since start, validation Dice) per epoch
+
+
+def learning_curve(config: TrainConfig, budget_s: float, run_dir: Path) -> Curve:
+    """Train ``config`` for ``budget_s`` wall seconds in ``run_dir``; its curve."""
+    from wavegms.training.trainer import train
+
+    start, points = time.process_time(), []
+
+    def record(p) -> None:
+        if p.stage == "epoch":
+            points.append((time.process_time() - start, float(p.metrics["val_dice"])))
+
+    run = dataclasses.replace(config, out_dir=str(run_dir), time_budget_s=budget_s)
+    train(run, progress=record)
+    return points
+
+
+def dice_gain_rate(curve: Curve, start_dice: float) -> float:
+    """Best validation Dice gained per CPU-hour over the whole curve (0 for no epoch)."""
+    if not curve:
+        return 0.0
+    best = max(d for _, d in curve)
+    return (best - start_dice) / (curve[-1][0] / 3600)
+
+
+def format_curves(curves: dict[str, Curve]) -> str:
+    lines = []
+    for name, curve in curves.items():
+        points = ", ".join(f"{s:.0f}s:{100 * d:.2f}" for s, d in curve)
+        lines.append(f"{name}: {points or 'no epoch ended'}")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, Curve], path: Path, title: str) -> Path:
+    """A PNG of the curves (matplotlib, which the napari and test extras bring)."""
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise InputError(
+            "plotting the curves needs matplotlib: pip install 'napari-wavegms[napari]'"
+        ) from err
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for name, curve in curves.items():
+        if curve:
+            ax.plot([s / 60 for s, _ in curve], [100 * d for _, d in curve], "o-", label=name)
+    ax.set_xlabel("CPU-minutes (process time, data loading and target caching included)")
+    ax.set_ylabel("validation Dice (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
