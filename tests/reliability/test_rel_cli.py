@@ -141,3 +141,28 @@ def test_usage_errors_are_one_line(capsys):
     ):
         err = refused(capsys, argv)
         assert needle in err and "--help" in err, (argv, err)
+
+
+@case(
+    "CLI-FRACTIONS",
+    "Fractional option values users type: `segment --threshold 0.5` and `0.3`, "
+    "`finetune --lr 0.0005 --val-fraction 0.3`, a threshold written 5e-1 (issue 23: every "
+    "fraction was refused as 'must be a multiple of 1')",
+    "Accepted as written and used: the segment run writes its masks and records the threshold "
+    "in results.csv; tests/test_cli_fuzz.py checks every value of every numeric option's range",
+)
+def test_fractional_values_are_accepted(capsys, tiny_dataset, tiny_model_file, tmp_path):
+    import csv
+
+    from wavegms.cli import build_parser
+
+    images = str(tiny_dataset / "images")
+    for threshold in ("0.3", "5e-1"):
+        out = tmp_path / f"out{threshold}"
+        argv = ["segment", images, str(out), "--model", "tiny", "--device", "cpu"]
+        assert main([*argv, "--threshold", threshold]) == 0, capsys.readouterr().err
+        rows = list(csv.DictReader((out / "results.csv").open()))
+        assert len(rows) == 8 and {r["threshold"] for r in rows} == {str(float(threshold))}
+    finetune = ["finetune", "--data", str(tiny_dataset), "--base", "tiny", "--name", "new"]
+    args = build_parser().parse_args([*finetune, "--lr", "0.0005", "--val-fraction", "0.3"])
+    assert (args.lr, args.val_fraction) == (0.0005, 0.3)
