@@ -116,3 +116,46 @@ def to_rgb01(array: np.ndarray, value_range: tuple[float, float] | None = None) 
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return out
+
+
+#: the share of pixels that may differ from the rest in an image that still has no signal:
+#: one stray pixel in a blank image is no picture, a lesion of 50 pixels in 224x224 is
+NO_SIGNAL_SHARE = 0.001
+
+
+def _typical_pixel(pixels: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """Per channel, the value most pixels share when nearly all share one: the mode of 8- and
+    16-bit data (a count, no sort), else the median of the finite values."""
+    if pixels.dtype == bool or (pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2):
+        low = int(pixels.min())
+        return np.array(
+            [np.bincount((pixels[:, c].astype(np.int64) - low)).argmax() + low
+             for c in range(pixels.shape[1])]
+        )  # fmt: skip
+    return np.median(pixels[finite], axis=0)
+
+
+def no_signal(array: np.ndarray) -> str | None:
+    """Why an image (as read: HxW or HxWxC) holds no picture to segment, or None when it does.
+
+    No picture: no finite pixel (an all-NaN slice), every pixel alike (a constant image, a
+    DICOM blank after its window), or all alike but :data:`NO_SIGNAL_SHARE` of them. Such an
+    image is stretched to black (or a single dot) before the model sees it, and any mask the
+    model draws on it is an answer to nothing."""
+    values = _intensities(array)
+    pixels = values.reshape(values.shape[0] * values.shape[1], -1)
+    finite = np.isfinite(pixels).all(axis=1) if pixels.dtype.kind == "f" else None
+    if finite is not None and not finite.any():
+        return "no signal: no pixel has a finite value"
+    typical = _typical_pixel(pixels, finite if finite is not None else slice(None))
+    differ = (pixels != typical).any(axis=1)
+    if finite is not None:
+        differ &= finite  # NaN and infinite pixels are no signal either
+    count = int(np.count_nonzero(differ))
+    if count > NO_SIGNAL_SHARE * len(pixels):
+        return None
+    shown = ", ".join(f"{float(v):g}" for v in typical)
+    alike = "are" if finite is None or finite.all() else "are not finite or"
+    if count == 0:
+        return f"no signal: every pixel {'is' if alike == 'are' else alike} {shown}"
+    return f"no signal: all but {count} of {len(pixels)} pixels {alike} {shown}"
