@@ -4,6 +4,7 @@ output folders checked before long work starts, and JSON read with a message nam
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -48,6 +49,15 @@ def read_json(path: PathLike) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p} is not valid JSON: {exc}") from exc
+
+
+def file_sha256(path: PathLike) -> str:
+    """The sha256 of a file's bytes, read in blocks (a model or a volume need not fit twice)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:
@@ -150,10 +160,13 @@ def _png_array(array: np.ndarray) -> np.ndarray:
     raise InputError(f"cannot write an array of data type {a.dtype} as PNG")
 
 
-def write_png(path: PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+def write_png(
+    path: PathLike, array: np.ndarray, overwrite: bool = False, text: dict[str, str] | None = None
+) -> Path:
     """Write ``array`` atomically as a PNG file and return its path.
 
     ``bool`` -> 0/255, floats in [0, 1] -> ``round(x * 255)`` uint8, uint8/uint16 as they are.
+    ``text``: PNG text chunks (e.g. what made a mask), read back as Pillow's ``Image.text``.
     Raises :class:`OutputExistsError` if the file exists and ``overwrite`` is false, and
     :class:`InputError` for a path not ending in ``.png`` or an array PNG cannot hold.
     """
@@ -167,6 +180,14 @@ def write_png(path: PathLike, array: np.ndarray, overwrite: bool = False) -> Pat
     from skimage import io as skio
 
     def write(tmp: Path) -> None:
+        if text:
+            from PIL import Image, PngImagePlugin
+
+            info = PngImagePlugin.PngInfo()
+            for key, value in text.items():
+                info.add_text(key, value)
+            Image.fromarray(data).save(tmp, format="PNG", pnginfo=info)
+            return
         # check_contrast=False: masks and dark images are legitimate; no warning spam.
         skio.imsave(str(tmp), data, check_contrast=False)
 

@@ -37,6 +37,7 @@ from wavegms.core.progress import CancelToken, ProgressCallback, report
 from wavegms.inference.folder import SegmentSettings, run_folder, segment_items
 from wavegms.inference.folder_items import FolderItem
 from wavegms.inference.folder_outputs import FolderReport
+from wavegms.inference.folder_records import model_record
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -115,7 +116,10 @@ def segment_share(
     Outputs are written over: the only ones there are this share's own, from a try on a
     worker that died (the client refused existing outputs before the run)."""
     segmenter, lock = worker_segmenter(model)
-    share = FolderReport(Path(out_dir), len(items), threshold, segmenter.image_size, scored)
+    share = FolderReport(
+        Path(out_dir), len(items), threshold, segmenter.image_size, scored,
+        model_record(segmenter),
+    )  # fmt: skip
     with lock:
         settings = SegmentSettings(segmenter.batch_size, True, skip_unreadable)
         return segment_items(segmenter, items, share, settings)
@@ -128,6 +132,7 @@ class ClusterModel:
     def __init__(self, client: Client, model: WorkerModel, image_size: int, share_size: int):
         self.client, self.model = client, model
         self.image_size, self.share_size = image_size, share_size
+        self.model_file = Path(model.path)  # what the masks record (folder_records)
 
     def predict_soft(self, images: list[np.ndarray]) -> np.ndarray:
         raise RuntimeError("a ClusterModel predicts on the cluster's workers only")
@@ -179,6 +184,7 @@ def segment_on_cluster(
             result.rows += share.rows
             result.masks += share.masks
             result.skipped += share.skipped
+            result.flagged += share.flagged
     return result
 
 
