@@ -162,7 +162,7 @@ def test_fractional_values_are_accepted(capsys, tiny_dataset, tiny_model_file, t
         argv = ["segment", images, str(out), "--model", "tiny", "--device", "cpu"]
         assert main([*argv, "--threshold", threshold]) == 0, capsys.readouterr().err
         rows = list(csv.DictReader((out / "results.csv").open()))
-        assert len(rows) == 8 and {r["threshold"] for r in rows} == {str(float(threshold))}
+        assert len(rows) == 8 and {float(r["threshold"]) for r in rows} == {float(threshold)}
     finetune = ["finetune", "--data", str(tiny_dataset), "--base", "tiny", "--name", "new"]
     args = build_parser().parse_args([*finetune, "--lr", "0.0005", "--val-fraction", "0.3"])
     assert (args.lr, args.val_fraction) == (0.0005, 0.3)

@@ -11,6 +11,18 @@ import numpy as np
 from wavegms.core.errors import InputError
 
 
+def as_image_array(image: object, what: str = "image") -> np.ndarray:
+    """``image`` as a NumPy array, or :class:`InputError` for what makes no array: nested
+    lists of uneven lengths (``[[1, 2, 3], [4, 5]]``), objects NumPy cannot take."""
+    try:
+        return np.asarray(image)
+    except (ValueError, TypeError) as err:
+        raise InputError(
+            f"{what} is no array of pixels ({type(image).__name__}: {err}); give a 2D "
+            "image or a stack as a NumPy array with rows of equal length"
+        ) from None
+
+
 def check_numeric(array: np.ndarray, what: str) -> None:
     """Raise :class:`InputError` unless ``array`` is a non-empty real-valued (or bool) array."""
     if array.size == 0:
@@ -27,7 +39,7 @@ def _intensities(array: np.ndarray) -> np.ndarray:
     HxW is kept, HxWx1 and HxWx2 (grey + alpha) give their first channel, HxWx3 is kept and
     HxWx4 drops alpha. Anything else raises :class:`InputError`.
     """
-    array = np.asarray(array)
+    array = as_image_array(array)
     check_numeric(array, "image")
     if array.ndim == 2:
         return array
@@ -127,12 +139,19 @@ def _typical_pixel(pixels: np.ndarray, finite: np.ndarray) -> np.ndarray:
     """Per channel, the value most pixels share when nearly all share one: the mode of 8- and
     16-bit data (a count, no sort), else the median of the finite values."""
     if pixels.dtype == bool or (pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2):
-        low = int(pixels.min())
-        return np.array(
-            [np.bincount((pixels[:, c].astype(np.int64) - low)).argmax() + low
-             for c in range(pixels.shape[1])]
-        )  # fmt: skip
+        return np.array([_mode(pixels[:, c]) for c in range(pixels.shape[1])])
     return np.median(pixels[finite], axis=0)
+
+
+def _mode(values: np.ndarray, chunk: int = 1 << 20) -> int:
+    """The most common of 8- or 16-bit values, counted a chunk at a time (bincount's int64
+    copy of an 8000x8000 image would take 512 MB)."""
+    low = int(values.min())
+    counts = np.zeros(int(values.max()) - low + 1, np.int64)
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk].astype(np.int64) - low
+        counts += np.bincount(part, minlength=len(counts))
+    return int(counts.argmax()) + low
 
 
 def no_signal(array: np.ndarray) -> str | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -226,31 +227,67 @@ def run_folder_dask(
     )  # fmt: skip
 
 
+#: a scheduler address another process can reach: a protocol dask's workers speak over the
+#: network, a host, a port (which ``HOST:PORT`` alone needs)
+_HOST = r"(?:\[[0-9a-fA-F:]+\]|[^\s/:\[\]@]+)"
+SCHEDULER_ADDRESS = re.compile(
+    rf"^(?:(?:tcp|tls|ucx|ws|wss)://{_HOST}(?::\d{{1,5}})?|{_HOST}:\d{{1,5}})$"
+)
+
+
+def check_cluster(workers: int | None, scheduler: str | None) -> None:
+    """Refuse, before dask starts, a cluster that cannot work: more local workers than CPU
+    cores (each runs the model on a core of its own: 64 on 2 cores only fail), or a
+    scheduler address no worker could reach (``inproc://`` lives in one process only)."""
+    if (workers is None) == (scheduler is None):
+        raise InputError("give either a number of workers or a scheduler address")
+    if scheduler is not None and not SCHEDULER_ADDRESS.fullmatch(scheduler.strip()):
+        raise InputError(
+            f"--scheduler {scheduler!r} is no dask scheduler address; give it as "
+            "tcp://HOST:PORT (as the scheduler prints it, e.g. tcp://10.0.0.5:8786)"
+        )
+    cores = os.cpu_count() or 1
+    if workers is not None and not 1 <= workers <= cores:
+        raise InputError(
+            f"--workers {workers}: this machine has {cores} CPU core(s), so use 1 to {cores} "
+            "workers (each runs the model on a core of its own)"
+        )
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Client]:
     """A client of the cluster at ``scheduler``, or of a local cluster of ``workers``
-    processes (one thread each) that ends with the block."""
+    processes (one thread each) that ends with the block. A cluster that cannot start or a
+    scheduler that cannot be reached is one :class:`WaveGMSError` line."""
+    check_cluster(workers, scheduler)
     distributed = import_distributed()
-    if (workers is None) == (scheduler is None):
-        raise InputError("give either a number of workers or a scheduler address")
     if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as err:
-            raise WaveGMSError(f"cannot reach the dask scheduler at {scheduler}: {err}") from err
+        with _started(f"cannot reach the dask scheduler at {scheduler}"):
+            client = distributed.Client(scheduler.strip(), timeout="30s")
         with client:
             yield client
         return
-    if workers is None or workers < 1:
-        raise InputError(f"workers must be at least 1, got {workers}")
-    with (
-        distributed.LocalCluster(
+    with _started(f"cannot start a local dask cluster of {workers} worker(s)"):
+        cluster = distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=":0", silence_logs=logging.ERROR,  # any free port: no clash
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):  # fmt: skip
+            dashboard_address=":0", silence_logs=logging.CRITICAL,  # any free port: no clash
+        )  # fmt: skip
+    with cluster, distributed.Client(cluster) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _started(what: str) -> Iterator[None]:
+    """Whatever dask raises while a cluster starts (OSError, TimeoutError, ValueError,
+    RuntimeError from its event loop) as one line that says what to do."""
+    try:
+        yield
+    except Exception as err:
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise WaveGMSError(
+            f"{what} ({reason}); run without --workers/--scheduler to segment on this "
+            "machine, or check that the network (loopback included) is up"
+        ) from None
 
 
 def local_torch_threads(workers: int) -> int:

@@ -40,7 +40,6 @@ RUNTIME_SETTINGS = ("device", "out_dir", "backend_path", "time_budget_s", "epoch
 OWN_ENTRIES = ("data_dir", "split_file", "split", "init_model")
 
 
-
 def _settings(config: dict) -> dict:
     skip = (*RUNTIME_SETTINGS, *OWN_ENTRIES)
     return {k: v for k, v in config.items() if k not in skip}
