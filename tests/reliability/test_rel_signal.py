@@ -64,6 +64,13 @@ def blank_images(draw) -> np.ndarray:
     return image
 
 
+@case(
+    "IMG-NO-SIGNAL-ANY",
+    "Generated images without signal in every dtype a reader gives (uint8, uint16, int16, "
+    "float32, float64, bool), grey and colour, 8 to 60 pixels a side: constant, all alike "
+    "but up to 0.1 % of pixels, no finite value (NaN, +inf, -inf)",
+    "no_signal names each of them (the check a folder run flags images by)",
+)
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 @given(image=blank_images())
@@ -71,6 +78,12 @@ def test_every_blank_image_is_found(image):
     assert no_signal(image) is not None
 
 
+@case(
+    "IMG-SIGNAL-KEPT",
+    "Generated images with a picture (a tenth of the pixels differ from the rest) in every "
+    "dtype, with a stray pixel at a random place",
+    "no_signal finds nothing: they are segmented as before",
+)
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(seed=st.integers(0, 2**32 - 1), dtype=DTYPES)
 def test_images_with_a_picture_are_not_flagged(seed, dtype):

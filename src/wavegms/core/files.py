@@ -76,6 +76,20 @@ def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:
     return d
 
 
+#: the longest file name most file systems take, in bytes (ext4, APFS, NTFS in UTF-16 units)
+NAME_MAX = 255
+
+
+def _temporary_name(name: str, token: str, suffix: str) -> str:
+    """``.<name>.<token>.tmp<suffix>``, the name cut short where the whole would pass
+    :data:`NAME_MAX` bytes: a legal 250-byte name must not fail for its temporary's sake."""
+    room = NAME_MAX - len(os.fsencode(f"..{token}.tmp{suffix}"))
+    encoded = os.fsencode(name)
+    if len(encoded) > room:  # cut bytes; a split character stays its bytes (surrogateescape)
+        name = os.fsdecode(encoded[:room])
+    return f".{name}.{token}.tmp{suffix}"
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
 
@@ -89,7 +103,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
     # Not tempfile.mkstemp: it creates mode 0600 files, and the rename would keep that mode.
     # os.open with 0o666 lets the umask decide, as for any normally created file.
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{suffix}")
+        tmp = path.with_name(_temporary_name(path.name, secrets.token_hex(6), suffix))
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             break
