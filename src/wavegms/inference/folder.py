@@ -70,11 +70,16 @@ __all__ = [
 
 
 def _check_request(
-    items: Sequence[FolderItem], out_dir: Path, threshold: float, batch_size: int
+    items: Sequence[FolderItem], out_dir: Path, threshold: float, batch_size: int, resume: bool
 ) -> None:
     """Refuse a run that would fail or harm files, before any work."""
     if not items:
         raise InputError("no images to segment")
+    if resume and items[0].mask is not None:
+        raise InputError(
+            "only a segmentation without ground truth can be resumed (the scores need every "
+            "image again); evaluate again into a new folder, or allow overwriting"
+        )
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
     if batch_size < 1:
@@ -119,8 +124,9 @@ def run_folder(
     a folder read (images, ground truth, or the ``masks/`` beside an ``images/`` folder), two
     items with one name, and an output folder in use by another run (a lock file in it, see
     :mod:`wavegms.core.lock`). Existing outputs are refused unless ``overwrite`` or ``resume``:
-    a resumed run keeps each image whose mask and soft mask are both written, segments the
-    rest again and writes the table over all images (unscored runs only).
+    a resumed run (unscored runs only) keeps each image whose masks are written and record
+    this input file, segments the rest and writes the table over all images; masks of
+    another model or threshold end it (:mod:`wavegms.inference.folder_records`).
 
     An image (or mask) that cannot be read is skipped and listed, or ends the run when
     ``skip_unreadable`` is False (a benchmark must not silently score fewer images).
@@ -133,15 +139,8 @@ def run_folder(
     stay these.
     """
     items, out_dir = list(items), Path(out_dir)
-    _check_request(items, out_dir, threshold, batch_size)
-    scored = items[0].mask is not None
-    if resume and scored:
-        raise InputError(
-            "only a segmentation without ground truth can be resumed (the scores need every "
-            "image again); evaluate again into a new folder, or allow overwriting"
-        )
-    # A folder that cannot be written is reported now, not after the model has run.
-    ensure_folder(out_dir)
+    _check_request(items, out_dir, threshold, batch_size, resume)
+    ensure_folder(out_dir)  # a folder that cannot be written: said now, not after the model
     with folder_lock(out_dir):
         if not (overwrite or resume):
             refuse_existing(items, out_dir)
