@@ -119,11 +119,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
     model_config = _model_config(config, weights.with_suffix(".json"))
     if weights.suffix != ".safetensors" or not weights.is_file():
         raise ModelFileError(f"model weights {weights} not found")
-    _check_digest(config, weights)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{weights} is not a readable safetensors file: {err}") from err
+    _check_digest(config, weights)  # after the parse: a truncated file says so first
     _check_finite(state, weights)
     model = WaveGMS(model_config)
     expected = model.trainable_state_dict()
