@@ -179,8 +179,12 @@ def in_range(bounds: Bounded) -> st.SearchStrategy[str]:
     values = st.floats(bounds.low, bounds.high, allow_nan=False, allow_infinity=False)
     ends = st.sampled_from([bounds.low, bounds.high])
     written = st.sampled_from([repr, str, "{:g}".format, "{:.3e}".format, "{:.4f}".format])
-    return st.tuples(st.one_of(values, ends), written).map(lambda vw: vw[1](vw[0])).filter(
-        lambda t: bounds.low <= float(t) <= bounds.high  # rounding in the format stays in range
+    return (
+        st.tuples(st.one_of(values, ends), written)
+        .map(lambda vw: vw[1](vw[0]))
+        .filter(
+            lambda t: bounds.low <= float(t) <= bounds.high  # rounding in the format stays in range
+        )
     )
 
 
