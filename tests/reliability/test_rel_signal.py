@@ -98,8 +98,8 @@ def test_images_with_a_picture_are_not_flagged(seed, dtype):
 @case(
     "IMG-NO-SIGNAL",
     "A folder of images without signal beside a good one: a constant 16-bit PNG, a PNG whose "
-    "pixels are all equal but one, an all-NaN NIfTI slice, a DICOM whose WindowCenter is NaN "
-    "shown through its other VOI (issue 23: masks of 27 %, 24 % and 100 %, exit 0)",
+    "pixels are all equal but one, an all-NaN NIfTI slice, a DICOM blank after its window, a "
+    "DICOM whose WindowCenter is NaN (issue 23: masks of 27 %, 24 % and 100 %, exit 0)",
     "No mask for the blank images: each is listed as skipped ('no signal: ...; not "
     "segmented') and has a results.csv row whose note says so, with no mask area; the good "
     "image and the DICOM (shown without its unusable window) are segmented",
@@ -117,15 +117,16 @@ def test_images_without_signal_are_flagged(segmenter, tmp_path):
     write_nifti(src / "vol.nii", volume, (1.0, 1.0, 2.0))
     pixels = np.random.default_rng(2).integers(0, 4000, (30, 30), np.uint16)
     write_dicom(src / "win.dcm", pixels, window=(float("nan"), 400.0))
+    write_dicom(src / "dark.dcm", pixels, window=(90000.0, 10.0), uid="1.2.6.1")  # all black
     report = segment_folder(segmenter, src, tmp_path / "out")
     rows = table(tmp_path / "out")
-    blank = {"flat16", "one", "vol_z0001"}
+    blank = {"flat16", "one", "vol_z0001", "1.2.6.1_f0001"}
     for name in blank:
         assert rows[name]["note"].startswith("no signal") and rows[name]["mask_area"] == ""
         assert not (tmp_path / "out" / "masks" / f"{name}.png").exists()
     dicom = "1.2.826.0.1.3680043.2.1125.1_f0001"
     assert {n for n, r in rows.items() if not r["note"]} == {"good", "vol_z0000", dicom}
-    assert len(report.masks) == 3 and len(report.skipped) == 3
+    assert len(report.masks) == 3 and len(report.skipped) == 4
     assert all("no signal" in why for _, why in report.skipped)
 
 
