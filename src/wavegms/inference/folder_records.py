@@ -117,5 +117,5 @@ def check_same_run(found: dict, model: ModelRecord, threshold: float, out_dir: P
         f"cannot resume into {out_dir}: its masks were made by {then} at threshold "
         f"{float(found['threshold']):g}, this run uses {now} at threshold {threshold:g}; "
         "resume with the same model and threshold, or segment into another folder "
-        "(or allow overwriting to replace them)"
+        "(or replace them: --overwrite)"
     )
