@@ -172,13 +172,15 @@ def test_fractional_values_are_accepted(capsys, tiny_dataset, tiny_model_file, t
 
 @case(
     "CLI-DASK-CLUSTER",
-    "`segment --workers 2` where a local cluster cannot start (no loopback network: simulated "
-    "by LocalCluster raising), `--scheduler notanaddress`, `--scheduler inproc://x`, "
-    "`--scheduler tcp://h:1/x`, and `--workers 64` on a 2-core machine",
-    "Exit 2 with one line each, no traceback: the cluster that could not start and how to run "
-    "without it; the address form dask needs (tcp://HOST:PORT); the machine's core count and "
-    "the workers it takes; found before any model loads (was: 66 lines of chained tracebacks, "
-    "raw ValueErrors, 48 worker tracebacks)",
+    "`segment --workers 2` with no loopback network (simulated; `unshare -n` shows it for "
+    "real) and where the local cluster fails to start for another reason (LocalCluster "
+    "raising), `--scheduler notanaddress`, `--scheduler inproc://x`, `--scheduler tcp://h:1/x`, "
+    "and `--workers 64` on a 2-core machine",
+    "Exit 2 with one line each, no traceback: no loopback said at once (not after a minute), "
+    "the cluster that could not start and how to run without it; the address form dask needs "
+    "(tcp://HOST:PORT); the machine's core count and the workers it takes; found before any "
+    "model loads (was: 66 lines of chained tracebacks after 63 s, raw ValueErrors, 48 worker "
+    "tracebacks)",
 )
 def test_dask_cluster_problems_are_one_line(capsys, tiny_dataset, tiny_model_file, monkeypatch):
     distributed = pytest.importorskip("distributed")
@@ -201,6 +203,9 @@ def test_dask_cluster_problems_are_one_line(capsys, tiny_dataset, tiny_model_fil
     err = refused(capsys, [*segment, "--workers", "2"])
     assert "cannot start a local dask cluster of 2 worker(s)" in err
     assert "run without --workers" in err
+    monkeypatch.setattr("wavegms.inference.dask_cluster._loopback_works", lambda: False)
+    err = refused(capsys, [*segment, "--workers", "2"])
+    assert "loopback network (127.0.0.1)" in err and "run without --workers" in err
     assert not (tiny_dataset.parent / "out" / "masks").exists()
 
 

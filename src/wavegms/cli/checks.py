@@ -31,7 +31,7 @@ def check_args(args: argparse.Namespace) -> None:
         if (args.workers or args.scheduler) and args.backend != "auto":
             raise InputError("--backend is for a run on this machine; dask workers run auto")
         if args.workers or args.scheduler:
-            from wavegms.inference.folder_dask import check_cluster
+            from wavegms.inference.dask_cluster import check_cluster
 
             check_cluster(args.workers, args.scheduler)
         check_input_images(Path(args.input))
