@@ -168,6 +168,51 @@ def test_numbers_out_of_range_are_refused(command, data, places, capsys):
     assert flag in err
 
 
+def in_range(bounds: Bounded) -> st.SearchStrategy[str]:
+    """Text that ``bounds`` must accept: every value of its range, written as users write it
+    (``0.5``, ``5e-4``, ``1``), fractions included for a number, multiples of the step for a
+    whole number, and both ends of the range."""
+    if bounds.kind is int:
+        low = -(-int(bounds.low) // bounds.step)  # the first multiple of the step in range
+        multiples = st.integers(low, int(bounds.high) // bounds.step).map(lambda k: k * bounds.step)
+        return st.one_of(multiples, st.sampled_from([low * bounds.step])).map(str)
+    values = st.floats(bounds.low, bounds.high, allow_nan=False, allow_infinity=False)
+    ends = st.sampled_from([bounds.low, bounds.high])
+    written = st.sampled_from([repr, str, "{:g}".format, "{:.3e}".format, "{:.4f}".format])
+    return (
+        st.tuples(st.one_of(values, ends), written)
+        .map(lambda vw: vw[1](vw[0]))
+        .filter(
+            lambda t: bounds.low <= float(t) <= bounds.high  # rounding in the format stays in range
+        )
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "finetune", "evaluate", "segment", "bench"])
+@fuzz(40)
+@given(data=st.data())
+def test_numbers_in_range_are_accepted(command, data, places):
+    """Issue 23 item 1: `--threshold 0.5`, `--lr 0.0005` and `--val-fraction 0.3` were refused
+    (the whole-number step applied to fractions). Every value of every numeric option's range
+    must parse, to the value written."""
+    flag, bounds = data.draw(st.sampled_from(numeric_options(command)))
+    value = data.draw(in_range(bounds))
+    args = build_parser().parse_args(with_option(valid_argv(command, places), flag, value))
+    parsed = getattr(args, flag.lstrip("-").replace("-", "_"))
+    assert type(parsed) is bounds.kind and parsed == bounds.kind(value), (flag, value)
+
+
+def test_every_numeric_option_is_tried_with_a_fraction(places):
+    """The property above draws from every option; make sure the fractional ones exist and
+    that the cases the issue names parse."""
+    cases = {("segment", "--threshold"): "0.5", ("finetune", "--lr"): "0.0005"}
+    cases[("finetune", "--val-fraction")] = "0.3"
+    for (command, flag), value in cases.items():
+        assert flag in dict(numeric_options(command))
+        args = build_parser().parse_args(with_option(valid_argv(command, places), flag, value))
+        assert getattr(args, flag.lstrip("-").replace("-", "_")) == float(value)
+
+
 @fuzz(30)
 @given(argv=st.lists(ARG_TEXT, min_size=1, max_size=4))
 def test_models_refuses_any_argument(argv, places, capsys):

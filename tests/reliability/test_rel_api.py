@@ -78,3 +78,22 @@ def test_non_finite_output(segmenter, tiny_dataset, tmp_path, monkeypatch):
     assert report.skipped == [(items[1].image.name, NONFINITE_SOFT)]
     assert len(report.masks) == len(items) - 1
     assert not (tmp_path / "out" / "masks" / f"{items[1].name}.png").exists()
+
+
+@case(
+    "IMG-RAGGED",
+    "Segmenter.segment and to_rgb01 given nested lists of uneven rows ([[1, 2, 3], [4, 5]]) "
+    "and a list of arrays of different shapes",
+    "InputError 'no array of pixels ... rows of equal length' (was: NumPy's raw ValueError "
+    "'inhomogeneous shape'); the model never runs",
+)
+def test_ragged_lists(segmenter):
+    from wavegms.core.errors import InputError
+    from wavegms.data.intensities import to_rgb01
+
+    ragged = ([[1, 2, 3], [4, 5]], [np.zeros((4, 4)), np.zeros((5, 5))])
+    for image in ragged:
+        with pytest.raises(InputError, match="no array of pixels"):
+            segmenter.segment(image)
+        with pytest.raises(InputError, match="rows of equal length"):
+            to_rgb01(image)

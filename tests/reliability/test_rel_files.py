@@ -406,3 +406,28 @@ def test_batch_multi_page_tiff(tmp_path, segmenter):
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [row["file"] for row in rows] == ["a.png", "scan.tif", "scan.tif", "scan.tif"]
+
+
+@case(
+    "FILE-LONG-NAME",
+    "Outputs whose names are legal but long: 255 bytes of ASCII, 254 bytes of two-byte "
+    "characters, and a folder run over an image named with 251 characters",
+    "Written under their own names (their temporaries' names are cut to the 255-byte limit); "
+    "no temporary left behind (was: 'file name too long' for a legal name)",
+)
+def test_long_output_names(segmenter, tmp_path):
+    from wavegms.core.files import write_png
+
+    for name in ("a" * 251 + ".png", "é" * 125 + ".png"):
+        assert write_png(tmp_path / name, np.zeros((3, 3), bool)).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a" * 251 + ".png", "é" * 125 + ".png"]
+    )
+    src = tmp_path / "in"
+    src.mkdir()
+    imsave(
+        src / ("b" * 251 + ".png"), np.random.default_rng(0).integers(0, 255, (20, 20), np.uint8)
+    )
+    report = segment_folder(segmenter, src, tmp_path / "out")
+    assert [p.name for p in report.masks] == ["b" * 251 + ".png"] and not report.skipped
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == 1

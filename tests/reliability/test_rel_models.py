@@ -254,3 +254,62 @@ def test_taef2_loader_never_unpickles_code(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError, match="not a plain TAEF2 weights file"):
         load_autoencoder("taef2", folder)
     assert not marker.exists()
+
+
+@case(
+    "MODEL-WEIGHTS-DIGEST",
+    "A model whose weights file was changed after it was saved (weights rounded to int8 and "
+    "written back over its .safetensors; one byte flipped), loaded by name and by path, and "
+    "by `wavegms segment`; the two shipped models",
+    "ModelFileError 'is not the weights file its config records (sha256 differs)'; the "
+    "command exits 2 with that one line; nothing is segmented (was: loaded and segmented, "
+    "mask area 277 px where the real model gives 1,728). Every saved model's JSON records "
+    "the sha256 of its weights, and the shipped models' match theirs",
+)
+def test_changed_weights_are_refused(model_file, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from wavegms.cli import main
+    from wavegms.store.model_files import WEIGHTS_SHA256
+
+    config = json.loads(model_paths(model_file)[1].read_text())
+    assert config[WEIGHTS_SHA256] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    state = load_file(model_file)
+    rounded = {k: (v * 127).round() / 127 if v.is_floating_point() else v for k, v in state.items()}
+    save_file(rounded, model_file)
+    with pytest.raises(ModelFileError, match="sha256 differs"):
+        load_model(model_file)
+    images = tmp_path / "images"
+    images.mkdir()
+    from skimage.io import imsave
+
+    imsave(images / "a.png", (torch.rand(20, 20) * 255).byte().numpy(), check_contrast=False)
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["segment", str(images), str(out), "--model", str(model_file)]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 differs" in err and err.count("\n") == 1 and not (out / "masks").exists()
+    data = bytearray(model_file.read_bytes())
+    data[-1] ^= 1
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256 differs"):
+        load_model(model_file)
+
+
+@case(
+    "MODEL-SHIPPED-DIGEST",
+    "The two shipped models (busi, kvasir-seg) loaded with the weights digest check",
+    "Their JSON files record the sha256 of their weights, which matches; both load",
+)
+@pytest.mark.shipped
+def test_shipped_model_digests():
+    from wavegms.store.catalogue import shipped_models
+    from wavegms.store.model_files import WEIGHTS_SHA256
+
+    models = shipped_models()
+    assert {"busi", "kvasir-seg"} <= set(models)
+    for path in models.values():
+        weights, config = model_paths(path)
+        recorded = json.loads(config.read_text())[WEIGHTS_SHA256]
+        assert recorded == hashlib.sha256(weights.read_bytes()).hexdigest()
+        load_model(path)

@@ -9,7 +9,11 @@ loads (``checks``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+import warnings
+from collections.abc import Iterator
 
 from wavegms.cli.checks import check_args
 from wavegms.cli.parser import build_parser
@@ -24,9 +28,53 @@ def one_line(text: str) -> str:
     return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
+class _LibraryLog(logging.Handler):
+    """Library log records as the command shows them: errors as one ``warning:`` line each,
+    the rest (ONNX Runtime's quantiser logs its advice on the root logger, pydicom its notes
+    on its own) dropped: they are for the libraries' developers, not for a user of ours."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            print(f"warning: {one_line(record.getMessage())}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one line, ``warning: <message>``, without the library's source
+    line that the default format adds."""
+    print(f"warning: {one_line(str(message))}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def library_output() -> Iterator[None]:
+    """While a command runs: warnings one line each, library log records filtered
+    (:class:`_LibraryLog`); everything as it was afterwards (``main`` runs in tests too)."""
+    root = logging.getLogger()
+    handler, level = _LibraryLog(), root.level
+    quieted = {name: logging.getLogger(name) for name in ("pydicom", "onnxruntime")}
+    levels = {name: log.level for name, log in quieted.items()}
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+        for log in quieted.values():
+            log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+            for name, log in quieted.items():
+                log.setLevel(levels[name])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 done, 2 bad input or a path the system
     refuses, 130 interrupted). Errors are one line starting with ``error:``."""
+    with library_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         check_args(args)

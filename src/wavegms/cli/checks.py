@@ -30,6 +30,10 @@ def check_args(args: argparse.Namespace) -> None:
     if args.command == "segment":
         if (args.workers or args.scheduler) and args.backend != "auto":
             raise InputError("--backend is for a run on this machine; dask workers run auto")
+        if args.workers or args.scheduler:
+            from wavegms.inference.dask_cluster import check_cluster
+
+            check_cluster(args.workers, args.scheduler)
         check_input_images(Path(args.input))
     if args.command == "export":  # the package's name and the example image, before a load
         from wavegms.export.bioimageio import check_output_path

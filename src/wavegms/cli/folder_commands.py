@@ -4,10 +4,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from wavegms.cli.options import BOUNDS, add_model_options, add_overwrite_option, model_name
-from wavegms.core.errors import WaveGMSError
+from wavegms.core.errors import OutputExistsError, WaveGMSError
+
+
+@contextlib.contextmanager
+def flags_for_existing_outputs(*flags: str) -> Iterator[None]:
+    """Outputs already there: say it with the options of this command (the library's words
+    are for every caller: "allow overwriting")."""
+    try:
+        yield
+    except OutputExistsError as err:
+        what = str(err).split(";")[0].split(" (pass ")[0]
+        ways = {"--overwrite": "add --overwrite to replace them",
+                "--resume": "--resume to finish an interrupted run"}  # fmt: skip
+        raise OutputExistsError(
+            f"{what}; choose another output folder, or {', or '.join(ways[f] for f in flags)}"
+        ) from err
 
 
 def add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -33,16 +50,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     segmenter = Segmenter.load(
         name, device=args.device, threshold=args.threshold, backend=args.backend
     )
-    report = run_folder(
-        segmenter,
-        pair_items(pairs),
-        out,
-        threshold=segmenter.threshold,
-        batch_size=segmenter.batch_size,
-        overwrite=args.overwrite,
-        skip_unreadable=False,  # a score over fewer images than the split would mislead
-        progress=TextProgressBar(),
-    )
+    with flags_for_existing_outputs("--overwrite"):
+        report = run_folder(
+            segmenter, pair_items(pairs), out, threshold=segmenter.threshold,
+            batch_size=segmenter.batch_size, overwrite=args.overwrite,
+            skip_unreadable=False,  # a score over fewer images than the split would mislead
+            progress=TextProgressBar(),
+        )  # fmt: skip
     print(f"model {name}, {args.data} split {args.split!r}: {len(pairs)} images")
     print(report.summary())
     return 0
@@ -74,26 +88,30 @@ def add_segment(p: argparse.ArgumentParser) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    src = Path(args.input)
+    if not src.exists():
+        raise WaveGMSError(f"input {src} does not exist")
+    with flags_for_existing_outputs("--overwrite", "--resume"):
+        report = _segment(args, src)
+    print(report.summary())
+    return 1 if report.skipped and not report.written else 0
+
+
+def _segment(args: argparse.Namespace, src: Path):
     from wavegms.core.progress import TextProgressBar
     from wavegms.inference.folder import segment_folder
     from wavegms.inference.segmenter import Segmenter
 
-    src = Path(args.input)
-    if not src.exists():
-        raise WaveGMSError(f"input {src} does not exist")
     if args.workers or args.scheduler:
-        report = _segment_on_cluster(args, src)
-    else:
-        segmenter = Segmenter.load(
-            model_name(args.model), device=args.device, threshold=args.threshold,
-            backend=args.backend,
-        )  # fmt: skip
-        report = segment_folder(
-            segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
-            progress=TextProgressBar(),
-        )  # fmt: skip
-    print(report.summary())
-    return 1 if report.skipped and not report.written else 0
+        return _segment_on_cluster(args, src)
+    segmenter = Segmenter.load(
+        model_name(args.model), device=args.device, threshold=args.threshold,
+        backend=args.backend,
+    )  # fmt: skip
+    return segment_folder(
+        segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
+        progress=TextProgressBar(),
+    )  # fmt: skip
 
 
 def _segment_on_cluster(args: argparse.Namespace, src: Path):

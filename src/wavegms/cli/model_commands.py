@@ -13,6 +13,7 @@ def add_models(p: argparse.ArgumentParser) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from wavegms.core.errors import WaveGMSError
     from wavegms.store.catalogue import list_models, read_config, shipped_models
 
     models = list_models()
@@ -20,9 +21,13 @@ def run_models(args: argparse.Namespace) -> int:
         print("no models installed; train one with `wavegms train --config ...`")
     shipped = shipped_models()
     for name, path in models.items():
-        meta = read_config(path).get("metadata", {})
         kind = "shipped" if name in shipped else "user"
-        score = meta.get("val_dice")
+        try:
+            meta = read_config(path).get("metadata", {})
+        except WaveGMSError as err:  # one damaged model must not hide the others
+            print(f"{name:<20} {kind:<8} damaged, not usable: {err}")
+            continue
+        score = meta.get("val_dice") if isinstance(meta, dict) else None
         extra = f" val Dice {100 * score:.1f}" if isinstance(score, float) else ""
         print(f"{name:<20} {kind:<8}{extra}  {path}")
     return 0

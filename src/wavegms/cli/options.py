@@ -12,8 +12,9 @@ from wavegms.core.errors import InputError, WaveGMSError
 
 @dataclass(frozen=True)
 class Bounded:
-    """An argparse ``type``: text -> ``kind`` within [low, high] (and a multiple of ``step``),
-    else an error naming the range. NaN and infinities are never in range."""
+    """An argparse ``type``: text -> ``kind`` within [low, high] (a whole number: also a
+    multiple of ``step``), else an error naming the range. NaN and infinities are never in
+    range. ``step`` applies to whole numbers only: a fraction is never "off the step"."""
 
     kind: type
     low: float
@@ -28,7 +29,7 @@ class Bounded:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not (math.isfinite(value) and self.low <= value <= self.high):
             raise argparse.ArgumentTypeError(f"must lie in {self.range()}, not {text!r}")
-        if value % self.step:
+        if self.kind is int and value % self.step:
             raise argparse.ArgumentTypeError(f"must be a multiple of {self.step}, not {text!r}")
         return value
 

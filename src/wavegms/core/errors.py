@@ -46,3 +46,8 @@ NONFINITE_SOFT = (
     "the model gave a soft mask that is not finite (NaN or infinite), so no mask is made; "
     "the model is damaged: restore or retrain it"
 )
+
+
+class NoSignalError(InputError):
+    """An image that holds no picture to segment (constant, no finite value, blank after
+    windowing): a mask of it would be a confident answer to nothing."""

@@ -4,6 +4,7 @@ output folders checked before long work starts, and JSON read with a message nam
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -50,6 +51,15 @@ def read_json(path: PathLike) -> Any:
         raise InputError(f"{p} is not valid JSON: {exc}") from exc
 
 
+def file_sha256(path: PathLike) -> str:
+    """The sha256 of a file's bytes, read in blocks (a model or a volume need not fit twice)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:
     """Create ``folder`` (and its parents) if needed and check that files can be made in it.
 
@@ -66,6 +76,20 @@ def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:
     return d
 
 
+#: the longest file name most file systems take, in bytes (ext4, APFS, NTFS in UTF-16 units)
+NAME_MAX = 255
+
+
+def _temporary_name(name: str, token: str, suffix: str) -> str:
+    """``.<name>.<token>.tmp<suffix>``, the name cut short where the whole would pass
+    :data:`NAME_MAX` bytes: a legal 250-byte name must not fail for its temporary's sake."""
+    room = NAME_MAX - len(os.fsencode(f"..{token}.tmp{suffix}"))
+    encoded = os.fsencode(name)
+    if len(encoded) > room:  # cut bytes; a split character stays its bytes (surrogateescape)
+        name = os.fsdecode(encoded[:room])
+    return f".{name}.{token}.tmp{suffix}"
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
 
@@ -79,7 +103,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
     # Not tempfile.mkstemp: it creates mode 0600 files, and the rename would keep that mode.
     # os.open with 0o666 lets the umask decide, as for any normally created file.
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{suffix}")
+        tmp = path.with_name(_temporary_name(path.name, secrets.token_hex(6), suffix))
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             break
@@ -150,10 +174,13 @@ def _png_array(array: np.ndarray) -> np.ndarray:
     raise InputError(f"cannot write an array of data type {a.dtype} as PNG")
 
 
-def write_png(path: PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+def write_png(
+    path: PathLike, array: np.ndarray, overwrite: bool = False, text: dict[str, str] | None = None
+) -> Path:
     """Write ``array`` atomically as a PNG file and return its path.
 
     ``bool`` -> 0/255, floats in [0, 1] -> ``round(x * 255)`` uint8, uint8/uint16 as they are.
+    ``text``: PNG text chunks (e.g. what made a mask), read back as Pillow's ``Image.text``.
     Raises :class:`OutputExistsError` if the file exists and ``overwrite`` is false, and
     :class:`InputError` for a path not ending in ``.png`` or an array PNG cannot hold.
     """
@@ -167,6 +194,14 @@ def write_png(path: PathLike, array: np.ndarray, overwrite: bool = False) -> Pat
     from skimage import io as skio
 
     def write(tmp: Path) -> None:
+        if text:
+            from PIL import Image, PngImagePlugin
+
+            info = PngImagePlugin.PngInfo()
+            for key, value in text.items():
+                info.add_text(key, value)
+            Image.fromarray(data).save(tmp, format="PNG", pnginfo=info)
+            return
         # check_contrast=False: masks and dark images are legitimate; no warning spam.
         skio.imsave(str(tmp), data, check_contrast=False)
 

@@ -78,14 +78,57 @@ def pixel_spacing(ds: Any) -> tuple[float, float] | None:
     return None
 
 
+def _frame_count(ds: Any, path: Path) -> int:
+    """Number of Frames, checked: a count below 1 would make the file vanish from a folder
+    run without a word."""
+    value = ds.get("NumberOfFrames")
+    if value is None or value == "":
+        return 1
+    try:
+        frames = int(value)
+    except (TypeError, ValueError):
+        frames = 0
+    if frames < 1:
+        raise ImageReadError(
+            f"cannot read image {path}: its NumberOfFrames is {value!r}, not a count of frames; "
+            "the header is damaged: correct the tag or export the image again"
+        )
+    return frames
+
+
+def _check_pixel_bytes(ds: Any, path: Path, frames: int) -> None:
+    """The header's frames must fit into the file: an uncompressed file holds every byte it
+    declares (a deflated one a 1032th of them), a compressed one at least a fragment header
+    per frame. Checked before any pixel
+    is read, so that a file claiming 5,000 frames and holding one fails once, not per frame."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if rows < 1 or columns < 1:
+        raise ImageReadError(f"cannot read image {path}: it declares {rows} x {columns} pixels")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    compressed = bool(getattr(syntax, "is_compressed", False))
+    samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.get("BitsAllocated") or 16)
+    needed = 8 * frames if compressed else -(-frames * rows * columns * samples * bits // 8)
+    if getattr(syntax, "is_deflated", False):  # the whole data set zipped: at most ~1032:1
+        needed //= 1032
+    size = path.stat().st_size
+    if needed > size:
+        raise ImageReadError(
+            f"cannot read image {path}: its header declares {frames} frame(s) of "
+            f"{rows} x {columns} ({needed} bytes) but the file has {size} bytes; it is "
+            "truncated or its NumberOfFrames is wrong"
+        )
+
+
 def read_header(path: Path) -> ClinicalHeader:
     pydicom = require("pydicom", "DICOM", path)
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageReadError(f"cannot read image {path}: the DICOM file holds no image")
     uid = str(ds.get("SOPInstanceUID") or "")
+    frames = _frame_count(ds, path)
+    _check_pixel_bytes(ds, path, frames)
     return ClinicalHeader(
-        planes=int(ds.get("NumberOfFrames") or 1),
+        planes=frames,
         height=int(ds.Rows),
         width=int(ds.Columns),
         spacing=pixel_spacing(ds),
@@ -104,10 +147,22 @@ def _modality(ds: Any, stored: np.ndarray, frame: int) -> np.ndarray:
     intercept = _find(ds, "RescaleIntercept", frame)
     values = stored.astype(np.float64)
     if slope is not None:
-        values *= _first(slope)
+        values *= _rescale(slope, "RescaleSlope", nonzero=True)
     if intercept is not None:
-        values += _first(intercept)
+        values += _rescale(intercept, "RescaleIntercept", nonzero=False)
     return values
+
+
+def _rescale(value: Any, keyword: str, nonzero: bool) -> float:
+    """A Rescale Slope or Intercept that maps stored values to distinct modality values. A
+    slope of 0 (or NaN) would make every pixel one value: a blank image segmented in silence."""
+    number = _first(value)
+    if not math.isfinite(number) or (nonzero and number == 0):
+        raise ValueError(  # clinical._guarded names the file
+            f"its {keyword} is {number:g}, which maps every pixel to one value; the file's "
+            "header is damaged: correct the tag or export the image again"
+        )
+    return number
 
 
 def _window(x: np.ndarray, centre: float, width: float, function: str) -> np.ndarray | None:
@@ -146,8 +201,11 @@ def _voi(ds: Any, values: np.ndarray, stored: np.ndarray, frame: int) -> np.ndar
     """Modality values -> displayed grey in [0, 1]."""
     centre, width = _find(ds, "WindowCenter", frame), _find(ds, "WindowWidth", frame)
     if centre is not None and width is not None:
+        centre, width = _first(centre), _first(width)
         function = str(_find(ds, "VOILUTFunction", frame) or "LINEAR").upper()
-        shown = _window(values, _first(centre), _first(width), function)
+        # A NaN or infinite window shows nothing: ignored, as viewers do, like a bad width.
+        usable = math.isfinite(centre) and math.isfinite(width)
+        shown = _window(values, centre, width, function) if usable else None
         if shown is not None:
             return shown
     if "VOILUTSequence" in ds:

@@ -135,6 +135,12 @@ def _read_pillow(p: Path) -> np.ndarray:
         ) from exc
     with im:
         _check_pixels(p, im.width * im.height, (im.height, im.width))
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:  # an animated PNG: its first frame only would be segmented
+            raise ImageReadError(
+                f"cannot read image {p}: it is an animation of {frames} frames, which is not "
+                "read (like GIF); save the frame you want as a PNG"
+            )
         shown = im
         if im.getexif().get(ORIENTATION_TAG, 1) != 1:  # transposing copies: only when needed
             shown = ImageOps.exif_transpose(im)

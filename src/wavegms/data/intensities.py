@@ -11,6 +11,18 @@ import numpy as np
 from wavegms.core.errors import InputError
 
 
+def as_image_array(image: object, what: str = "image") -> np.ndarray:
+    """``image`` as a NumPy array, or :class:`InputError` for what makes no array: nested
+    lists of uneven lengths (``[[1, 2, 3], [4, 5]]``), objects NumPy cannot take."""
+    try:
+        return np.asarray(image)
+    except (ValueError, TypeError) as err:
+        raise InputError(
+            f"{what} is no array of pixels ({type(image).__name__}: {err}); give a 2D "
+            "image or a stack as a NumPy array with rows of equal length"
+        ) from None
+
+
 def check_numeric(array: np.ndarray, what: str) -> None:
     """Raise :class:`InputError` unless ``array`` is a non-empty real-valued (or bool) array."""
     if array.size == 0:
@@ -27,7 +39,7 @@ def _intensities(array: np.ndarray) -> np.ndarray:
     HxW is kept, HxWx1 and HxWx2 (grey + alpha) give their first channel, HxWx3 is kept and
     HxWx4 drops alpha. Anything else raises :class:`InputError`.
     """
-    array = np.asarray(array)
+    array = as_image_array(array)
     check_numeric(array, "image")
     if array.ndim == 2:
         return array
@@ -116,3 +128,53 @@ def to_rgb01(array: np.ndarray, value_range: tuple[float, float] | None = None) 
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return out
+
+
+#: the share of pixels that may differ from the rest in an image that still has no signal:
+#: one stray pixel in a blank image is no picture, a lesion of 50 pixels in 224x224 is
+NO_SIGNAL_SHARE = 0.001
+
+
+def _typical_pixel(pixels: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """Per channel, the value most pixels share when nearly all share one: the mode of 8- and
+    16-bit data (a count, no sort), else the median of the finite values."""
+    if pixels.dtype == bool or (pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2):
+        return np.array([_mode(pixels[:, c]) for c in range(pixels.shape[1])])
+    return np.median(pixels[finite], axis=0)
+
+
+def _mode(values: np.ndarray, chunk: int = 1 << 20) -> int:
+    """The most common of 8- or 16-bit values, counted a chunk at a time (bincount's int64
+    copy of an 8000x8000 image would take 512 MB)."""
+    low = int(values.min())
+    counts = np.zeros(int(values.max()) - low + 1, np.int64)
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk].astype(np.int64) - low
+        counts += np.bincount(part, minlength=len(counts))
+    return int(counts.argmax()) + low
+
+
+def no_signal(array: np.ndarray) -> str | None:
+    """Why an image (as read: HxW or HxWxC) holds no picture to segment, or None when it does.
+
+    No picture: no finite pixel (an all-NaN slice), every pixel alike (a constant image, a
+    DICOM blank after its window), or all alike but :data:`NO_SIGNAL_SHARE` of them. Such an
+    image is stretched to black (or a single dot) before the model sees it, and any mask the
+    model draws on it is an answer to nothing."""
+    values = _intensities(array)
+    pixels = values.reshape(values.shape[0] * values.shape[1], -1)
+    finite = np.isfinite(pixels).all(axis=1) if pixels.dtype.kind == "f" else None
+    if finite is not None and not finite.any():
+        return "no signal: no pixel has a finite value"
+    typical = _typical_pixel(pixels, finite if finite is not None else slice(None))
+    differ = (pixels != typical).any(axis=1)
+    if finite is not None:
+        differ &= finite  # NaN and infinite pixels are no signal either
+    count = int(np.count_nonzero(differ))
+    if count > NO_SIGNAL_SHARE * len(pixels):
+        return None
+    shown = ", ".join(f"{float(v):g}" for v in typical)
+    alike = "are" if finite is None or finite.all() else "are not finite or"
+    if count == 0:
+        return f"no signal: every pixel {'is' if alike == 'are' else alike} {shown}"
+    return f"no signal: all but {count} of {len(pixels)} pixels {alike} {shown}"

@@ -44,6 +44,36 @@ def _image(path: Path) -> tuple[Any, tuple[int, ...]]:
     return img, shape
 
 
+#: the most a deflate stream can expand (about 1032:1): a .nii.gz declaring more voxel bytes
+#: than this many times its size cannot hold them
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_voxel_bytes(path: Path, img: Any, shape: tuple[int, ...]) -> None:
+    """The voxels the header declares must fit into the file, checked before any slice is
+    read: a 265 KB file declaring 64x64x30000 voxels would otherwise be listed as 30,000
+    slices, each read and failed in turn."""
+    needed = int(np.prod(shape, dtype=object)) * img.get_data_dtype().itemsize
+    size = path.stat().st_size
+    offset = int(getattr(img.dataobj, "offset", 0) or 0)
+    if path.name.lower().endswith(".gz"):
+        room = size * _MAX_DEFLATE_RATIO
+        with open(path, "rb") as f:  # gzip's trailer: the unpacked size modulo 2^32
+            f.seek(max(0, size - 4))
+            unpacked = int.from_bytes(f.read(4), "little")
+        if offset + needed < 2**32 and unpacked:  # 0: a blocked gzip's empty last member
+            room = min(room, unpacked)
+    else:
+        room = size
+    if offset + needed > room:
+        dims = " x ".join(str(n) for n in shape)
+        raise ImageReadError(
+            f"cannot read image {path}: its header declares {dims} voxels ({needed} bytes) "
+            f"but the file holds at most {max(0, room - offset)}; it is truncated or its "
+            "header is damaged"
+        )
+
+
 def _mm(value: float, factor: float) -> float | None:
     mm = abs(float(value)) * factor
     return mm if math.isfinite(mm) and mm > 0 else None
@@ -51,6 +81,7 @@ def _mm(value: float, factor: float) -> float | None:
 
 def read_header(path: Path) -> ClinicalHeader:
     img, shape = _image(path)
+    _check_voxel_bytes(path, img, shape)
     factor = _MM.get(img.header.get_xyzt_units()[0])
     # float32 in the header: its shortest decimal (0.1, not 0.10000000149) is what was meant
     zooms = [float(str(np.float32(z))) for z in img.header.get_zooms()[:3]]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from wavegms.core.errors import InputError
-from wavegms.data.intensities import intensity_range, to_rgb01
+from wavegms.data.intensities import as_image_array, intensity_range, to_rgb01
 
 #: planes with more pixels than this (e.g. 2900x2900) take the memory-lean paths
 LARGE_PLANE_PIXELS = 1 << 23
@@ -162,7 +162,7 @@ def split_planes(image: np.ndarray, rgb: bool | None = None) -> tuple[np.ndarray
     ``rgb=None`` guesses: a last axis of 1 to 4 on a 3D+ array holds channels (napari's RGB(A)
     rule, plus grey+alpha and single-channel images as image files give them).
     """
-    image = np.asarray(image)
+    image = as_image_array(image)
     if image.ndim < 2 or image.size == 0:
         raise InputError(f"expected a 2D image or a stack of them, got shape {image.shape}")
     if rgb is None:

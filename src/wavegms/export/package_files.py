@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wavegms.core.errors import NONFINITE_SOFT, WaveGMSError
-from wavegms.data.images import read_image
+from wavegms.core.errors import NONFINITE_SOFT, InputError, WaveGMSError
+from wavegms.data.images import page_count, read_image
 from wavegms.data.preprocess import model_input
 from wavegms.net.model import WaveGMS
 
@@ -64,8 +64,18 @@ def test_tensors(model: WaveGMS, image: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def example_image(path: str | Path | None) -> np.ndarray:
-    """The image the test tensors and the cover are made of: ``path``, else the sample."""
-    return read_image(SAMPLE_IMAGE if path is None else path)
+    """The image the test tensors and the cover are made of: ``path``, else the sample. A file
+    of several planes (a multi-frame DICOM, a NIfTI volume, a multi-page TIFF) is refused
+    before its pixels are read: which plane to show is the user's choice."""
+    if path is None:
+        return read_image(SAMPLE_IMAGE)
+    planes = page_count(path)
+    if planes > 1:
+        raise InputError(
+            f"{path} holds {planes} planes (frames, slices or pages); the package's test image "
+            "must be one 2D image: save the plane you want as a PNG and pass that"
+        )
+    return read_image(path)
 
 
 def cover(x: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> np.ndarray:

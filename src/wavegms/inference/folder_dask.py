@@ -19,24 +19,27 @@ when a distributed run starts.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.files import PathLike
 from wavegms.core.progress import CancelToken, ProgressCallback, report
+from wavegms.inference.dask_cluster import (  # noqa: F401 (the cluster, for callers)
+    dask_client,
+    import_distributed,
+    local_torch_threads,
+)
 from wavegms.inference.folder import SegmentSettings, run_folder, segment_items
 from wavegms.inference.folder_items import FolderItem
 from wavegms.inference.folder_outputs import FolderReport
+from wavegms.inference.folder_records import model_record
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -47,17 +50,6 @@ if TYPE_CHECKING:
 #: A share is a whole number of batches, so a worker batches the images as the local run does
 #: (a model's output may differ in its last bits with the batch an image is in).
 SHARE_BATCHES = 4
-
-
-def import_distributed() -> Any:
-    """``distributed``, or a one-line error saying how to install it."""
-    try:
-        import distributed
-    except ImportError as err:
-        raise WaveGMSError(
-            'distributed folder runs need dask: pip install "napari-wavegms[distributed]"'
-        ) from err
-    return distributed
 
 
 @dataclass(frozen=True)
@@ -115,7 +107,10 @@ def segment_share(
     Outputs are written over: the only ones there are this share's own, from a try on a
     worker that died (the client refused existing outputs before the run)."""
     segmenter, lock = worker_segmenter(model)
-    share = FolderReport(Path(out_dir), len(items), threshold, segmenter.image_size, scored)
+    share = FolderReport(
+        Path(out_dir), len(items), threshold, segmenter.image_size, scored,
+        model_record(segmenter),
+    )  # fmt: skip
     with lock:
         settings = SegmentSettings(segmenter.batch_size, True, skip_unreadable)
         return segment_items(segmenter, items, share, settings)
@@ -128,6 +123,7 @@ class ClusterModel:
     def __init__(self, client: Client, model: WorkerModel, image_size: int, share_size: int):
         self.client, self.model = client, model
         self.image_size, self.share_size = image_size, share_size
+        self.model_file = Path(model.path)  # what the masks record (folder_records)
 
     def predict_soft(self, images: list[np.ndarray]) -> np.ndarray:
         raise RuntimeError("a ClusterModel predicts on the cluster's workers only")
@@ -179,6 +175,7 @@ def segment_on_cluster(
             result.rows += share.rows
             result.masks += share.masks
             result.skipped += share.skipped
+            result.flagged += share.flagged
     return result
 
 
@@ -218,35 +215,3 @@ def run_folder_dask(
         overwrite=overwrite, resume=resume, skip_unreadable=skip_unreadable, progress=progress,
         cancel=cancel, segment=segment_on_cluster,
     )  # fmt: skip
-
-
-@contextlib.contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Client]:
-    """A client of the cluster at ``scheduler``, or of a local cluster of ``workers``
-    processes (one thread each) that ends with the block."""
-    distributed = import_distributed()
-    if (workers is None) == (scheduler is None):
-        raise InputError("give either a number of workers or a scheduler address")
-    if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as err:
-            raise WaveGMSError(f"cannot reach the dask scheduler at {scheduler}: {err}") from err
-        with client:
-            yield client
-        return
-    if workers is None or workers < 1:
-        raise InputError(f"workers must be at least 1, got {workers}")
-    with (
-        distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=":0", silence_logs=logging.ERROR,  # any free port: no clash
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):  # fmt: skip
-        yield client
-
-
-def local_torch_threads(workers: int) -> int:
-    """torch threads per worker of a local cluster: the cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // workers)

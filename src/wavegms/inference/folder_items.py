@@ -32,13 +32,16 @@ class FolderItem:
     spacing: tuple[float, float] | None = None
 
 
-def _clinical_items(path: Path) -> list[FolderItem]:
+def _clinical_items(path: Path, shared_uid: bool = False) -> list[FolderItem]:
     """One item per plane of a DICOM or NIfTI file, named as its masks will be.
 
     DICOM: ``<SOPInstanceUID>_f0001`` .. (frames numbered from 1, as DICOM numbers them; the
     file's stem when it has no usable UID). NIfTI: ``<stem>_z0000`` .. for the slices
     ``data[:, :, k]`` of a volume (numbered from 0, as voxel indices are), ``<stem>`` for a 2D
     image. A file whose header cannot be read is one item listed as skipped with the error.
+    ``shared_uid``: another file of the folder has the same UID (a copy, or a scanner that
+    reuses them): the names take the file's name too, ``<UID>_<file name>_f0001``, so that
+    both are segmented and no mask is written over another.
     """
     try:
         header = read_header(path)
@@ -46,6 +49,8 @@ def _clinical_items(path: Path) -> list[FolderItem]:
         return [FolderItem(path.name, path, unread=str(err))]
     if clinical_kind(path, sniff=True) == "dicom":
         base, tag, first = header.uid or path.stem or path.name, "f", 1
+        if shared_uid and header.uid:
+            base = f"{header.uid}_{path.name}"
     else:
         gz = path.name.lower().endswith(".nii.gz")
         base, tag, first = path.name[: -len(".nii.gz")] if gz else path.stem, "z", 0
@@ -88,9 +93,30 @@ def folder_items(in_dir: PathLike) -> list[FolderItem]:
         kinds = ", ".join(IMAGE_SUFFIXES + CLINICAL_SUFFIXES)
         raise InputError(f"no images ({kinds}) in {in_dir}{why}")
     items = [item for p in scan.images for item in _image_items(p)]
+    items = _apart(items)
     # The full file name, not the stem: a.dcm never takes the name of a.png's masks.
     items += [FolderItem(p.name, p, unread=why) for p, why in scan.skipped]
     return items
+
+
+def _apart(items: list[FolderItem]) -> list[FolderItem]:
+    """``items`` with the DICOM files that share a SOP Instance UID named apart (their mask
+    names come from the UID, so renaming the files could not help)."""
+    files_by_name: dict[str, set[Path]] = {}
+    for item in items:
+        files_by_name.setdefault(item.name, set()).add(item.image)
+    clashing = {p for files in files_by_name.values() if len(files) > 1 for p in files}
+    shared = {p for p in clashing if clinical_kind(p, sniff=True) == "dicom"}
+    if not shared:
+        return items
+    by_file: dict[Path, list[FolderItem]] = {}  # files in order, each with its items
+    for item in items:
+        by_file.setdefault(item.image, []).append(item)
+    return [
+        item
+        for path, own in by_file.items()
+        for item in (_clinical_items(path, shared_uid=True) if path in shared else own)
+    ]
 
 
 def pair_items(pairs: Iterable[Any]) -> list[FolderItem]:

@@ -16,6 +16,13 @@ import numpy as np
 from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
 from wavegms.data.images import read_image
 from wavegms.inference.folder_items import FolderItem
+from wavegms.inference.folder_records import (
+    RECORD_COLUMNS,
+    ModelRecord,
+    check_same_run,
+    digest,
+    read_png_record,
+)
 from wavegms.scoring.scores import SCORE_KEYS, SUMMARY_KEYS, score_table
 from wavegms.scoring.uncertainty import uncertainty
 
@@ -28,6 +35,7 @@ SUMMARY_JSON = "summary.json"
 IMAGE_COLUMNS = (
     "name", "file", "height", "width", "mask_area",
     "row_spacing_mm", "col_spacing_mm", "mask_area_mm2", "uncertainty",
+    *RECORD_COLUMNS, "note",
 )  # fmt: skip
 
 
@@ -54,7 +62,9 @@ class FolderReport:
     threshold: float
     model_size: int
     scored: bool
+    model: ModelRecord = field(default_factory=ModelRecord)  # what the masks are made with
     rows: list[dict] = field(default_factory=list)  # CSV rows, in input order
+    flagged: list[dict] = field(default_factory=list)  # rows of images without signal
     masks: list[Path] = field(default_factory=list)  # binary masks written, in input order
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (input file name, why)
     cancelled: bool = False
@@ -136,28 +146,36 @@ def refuse_existing(items: Sequence[FolderItem], out_dir: Path) -> None:
         )
 
 
-def finished_row(item: FolderItem, out_dir: Path) -> dict | None:
-    """The CSV row of an image an interrupted run finished (its mask and soft mask are both
-    written: the soft mask is written first), or None to segment it again."""
+def finished_row(
+    item: FolderItem, out_dir: Path, model: ModelRecord, threshold: float
+) -> dict | None:
+    """The CSV row of an image an interrupted run finished, or None to segment it again: its
+    mask and soft mask are both written (the soft mask first) and the mask's record names
+    this input file as it is now. A mask made by another model or at another threshold ends
+    the resume (:func:`~wavegms.inference.folder_records.check_same_run`)."""
     mask_path, soft_path = output_paths(out_dir, item.name)
     if not (mask_path.is_file() and soft_path.is_file()):
         return None
+    found = read_png_record(mask_path)
+    if found is None:
+        return None  # no record (an older version's mask, or damaged): made again
+    check_same_run(found, model, threshold, out_dir)
     try:
+        if found["input_sha256"] != digest(item.image):
+            return None  # the input file was replaced since: its mask is made again
         mask, soft = read_image(mask_path), read_image(soft_path)
     except (WaveGMSError, OSError, ValueError):
-        return None  # unreadable: made again
+        return None  # unreadable: made again (reading the input says what is wrong)
     if mask.ndim != 2 or soft.shape != mask.shape:
         return None  # not a mask this pipeline wrote: made again
     area = int(np.count_nonzero(mask))
     return {
-        "name": item.name,
-        "file": item.image.name,
-        "height": int(mask.shape[0]),
-        "width": int(mask.shape[1]),
-        "mask_area": area,
+        "name": item.name, "file": item.image.name,
+        "height": int(mask.shape[0]), "width": int(mask.shape[1]), "mask_area": area,
         **spacing_cells(item.spacing, area),
         "uncertainty": uncertainty(soft),  # from the soft PNG: the number the run wrote
-    }
+        **found,
+    }  # fmt: skip
 
 
 def printable(text: str) -> str:
@@ -182,7 +200,7 @@ def csv_text(rows: list[dict], scores: dict[str, tuple[float, float]], scored: b
     buf = _stdio.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: _csv_cell(row[k]) for k in columns} for row in rows)
+    writer.writerows({k: _csv_cell(row.get(k)) for k in columns} for row in rows)
     for label, index in (("mean", 0), ("std", 1)) if scores else ():
         writer.writerow({"name": label, **{k: _csv_cell(scores[k][index]) for k in SUMMARY_KEYS}})
     return buf.getvalue()

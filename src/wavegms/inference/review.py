@@ -50,7 +50,8 @@ def read_results(out_dir: PathLike) -> list[dict]:
     if not path.is_file():
         raise InputError(f"{out_dir} holds no {RESULTS_CSV}: segment a folder into it first")
     with path.open(newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("file")]  # mean/std have no file
+        # mean/std have no file; an image without signal has a note and no mask to review
+        rows = [row for row in csv.DictReader(f) if row.get("file") and not row.get("note")]
     if rows and "uncertainty" not in rows[0]:
         raise InputError(f"{path} has no uncertainty column: segment the folder again")
     for line, row in enumerate(rows, 2):

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from wavegms.core.errors import InputError, ModelFileError
-from wavegms.core.files import atomic_write
+from wavegms.core.files import atomic_write, file_sha256
 from wavegms.net.model import ModelConfig, WaveGMS
 from wavegms.store.catalogue import (
     FORMAT,
@@ -49,10 +49,35 @@ def save_model(
         "dtype": "float16" if half else "float32",
         "metadata": metadata or {},
     }
-    atomic_write(weights, lambda tmp: save_file(state, tmp), ".safetensors")
+
+    def write_weights(tmp: Path) -> None:
+        save_file(state, tmp)
+        config[WEIGHTS_SHA256] = file_sha256(tmp)  # of exactly the bytes that are renamed
+
+    atomic_write(weights, write_weights, ".safetensors")
     # Config last: a model is complete once its JSON exists beside its weights.
     atomic_write(config_path, lambda tmp: tmp.write_text(json.dumps(config, indent=2)), ".json")
     return weights
+
+
+#: the config key that records the sha256 of the weights file
+WEIGHTS_SHA256 = "weights_sha256"
+
+
+def _check_digest(config: dict, weights: Path) -> None:
+    """The weights must be the bytes the config was saved with: a weights file changed since
+    (rounded to int8, damaged, swapped) is refused rather than segmenting in silence. A config
+    without a digest (saved before models recorded one) is taken as it is."""
+    recorded = config.get(WEIGHTS_SHA256)
+    if recorded is None:
+        return
+    if not isinstance(recorded, str) or len(recorded) != 64:
+        raise ModelFileError(f"{weights.with_suffix('.json')}: bad {WEIGHTS_SHA256} {recorded!r}")
+    if file_sha256(weights) != recorded.lower():
+        raise ModelFileError(
+            f"{weights} is not the weights file its config records (sha256 differs): it was "
+            "changed or damaged since the model was saved; restore it, or save the model again"
+        )
 
 
 def _model_config(config: dict, config_path: Path) -> ModelConfig:
@@ -98,6 +123,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> WaveGMS:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{weights} is not a readable safetensors file: {err}") from err
+    _check_digest(config, weights)  # after the parse: a truncated file says so first
     _check_finite(state, weights)
     model = WaveGMS(model_config)
     expected = model.trainable_state_dict()

@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from wavegms.core.errors import InputError, ModelFileError
-from wavegms.core.files import atomic_write, read_json, write_json
+from wavegms.core.files import atomic_write, file_sha256, read_json, write_json
 from wavegms.net.model import WaveGMS
 from wavegms.store import model_files
 from wavegms.store.catalogue import model_paths
@@ -38,14 +38,6 @@ IDENTITY_KEY = "identity"  # what the run was started with, in the resume state
 RUNTIME_SETTINGS = ("device", "out_dir", "backend_path", "time_budget_s", "epochs")
 #: settings recorded as entries of their own (paths as real paths, the base model as a hash)
 OWN_ENTRIES = ("data_dir", "split_file", "split", "init_model")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _settings(config: dict) -> dict:
