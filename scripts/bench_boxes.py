@@ -83,14 +83,17 @@ def main() -> None:
     parser.add_argument("--margins", default="0.1", help="comma-separated shares of the box")
     parser.add_argument("--jitter", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    parser.add_argument(
+        "--sample", type=int, default=0, help="N images drawn with --seed (0: all, in order)"
+    )
     parser.add_argument("--json", help="write the per-row means here")
     args = parser.parse_args()
     margins = [float(m) for m in args.margins.split(",")]
     segmenter = Segmenter.load(args.model, device="cpu", backend=args.backend)
     pairs = dataset_pairs(args.data, split=args.split)
-    pairs = pairs[: args.limit] if args.limit else pairs
     rng = np.random.default_rng(args.seed)
+    if args.sample:
+        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), args.sample, replace=False))]
     rows: list[dict[str, float]] = []
     empty, start = 0, time.perf_counter()
     for pair in pairs:
