@@ -10,9 +10,11 @@ uniform random 0-20 pixels (``--jitter``, fixed ``--seed``; the same boxes for e
 setting), clipped to the image. Images whose mask is empty have no box and are left out (and
 counted). Scores are the native-size DSC of ``wavegms evaluate`` (``scoring.metrics.score``
 of the mask at the image's size against the ground truth), mean over images, in %. Rows:
-``whole`` (the whole image, as ``wavegms evaluate``), ``whole|box`` (that mask cut to the box,
-which tells what the box alone is worth), and ``m=<margin> keep=<keep>`` for each margin and
-each of :data:`wavegms.inference.boxes.KEEP`.
+``whole`` (the whole image, as ``wavegms evaluate``), ``whole|box`` and ``whole|largest``
+(that mask cut to the box, or its largest part inside the box: what the box alone is worth),
+and ``m=<margin> <view> keep=<keep>`` for each margin, each view (the crop's soft mask alone,
+or averaged with the whole image's: ``segment_boxes(with_whole=True)``) and each of
+:data:`wavegms.inference.boxes.KEEP`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import warnings
 import numpy as np
 
 from wavegms.data.images import read_image
+from wavegms.data.intensities import intensity_range
 from wavegms.data.masks import read_mask
 from wavegms.data.pairs import dataset_pairs
 from wavegms.inference.boxes import (
@@ -33,7 +36,7 @@ from wavegms.inference.boxes import (
     check_box,
     clip_box,
     keep_part,
-    segment_boxes,
+    segment_crop,
 )
 from wavegms.inference.segmenter import Segmenter
 from wavegms.scoring.metrics import score
@@ -63,14 +66,24 @@ def dsc(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def score_image(segmenter, image, truth, box, margins) -> dict[str, float]:
-    """Every row's DSC for one image."""
+    """Every row's DSC for one image: one whole-image and one crop inference per margin,
+    every variant derived from those soft masks (as ``segment_boxes`` derives it)."""
+    threshold = segmenter.threshold
     inside = box_mask(box, truth.shape)
-    whole, _ = segmenter.segment(image)
-    out = {"whole": dsc(whole, truth), "whole|box": dsc(whole & inside, truth)}
+    whole, whole_soft = segmenter.segment(image)
+    out = {"whole": dsc(whole, truth)}
+    for keep in ("box", "largest"):
+        out[f"whole|{keep}"] = dsc(keep_part(whole, inside, keep), truth)
+    value_range = intensity_range(image)
     for margin in margins:
-        crop_mask = segment_boxes(segmenter, image, [box], margin=margin, keep="crop").labels > 0
-        for keep in KEEP:
-            out[f"m={margin:g} keep={keep}"] = dsc(keep_part(crop_mask, inside, keep), truth)
+        crop = segment_crop(segmenter, image, check_box(box), margin, value_range)
+        blended = (crop.soft + whole_soft[crop.rows, crop.cols]) / 2
+        for view, soft in (("crop", crop.soft), ("crop+whole", blended)):
+            pasted = np.zeros(truth.shape, bool)
+            pasted[crop.rows, crop.cols] = soft > threshold
+            for keep in KEEP:
+                name = f"m={margin:g} {view} keep={keep}"
+                out[name] = dsc(keep_part(pasted, inside, keep), truth)
     return out
 
 

@@ -20,13 +20,16 @@ from wavegms.inference.boxes import (
 class BrightSegmenter:
     """Segments what is brighter than 0.5 in the crop it is given, and records the crops."""
 
+    threshold = 0.5
+
     def __init__(self) -> None:
         self.crops: list[np.ndarray] = []
 
     def segment(self, image, threshold=None):
         self.crops.append(image)
-        soft = np.asarray(image, np.float32)[..., 0]
-        return soft > (0.5 if threshold is None else threshold), soft
+        soft = np.asarray(image, np.float32)
+        soft = soft[..., 0] if soft.ndim == 3 else soft / 255.0
+        return soft > (self.threshold if threshold is None else threshold), soft
 
 
 def two_squares() -> np.ndarray:
@@ -62,6 +65,19 @@ def test_a_lesion_outside_the_box_is_left_out_unless_asked():
     assert kept_crop[22:24, 10:20].all()
     assert kept_touch[22:24].sum() == 0  # the strip does not reach into the box
     assert kept_touch[10:20, 10:20].all() and kept_touch[20, 10:20].sum() == 0
+    image[12:14, 21:23] = 255  # a speck inside the box, apart from the lesion
+    largest = segment_boxes(BrightSegmenter(), image, [(5, 5, 25, 21)], keep="largest").labels
+    assert largest[10:20, 10:20].all() and largest.sum() == 100
+
+
+def test_with_whole_averages_the_crop_with_the_whole_image():
+    image = np.zeros((40, 40), np.uint8)
+    image[10:20, 10:20] = 160  # 0.63 in the crop, 0.63 / 255 * 255 in the fake's whole view
+    seg = BrightSegmenter()
+    result = segment_boxes(seg, image, [(5, 5, 25, 25)], with_whole=True, margin=0)
+    assert len(seg.crops) == 2 and seg.crops[0].shape == (40, 40)  # the whole image first
+    assert result.soft[15, 15] == pytest.approx(160 / 255)
+    assert result.labels[10:20, 10:20].all() and result.labels.sum() == 100
 
 
 def test_the_crop_is_normalised_with_the_whole_images_range():

@@ -29,10 +29,13 @@ from wavegms.data.intensities import intensity_range, to_rgb01
 #: (docs/performance.md, "Box prompts")
 DEFAULT_MARGIN = 0.1
 
-#: what is kept of a crop's mask: everything in the crop, only what lies inside the box, or
-#: only the connected parts that reach into the box
-KEEP = ("crop", "box", "touching")
+#: what is kept of a crop's mask: everything in the crop, only what lies inside the box, the
+#: connected parts that reach into the box, or the largest connected part inside the box
+KEEP = ("crop", "box", "touching", "largest")
 DEFAULT_KEEP = "box"
+
+#: whether the crop's soft mask is averaged with the whole image's; train-tuned
+DEFAULT_WITH_WHOLE = False
 
 
 class BoxWarning(UserWarning):
@@ -119,9 +122,39 @@ def keep_part(mask: np.ndarray, inside: np.ndarray, keep: str) -> np.ndarray:
         return mask & inside
     from scipy import ndimage
 
+    if keep == "largest":
+        parts, count = ndimage.label(mask & inside, structure=np.ones((3, 3), bool))
+        if count <= 1:
+            return parts > 0
+        return parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
     parts, _ = ndimage.label(mask)
     touching = np.unique(parts[mask & inside])
     return np.isin(parts, touching[touching > 0])
+
+
+class Crop(NamedTuple):
+    """One box's crop: where it lies in the image, where the box lies in it, its soft mask."""
+
+    rows: slice
+    cols: slice
+    inside: np.ndarray  # bool, crop-sized: the box's pixels
+    soft: np.ndarray  # float32, crop-sized, in [0, 1]
+
+
+def segment_crop(
+    segmenter, image: np.ndarray, box: Box, margin: float, value_range: tuple[float, float]
+) -> Crop:
+    """The soft mask of the crop around ``box`` (normalised with the whole image's
+    ``value_range``, see :func:`~wavegms.data.intensities.intensity_range`)."""
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    pixels = clip_box(box, shape)
+    rows, cols = crop_window(pixels, shape, margin)
+    crop = to_rgb01(image[rows, cols], value_range=value_range)
+    _, soft = segmenter.segment(crop)
+    inside = np.zeros(soft.shape, bool)
+    inside[pixels[0] - rows.start : pixels[1] - rows.start,
+           pixels[2] - cols.start : pixels[3] - cols.start] = True  # fmt: skip
+    return Crop(rows, cols, inside, np.asarray(soft, np.float32))
 
 
 class BoxResult(NamedTuple):
@@ -129,6 +162,21 @@ class BoxResult(NamedTuple):
 
     labels: np.ndarray  # uint16 H x W
     soft: np.ndarray  # float32 H x W in [0, 1]: the winning box's soft mask, 0 off every mask
+
+
+def _check_request(image: np.ndarray, boxes, margin: float, keep: str) -> list[Box]:
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] > 4):
+        raise InputError(f"box prompts need one 2D image, not an array of shape {image.shape}")
+    if keep not in KEEP:
+        raise InputError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
+    if not 0 <= margin <= 10 or not math.isfinite(margin):
+        raise InputError(f"the box margin must be a share in [0, 10], not {margin}")
+    if not boxes:
+        raise InputError("no box given")
+    checked = [check_box(b) for b in boxes]
+    if len(checked) >= np.iinfo(np.uint16).max:
+        raise InputError(f"{len(checked)} boxes are more than one image's labels can hold")
+    return checked
 
 
 def segment_boxes(
@@ -139,36 +187,29 @@ def segment_boxes(
     margin: float = DEFAULT_MARGIN,
     keep: str = DEFAULT_KEEP,
     threshold: float | None = None,
+    with_whole: bool = DEFAULT_WITH_WHOLE,
 ) -> BoxResult:
     """Segment a 2D image (H x W or H x W x C) inside each of ``boxes``: crop with ``margin``,
     segment the crop with ``segmenter`` (a :class:`Segmenter` or anything with its
-    ``segment(image, threshold=...)``), keep what ``keep`` says (:data:`KEEP`) and paste it back.
+    ``threshold`` and ``segment(image)``), threshold it, keep what ``keep`` says
+    (:data:`KEEP`) and paste it back. ``with_whole``: the crop's soft mask is averaged with
+    that of the whole image (segmented once), two views of the lesion instead of one.
     Where crops overlap, a pixel goes to the box whose soft mask is highest there."""
     image = np.asarray(image)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] > 4):
-        raise InputError(f"box prompts need one 2D image, not an array of shape {image.shape}")
-    if keep not in KEEP:
-        raise InputError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
-    if not 0 <= margin <= 10 or not math.isfinite(margin):
-        raise InputError(f"the box margin must be a share in [0, 10], not {margin}")
-    if not boxes:
-        raise InputError("no box given")
+    checked = _check_request(image, boxes, margin, keep)
+    threshold = segmenter.threshold if threshold is None else threshold
+    if not 0 <= threshold <= 1:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
     shape = (int(image.shape[0]), int(image.shape[1]))
-    checked = [check_box(b) for b in boxes]
-    if len(checked) >= np.iinfo(np.uint16).max:
-        raise InputError(f"{len(checked)} boxes are more than one image's labels can hold")
     value_range = intensity_range(image)
+    whole = segmenter.segment(image)[1] if with_whole else None
     labels = np.zeros(shape, np.uint16)
     best = np.zeros(shape, np.float32)  # the soft mask of the label each pixel has
     for label, box in enumerate(checked, start=1):
-        pixels = clip_box(box, shape)
-        rows, cols = crop_window(pixels, shape, margin)
-        crop = to_rgb01(image[rows, cols], value_range=value_range)
-        binary, soft = segmenter.segment(crop, threshold=threshold)
-        inside = np.zeros(binary.shape, bool)
-        inside[pixels[0] - rows.start : pixels[1] - rows.start,
-               pixels[2] - cols.start : pixels[3] - cols.start] = True  # fmt: skip
-        mask = keep_part(np.asarray(binary, bool), inside, keep)
+        crop = segment_crop(segmenter, image, box, margin, value_range)
+        rows, cols = crop.rows, crop.cols
+        soft = crop.soft if whole is None else (crop.soft + whole[rows, cols]) / 2
+        mask = keep_part(soft > threshold, crop.inside, keep)
         won = mask & ((labels[rows, cols] == 0) | (soft > best[rows, cols]))
         labels[rows, cols][won] = label
         best[rows, cols][won] = soft[won]
