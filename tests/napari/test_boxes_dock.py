@@ -72,3 +72,32 @@ def test_the_measurement_dock_follows_edits_and_saves_csv(viewer, qtbot, tmp_pat
     with open(out, newline="") as f:
         saved = list(csv.DictReader(f))
     assert [float(r["area_mm2"]) for r in saved] == pytest.approx([20.0, 10.0])
+
+
+def test_a_nifti_volume_box_gives_mm_labels_that_the_dock_measures(
+    viewer, qtbot, tiny_model, tmp_path
+):
+    from clinical_files import write_nifti
+
+    volume = np.random.default_rng(2).normal(size=(30, 40, 3)).astype(np.float32)
+    path = write_nifti(tmp_path / "vol.nii.gz", volume, (0.5, 0.8, 2.0))
+    [image] = viewer.open(str(path), plugin="napari-wavegms")
+    np.testing.assert_allclose(image.scale, (2.0, 0.5, 0.8))
+    corners = [[1, 4.5, 9.5], [1, 4.5, 19.5], [1, 14.5, 19.5], [1, 14.5, 9.5]]
+    shapes = viewer.add_shapes([np.array(corners)], shape_type="rectangle", scale=image.scale)
+    measure = MeasureWidget(viewer)
+    widget = BoxSegmentWidget(viewer)
+    widget.image.value, widget.shapes.value = image, shapes
+    widget.threshold.value, widget.margin.value = 0.0, 0.0
+    widget.run_button.native.click()
+    wait_idle(qtbot, widget)
+    labels = viewer.layers["vol boxes"]
+    np.testing.assert_allclose(labels.scale, image.scale)  # the labels inherit the mm spacing
+    assert labels.data.shape == (3, 30, 40)
+    assert not labels.data[[0, 2]].any() and (labels.data[1, 5:15, 10:20] == 1).all()
+    assert labels.data[1].sum() == 100
+    viewer.layers.selection.active = labels
+    qtbot.waitUntil(lambda: bool(measure.rows) and not measure.busy, timeout=30_000)
+    (row,) = measure.rows
+    assert row["name"] == "vol boxes[1]" and row["area_mm2"] == pytest.approx(100 * 0.4)
+    assert row["longest_diameter_mm"] == pytest.approx(np.hypot(5.0, 8.0))

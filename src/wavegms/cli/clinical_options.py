@@ -77,24 +77,14 @@ class SegmentRequest:
     boxes: object = None  # list of boxes for all images, a dict by image name, or None
 
 
-def _input_items(src: Path) -> list:
-    from wavegms.inference.folder_items import folder_items
-
-    if src.is_dir():
-        return folder_items(src)
-    items = [item for item in folder_items(src.parent) if item.image == src]
-    if not items:
-        raise InputError(f"{src} is not an image that can be segmented")
-    return items
-
-
 def prepare(args: argparse.Namespace, src: Path) -> SegmentRequest:
-    """The images (one file or a folder), their spacing, the boxes; the clinical extra
-    checked for DICOM and NIfTI inputs: all before the model loads."""
+    """The images of the input folder, their spacing, the boxes; the clinical extra checked
+    for DICOM and NIfTI inputs: all before the model loads."""
     from wavegms.inference.box_folder import boxes_by_item, read_boxes_file
+    from wavegms.inference.folder_items import folder_items
     from wavegms.inference.source_geometry import require_extra
 
-    items = _input_items(src)
+    items = folder_items(src)
     require_extra([item.image for item in items], args.format)
     if args.spacing is not None:
         items = [

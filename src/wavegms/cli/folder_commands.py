@@ -51,7 +51,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def add_segment(p: argparse.ArgumentParser) -> None:
     from wavegms.cli.clinical_options import add_clinical_options
 
-    p.add_argument("input", help="image file or folder (png, jpg, bmp, tif, dcm, nii[.gz])")
+    p.add_argument("input", help="folder of images (png, jpg, bmp, tif, dcm, nii[.gz])")
     p.add_argument("output", help="output folder: masks/, soft/, results.csv, lesions.csv")
     add_model_options(p)
     add_overwrite_option(p)
