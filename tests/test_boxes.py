@@ -41,7 +41,9 @@ def two_squares() -> np.ndarray:
 
 def test_each_box_gets_its_own_label_inside_it():
     seg = BrightSegmenter()
-    result = segment_boxes(seg, two_squares(), [(5, 5, 25, 25), (45, 25, 75, 55)], margin=0.1)
+    result = segment_boxes(
+        seg, two_squares(), [(5, 5, 25, 25), (45, 25, 75, 55)], margin=0.1, with_whole=False
+    )
     expected = np.zeros((60, 80), np.uint16)
     expected[10:20, 10:20] = 1
     expected[30:50, 50:70] = 2
@@ -85,7 +87,7 @@ def test_the_crop_is_normalised_with_the_whole_images_range():
     image[0, 0] = 4000  # the image's maximum, outside the box
     image[20:30, 20:30] = 1000  # dark in the whole image: 0.25
     seg = BrightSegmenter()
-    labels = segment_boxes(seg, image, [(15, 15, 35, 35)], margin=0).labels
+    labels = segment_boxes(seg, image, [(15, 15, 35, 35)], margin=0, with_whole=False).labels
     assert seg.crops[0].max() == pytest.approx(0.25)
     assert labels.sum() == 0  # not stretched into a bright lesion
 
@@ -109,7 +111,9 @@ def test_boxes_outside_the_image_are_clipped_with_a_warning():
         clip_box(parse_box("40,0,50,5"), (20, 30))
     seg = BrightSegmenter()
     with pytest.warns(BoxWarning):
-        labels = segment_boxes(seg, two_squares(), [(-10, -10, 25, 25)], margin=0).labels
+        labels = segment_boxes(
+            seg, two_squares(), [(-10, -10, 25, 25)], margin=0, with_whole=False
+        ).labels
     assert labels.shape == (60, 80) and labels[10:20, 10:20].all()
     assert seg.crops[0].shape == (25, 25, 3)
 
@@ -154,11 +158,19 @@ def test_crop_window_adds_the_margin_and_stays_inside():
 def test_a_real_segmenter_paints_only_inside_the_crop(segmenter):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
-    result = segment_boxes(segmenter, image, [(10, 5, 30, 25)], margin=0.1, keep="crop",
-                           threshold=0.0)  # fmt: skip
+    result = segment_boxes(
+        segmenter, image, [(10, 5, 30, 25)], margin=0.1, keep="crop", with_whole=False,
+        threshold=0.0,
+    )  # fmt: skip
     assert result.labels.shape == (50, 70) and result.labels.dtype == np.uint16
     assert result.labels[3:27, 8:32].all()  # threshold 0: the whole crop (2 px margin)
     outside = np.ones((50, 70), bool)
     outside[3:27, 8:32] = False
     assert not result.labels[outside].any()
     assert np.isfinite(result.soft).all() and 0 <= result.soft.min() <= result.soft.max() <= 1
+    # the defaults (train-chosen): the crop averaged with the whole image, the largest part
+    # inside the box; threshold 0: the whole box
+    default = segment_boxes(segmenter, image, [(10, 5, 30, 25)], threshold=0.0).labels
+    inside = np.zeros((50, 70), bool)
+    inside[5:25, 10:30] = True
+    np.testing.assert_array_equal(default > 0, inside)

@@ -41,7 +41,8 @@ def test_box_run_writes_labels_lesions_nifti_and_seg(tmp_path, tiny_model_file, 
 
     src, out = clinical_folder(tmp_path), tmp_path / "out"
     code = run([str(src), str(out), "--box", "2,2,12,10", "--box", "14,8,22,18",
-                "--box-keep", "crop", "--threshold", "0", "--spacing", "0.3"])  # fmt: skip
+                "--box-keep", "crop", "--box-margin", "0.1", "--threshold", "0",
+                "--spacing", "0.3"])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
     names = ["photo", f"{UID}_f0001", "vol_z0000", "vol_z0001", "vol_z0002"]
@@ -101,6 +102,7 @@ def test_a_boxes_file_picks_images_and_refuses_unknown_names(tmp_path, tiny_mode
         (["--spacing", "0,1"], "positive"),
         (["--format", "jpeg"], "--format"),
         (["--box", "1,1,5,5", "--resume"], "without --resume"),
+        (["--box-margin", "11"], "must lie in [0, 10]"),
     ],
 )
 def test_bad_clinical_options_are_one_line_errors(tmp_path, tiny_model_file, capsys, extra, why):
@@ -108,3 +110,12 @@ def test_bad_clinical_options_are_one_line_errors(tmp_path, tiny_model_file, cap
     assert run([str(src), str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert why in err and len(err.splitlines()) == 1
+
+
+def test_fractional_numbers_are_taken(tmp_path, tiny_model_file, capsys):
+    """``--threshold 0.3`` and ``--box-margin 0.25`` (a float bound has no step: both were
+    refused as 'not a multiple of 1')."""
+    src, out = clinical_folder(tmp_path), tmp_path / "out"
+    args = ["--box", "2,2,12,10", "--box-margin", "0.25", "--threshold", "0.3", "--format", "png"]
+    assert run([str(src), str(out), *args]) == 0, capsys.readouterr().err
+    assert (out / "labels" / "photo.png").is_file()

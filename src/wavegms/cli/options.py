@@ -28,7 +28,7 @@ class Bounded:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not (math.isfinite(value) and self.low <= value <= self.high):
             raise argparse.ArgumentTypeError(f"must lie in {self.range()}, not {text!r}")
-        if value % self.step:
+        if self.kind is int and value % self.step:  # a float bound has no step
             raise argparse.ArgumentTypeError(f"must be a multiple of {self.step}, not {text!r}")
         return value
 

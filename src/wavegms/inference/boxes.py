@@ -25,17 +25,18 @@ import numpy as np
 from wavegms.core.errors import InputError
 from wavegms.data.intensities import intensity_range, to_rgb01
 
-#: the margin around a box, as a share of its width (height) on each side; train-tuned
-#: (docs/performance.md, "Box prompts")
-DEFAULT_MARGIN = 0.1
+#: the margin around a box, as a share of its width (height) on each side; the three defaults
+#: here were chosen on BUSI train images (docs/performance.md, "Box prompts")
+DEFAULT_MARGIN = 1.0
 
 #: what is kept of a crop's mask: everything in the crop, only what lies inside the box, the
 #: connected parts that reach into the box, or the largest connected part inside the box
 KEEP = ("crop", "box", "touching", "largest")
-DEFAULT_KEEP = "box"
+DEFAULT_KEEP = "largest"
 
-#: whether the crop's soft mask is averaged with the whole image's; train-tuned
-DEFAULT_WITH_WHOLE = False
+#: whether the crop's soft mask is averaged with the whole image's (one more inference per
+#: image, not per box)
+DEFAULT_WITH_WHOLE = True
 
 
 class BoxWarning(UserWarning):
