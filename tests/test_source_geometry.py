@@ -114,6 +114,11 @@ def test_sources_a_seg_cannot_reference_are_one_line_errors(tmp_path):
     with pytest.raises(WaveGMSError, match=r"no DICOM SEG for cine\.dcm") as err:
         write_dicom_seg(cine, frames.astype(np.uint8), tmp_path / "c.dcm")
     assert "\n" not in str(err.value) and not (tmp_path / "c.dcm").exists()
+    # a Secondary Capture with several frames: highdicom would write a SEG of frame 1 only
+    capture = write_dicom(tmp_path / "capture.dcm", frames, **patient())
+    with pytest.raises(InputError, match=r"its 3 frames cannot be referenced"):
+        write_dicom_seg(capture, frames.astype(np.uint8), tmp_path / "s.dcm")
+    assert not (tmp_path / "s.dcm").exists()
     bare = write_dicom(tmp_path / "bare.dcm", frames[0])  # no study: nothing to attach to
     with pytest.raises(InputError, match="lacks StudyInstanceUID, SeriesInstanceUID"):
         write_dicom_seg(bare, np.zeros((8, 8), np.uint8), tmp_path / "b.dcm")

@@ -141,7 +141,7 @@ def dicom_seg(source: Path, labels: np.ndarray, model: str = "Wave-GMS"):
         name=model, version=__version__, family=codes.cid7162.ArtificialIntelligence
     )
     count = max(int(planes.max(initial=0)), 1)
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=[ds],
         pixel_array=planes.astype(_label_dtype(planes)) if frames > 1 else planes[0],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -157,6 +157,14 @@ def dicom_seg(source: Path, labels: np.ndarray, model: str = "Wave-GMS"):
         series_description=f"{model} segmentation",
         omit_empty_frames=False,  # one SEG frame per source frame, found or not
     )
+    # highdicom takes a file whose SOP class holds one frame (Secondary Capture) as one frame
+    # whatever its Number of Frames says, and writes a SEG of its first frame only: never that
+    if int(seg.NumberOfFrames) != frames * count:
+        raise InputError(
+            f"{source.name}: its {frames} frames cannot be referenced by a DICOM SEG (its SOP "
+            f"class {ds.SOPClassUID.name} holds one frame); the PNG masks have every frame"
+        )
+    return seg
 
 
 def write_dicom_seg(
