@@ -55,7 +55,8 @@ def add_clinical_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--box-keep", choices=KEEP, default=DEFAULT_KEEP,
-        help="keep the crop's mask inside the box (box), the parts touching it, or all (crop)",
+        help="what is kept of each crop's mask: the largest part inside the box, all of it "
+        "inside the box, the parts touching the box, or the whole crop",
     )  # fmt: skip
     p.add_argument(
         "--spacing", type=_checked(parse_spacing), metavar="MM[,MM]",
@@ -63,7 +64,7 @@ def add_clinical_options(p: argparse.ArgumentParser) -> None:
         "files keep their own); lesions.csv and results.csv then give mm",
     )  # fmt: skip
     p.add_argument(
-        "--format", type=_checked(parse_formats), default=FORMATS,
+        "--format", type=_checked(parse_formats), default=",".join(FORMATS),
         help="outputs beside the PNG masks (always written): nifti (NIfTI masks of NIfTI "
         "inputs, source affine), dcm (DICOM SEG of DICOM inputs); e.g. png,nifti",
     )  # fmt: skip
