@@ -7,7 +7,8 @@ show DICOM and NIfTI going through ``wavegms segment`` and napari:
 
 Writes ``cine.dcm`` (4-frame 8-bit cine loop, spacing from an ultrasound region calibrated in
 cm), ``mono1.dcm`` (one 16-bit MONOCHROME1 frame with a window and Pixel Spacing) and
-``volume.nii.gz`` (3 slices along the last axis, voxels 0.1 x 0.1 x 1 mm). Needs the
+``volume.nii.gz`` (3 slices along the last axis, voxels 0.1 x 0.1 x 1 mm); ``segment`` writes
+a DICOM SEG of ``mono1.dcm`` and a NIfTI mask of ``volume.nii.gz`` beside the PNGs. Needs the
 ``clinical`` extra; the writers are the tests' own (``tests/clinical_files.py``).
 """
 
@@ -45,9 +46,14 @@ def main() -> None:
     # MONOCHROME1 stores the lesion bright: inverted on reading, it looks like the PNG again
     stored = (4095 - image.astype(np.uint16) * 16).astype(np.uint16)
     mono_uid = generate_uid(entropy_srcs=["wavegms sample mono1"])
+    study = {  # what a DICOM SEG of it (``segment --format dcm``) refers to besides the instance
+        "StudyInstanceUID": generate_uid(entropy_srcs=["wavegms sample study"]),
+        "SeriesInstanceUID": generate_uid(entropy_srcs=["wavegms sample mono1 series"]),
+        "PatientID": "SAMPLE",
+    }
     write_dicom(
         out / "mono1.dcm", stored, uid=mono_uid, photometric="MONOCHROME1",
-        window=(2048, 4096), spacing=(0.1, 0.1),
+        window=(2048, 4096), spacing=(0.1, 0.1), **study,
     )  # fmt: skip
     volume = np.stack([np.roll(image, 6 * k, axis=0) for k in range(3)], axis=-1)
     write_nifti(out / "volume.nii.gz", volume.astype(np.float32), (0.1, 0.1, 1.0))

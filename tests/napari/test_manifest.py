@@ -23,6 +23,8 @@ def test_manifest_is_installed_and_valid():
         "Segment",
         "Fine-tune",
         "Review results",
+        "Segment in boxes",
+        "Lesion measurements",
     }
     assert [s.key for s in contributions.sample_data] == ["ultrasound"]
     menu = contributions.menus["napari/layers/segment"]
@@ -43,6 +45,7 @@ def test_widget_modules_do_not_import_torch():
         "import sys\n"
         "import wavegms.napari.segment, wavegms.napari.finetune, wavegms.napari.batch\n"
         "import wavegms.napari.sample, wavegms.napari.review\n"
+        "import wavegms.napari.boxes, wavegms.napari.measure_dock\n"
         "heavy = ('torch', 'wavegms.inference.segmenter', 'wavegms.training.trainer')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, heavy\n"

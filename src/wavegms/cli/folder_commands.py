@@ -63,8 +63,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_segment(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="folder of images (png, jpg, bmp, tif)")
-    p.add_argument("output", help="output folder: masks/, soft/ and results.csv")
+    from wavegms.cli.clinical_options import add_clinical_options
+
+    p.add_argument("input", help="folder of images (png, jpg, bmp, tif, dcm, nii[.gz])")
+    p.add_argument("output", help="output folder: masks/, soft/, results.csv, lesions.csv")
     add_model_options(p)
     add_overwrite_option(p)
     p.add_argument(
@@ -84,34 +86,30 @@ def add_segment(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="spread the images over the dask cluster at ADDRESS (e.g. tcp://host:8786)",
     )
+    add_clinical_options(p)
     p.set_defaults(func=run_segment)
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    from wavegms.cli import clinical_options
+    from wavegms.inference.segmenter import Segmenter
+
     src = Path(args.input)
     if not src.exists():
         raise WaveGMSError(f"input {src} does not exist")
+    request = clinical_options.prepare(args, src)  # boxes, spacing, extra: before the model
     with flags_for_existing_outputs("--overwrite", "--resume"):
-        report = _segment(args, src)
+        if args.workers or args.scheduler:
+            report = _segment_on_cluster(args, src)
+        else:
+            segmenter = Segmenter.load(
+                model_name(args.model), device=args.device, threshold=args.threshold,
+                backend=args.backend,
+            )  # fmt: skip
+            report = clinical_options.segment(request, segmenter, args)
     print(report.summary())
+    clinical_options.finish(request, report, args)
     return 1 if report.skipped and not report.written else 0
-
-
-def _segment(args: argparse.Namespace, src: Path):
-    from wavegms.core.progress import TextProgressBar
-    from wavegms.inference.folder import segment_folder
-    from wavegms.inference.segmenter import Segmenter
-
-    if args.workers or args.scheduler:
-        return _segment_on_cluster(args, src)
-    segmenter = Segmenter.load(
-        model_name(args.model), device=args.device, threshold=args.threshold,
-        backend=args.backend,
-    )  # fmt: skip
-    return segment_folder(
-        segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
-        progress=TextProgressBar(),
-    )  # fmt: skip
 
 
 def _segment_on_cluster(args: argparse.Namespace, src: Path):

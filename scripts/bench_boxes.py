@@ -1,0 +1,136 @@
+"""Box prompts against whole-image segmentation, MedSAM's protocol, on one split of a dataset.
+
+    python scripts/bench_boxes.py --data ../shared/data/busi --split train \
+        --margins 0,0.05,0.1,0.2,0.3,0.5          # tune on train
+    python scripts/bench_boxes.py --data ../shared/data/busi --split test \
+        --margins 0.1 --keep box                  # the one test run
+
+Each image's box is the bounding box of its ground-truth mask, every side moved outwards by a
+uniform random 0-20 pixels (``--jitter``, fixed ``--seed``; the same boxes for every
+setting), clipped to the image. Images whose mask is empty have no box and are left out (and
+counted). Scores are the native-size DSC of ``wavegms evaluate`` (``scoring.metrics.score``
+of the mask at the image's size against the ground truth), mean over images, in %. Rows:
+``whole`` (the whole image, as ``wavegms evaluate``), ``whole|box`` and ``whole|largest``
+(that mask cut to the box, or its largest part inside the box: what the box alone is worth),
+and ``m=<margin> <view> keep=<keep>`` for each margin, each view (the crop's soft mask alone,
+or averaged with the whole image's: ``segment_boxes(with_whole=True)``) and each of
+:data:`wavegms.inference.boxes.KEEP`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+
+from wavegms.data.images import read_image
+from wavegms.data.intensities import intensity_range
+from wavegms.data.masks import read_mask
+from wavegms.data.pairs import dataset_pairs
+from wavegms.inference.boxes import (
+    KEEP,
+    BoxWarning,
+    check_box,
+    clip_box,
+    keep_part,
+    segment_crop,
+)
+from wavegms.inference.segmenter import Segmenter
+from wavegms.scoring.metrics import score
+
+
+def jittered_box(truth: np.ndarray, rng: np.random.Generator, jitter: int) -> list[float]:
+    """The ground truth's bounding box (pixel edges), each side moved out by 0..jitter px."""
+    rows = np.flatnonzero(truth.any(axis=1))
+    cols = np.flatnonzero(truth.any(axis=0))
+    grow = rng.integers(0, jitter + 1, size=4)
+    return [
+        float(cols[0] - grow[0]), float(rows[0] - grow[1]),
+        float(cols[-1] + 1 + grow[2]), float(rows[-1] + 1 + grow[3]),
+    ]  # fmt: skip
+
+
+def box_mask(box: list[float], shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of a box inside the image."""
+    row0, row1, col0, col1 = clip_box(check_box(box), shape)
+    inside = np.zeros(shape, bool)
+    inside[row0:row1, col0:col1] = True
+    return inside
+
+
+def dsc(pred: np.ndarray, truth: np.ndarray) -> float:
+    return 100.0 * score(pred, truth)["dsc"]
+
+
+def score_image(segmenter, image, truth, box, margins) -> dict[str, float]:
+    """Every row's DSC for one image: one whole-image and one crop inference per margin,
+    every variant derived from those soft masks (as ``segment_boxes`` derives it)."""
+    threshold = segmenter.threshold
+    inside = box_mask(box, truth.shape)
+    whole, whole_soft = segmenter.segment(image)
+    out = {"whole": dsc(whole, truth)}
+    for keep in ("box", "largest"):
+        out[f"whole|{keep}"] = dsc(keep_part(whole, inside, keep), truth)
+    value_range = intensity_range(image)
+    for margin in margins:
+        crop = segment_crop(segmenter, image, check_box(box), margin, value_range)
+        blended = (crop.soft + whole_soft[crop.rows, crop.cols]) / 2
+        for view, soft in (("crop", crop.soft), ("crop+whole", blended)):
+            pasted = np.zeros(truth.shape, bool)
+            pasted[crop.rows, crop.cols] = soft > threshold
+            for keep in KEEP:
+                name = f"m={margin:g} {view} keep={keep}"
+                out[name] = dsc(keep_part(pasted, inside, keep), truth)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--model", default="busi")
+    parser.add_argument("--backend", default="onnx", help="onnx: exact fp32 (the default here)")
+    parser.add_argument("--margins", default="0.1", help="comma-separated shares of the box")
+    parser.add_argument("--jitter", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sample", type=int, default=0, help="N images drawn with --seed (0: all, in order)"
+    )
+    parser.add_argument("--json", help="write the per-row means here")
+    args = parser.parse_args()
+    margins = [float(m) for m in args.margins.split(",")]
+    segmenter = Segmenter.load(args.model, device="cpu", backend=args.backend)
+    pairs = dataset_pairs(args.data, split=args.split)
+    rng = np.random.default_rng(args.seed)
+    if args.sample:
+        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), args.sample, replace=False))]
+    rows: list[dict[str, float]] = []
+    empty, start = 0, time.perf_counter()
+    for pair in pairs:
+        truth = read_mask(pair.mask)
+        if not truth.any():
+            empty += 1
+            continue
+        box = jittered_box(truth, rng, args.jitter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BoxWarning)  # jitter past the border: clipped
+            rows.append(score_image(segmenter, read_image(pair.image), truth, box, margins))
+    means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    stds = {key: float(np.std([r[key] for r in rows])) for key in rows[0]}
+    print(f"{args.model} ({segmenter.graph_backend or 'eager'}) on {args.data} split "
+          f"{args.split}: {len(rows)} images with a lesion ({empty} with an empty mask left "
+          f"out), jitter 0-{args.jitter} px, seed {args.seed}, "
+          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    for key, mean in means.items():
+        gain = mean - means["whole"]
+        print(f"  {key:24s} DSC {mean:6.2f} ± {stds[key]:5.2f}   {gain:+6.2f} vs whole")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"n": len(rows), "empty": empty, "mean": means, "std": stds}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Box prompts: segment inside one or more boxes drawn around lesions.
+
+A box is ``x0, y0, x1, y1`` in pixel coordinates of the image (x: column, y: row), its corners
+on pixel edges: the box ``0,0,10,5`` covers columns 0-9 and rows 0-4, as a rectangle drawn in
+napari or given to MedSAM does. Each box is cropped with a margin (a share of its size on every
+side, so that the model sees the lesion's border and some tissue around it), the crop is
+segmented by the ordinary :class:`~wavegms.inference.segmenter.Segmenter` and its mask pasted
+back; box ``k`` (in the order given) gets label ``k``. The crop is normalised with the whole
+image's intensity range, so a dark crop is not stretched into a bright one.
+
+Boxes that reach outside the image are clipped to it with a :class:`BoxWarning`; a box that is
+empty or inverted (``x1 <= x0`` or ``y1 <= y0``), or lies wholly outside the image, is refused
+with a one-line :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from wavegms.core.errors import InputError
+from wavegms.data.intensities import intensity_range, to_rgb01
+
+#: the margin around a box, as a share of its width (height) on each side; the three defaults
+#: here were chosen on BUSI train images (docs/performance.md, "Box prompts")
+DEFAULT_MARGIN = 1.0
+
+#: what is kept of a crop's mask: everything in the crop, only what lies inside the box, the
+#: connected parts that reach into the box, or the largest connected part inside the box
+KEEP = ("crop", "box", "touching", "largest")
+DEFAULT_KEEP = "largest"
+
+#: whether the crop's soft mask is averaged with the whole image's (one more inference per
+#: image, not per box)
+DEFAULT_WITH_WHOLE = True
+
+
+class BoxWarning(UserWarning):
+    """A box was usable, but not as given (it reached outside the image and was clipped)."""
+
+
+class Box(NamedTuple):
+    """A box in pixel-edge coordinates: columns ``x0 .. x1 - 1``, rows ``y0 .. y1 - 1``."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def __str__(self) -> str:
+        return ",".join(f"{v:g}" for v in self)
+
+
+def check_box(box: Sequence[float]) -> Box:
+    """A box from four finite numbers; empty or inverted boxes raise :class:`InputError`."""
+    values = tuple(float(v) for v in box)
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InputError(f"a box is four finite numbers x0,y0,x1,y1, not {box!r}")
+    b = Box(*values)
+    if b.x1 <= b.x0 or b.y1 <= b.y0:
+        raise InputError(
+            f"box {b} is empty or inverted: it needs x0 < x1 and y0 < y1 (x0,y0,x1,y1)"
+        )
+    return b
+
+
+def parse_box(text: str) -> Box:
+    """``"x0,y0,x1,y1"`` -> :class:`Box` (spaces allowed), else one-line :class:`InputError`."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise InputError(f"box {text!r} is not four numbers x0,y0,x1,y1") from None
+    if len(values) != 4:
+        raise InputError(f"box {text!r} has {len(values)} numbers; give four: x0,y0,x1,y1")
+    return check_box(values)
+
+
+def clip_box(box: Box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The whole pixels a box covers inside an image of ``shape`` (height, width), as
+    ``(row0, row1, col0, col1)``: edges rounded outwards, then clipped (with a
+    :class:`BoxWarning`). A box with no pixel inside the image raises :class:`InputError`."""
+    height, width = shape
+    col0, row0 = math.floor(box.x0), math.floor(box.y0)
+    col1, row1 = math.ceil(box.x1), math.ceil(box.y1)
+    clipped = (max(row0, 0), min(row1, height), max(col0, 0), min(col1, width))
+    if clipped[1] <= clipped[0] or clipped[3] <= clipped[2]:
+        raise InputError(f"box {box} lies outside the image ({width} x {height} pixels)")
+    if clipped != (row0, row1, col0, col1):
+        warnings.warn(
+            f"box {box} reaches outside the image ({width} x {height} pixels); clipped to "
+            f"{clipped[2]},{clipped[0]},{clipped[3]},{clipped[1]}",
+            BoxWarning,
+            stacklevel=3,
+        )
+    return clipped
+
+
+def crop_window(
+    pixels: tuple[int, int, int, int], shape: tuple[int, int], margin: float
+) -> tuple[slice, slice]:
+    """The crop around a box's pixels: ``margin`` of its height (width) added above and below
+    (left and right), at least one pixel where the margin is positive, clipped to the image."""
+    row0, row1, col0, col1 = pixels
+    pad_r = math.ceil(margin * (row1 - row0)) if margin > 0 else 0
+    pad_c = math.ceil(margin * (col1 - col0)) if margin > 0 else 0
+    height, width = shape
+    return (
+        slice(max(row0 - pad_r, 0), min(row1 + pad_r, height)),
+        slice(max(col0 - pad_c, 0), min(col1 + pad_c, width)),
+    )
+
+
+def keep_part(mask: np.ndarray, inside: np.ndarray, keep: str) -> np.ndarray:
+    """What ``keep`` (:data:`KEEP`) keeps of a binary mask; ``inside`` marks the box."""
+    if keep == "crop":
+        return mask
+    if keep == "box":
+        return mask & inside
+    from scipy import ndimage
+
+    if keep == "largest":
+        parts, count = ndimage.label(mask & inside, structure=np.ones((3, 3), bool))
+        if count <= 1:
+            return parts > 0
+        return parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
+    parts, _ = ndimage.label(mask)
+    touching = np.unique(parts[mask & inside])
+    return np.isin(parts, touching[touching > 0])
+
+
+class Crop(NamedTuple):
+    """One box's crop: where it lies in the image, where the box lies in it, its soft mask."""
+
+    rows: slice
+    cols: slice
+    inside: np.ndarray  # bool, crop-sized: the box's pixels
+    soft: np.ndarray  # float32, crop-sized, in [0, 1]
+
+
+def segment_crop(
+    segmenter, image: np.ndarray, box: Box, margin: float, value_range: tuple[float, float]
+) -> Crop:
+    """The soft mask of the crop around ``box`` (normalised with the whole image's
+    ``value_range``, see :func:`~wavegms.data.intensities.intensity_range`)."""
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    pixels = clip_box(box, shape)
+    rows, cols = crop_window(pixels, shape, margin)
+    crop = to_rgb01(image[rows, cols], value_range=value_range)
+    _, soft = segmenter.segment(crop)
+    inside = np.zeros(soft.shape, bool)
+    inside[pixels[0] - rows.start : pixels[1] - rows.start,
+           pixels[2] - cols.start : pixels[3] - cols.start] = True  # fmt: skip
+    return Crop(rows, cols, inside, np.asarray(soft, np.float32))
+
+
+class BoxResult(NamedTuple):
+    """Labels (box ``k`` -> label ``k``, 0 background) and the soft mask that won each pixel."""
+
+    labels: np.ndarray  # uint16 H x W
+    soft: np.ndarray  # float32 H x W in [0, 1]: the winning box's soft mask, 0 off every mask
+
+
+def _check_request(image: np.ndarray, boxes, margin: float, keep: str) -> list[Box]:
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] > 4):
+        raise InputError(f"box prompts need one 2D image, not an array of shape {image.shape}")
+    if keep not in KEEP:
+        raise InputError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
+    if not 0 <= margin <= 10 or not math.isfinite(margin):
+        raise InputError(f"the box margin must be a share in [0, 10], not {margin}")
+    if not boxes:
+        raise InputError("no box given")
+    checked = [check_box(b) for b in boxes]
+    if len(checked) >= np.iinfo(np.uint16).max:
+        raise InputError(f"{len(checked)} boxes are more than one image's labels can hold")
+    return checked
+
+
+def segment_boxes(
+    segmenter,
+    image: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    keep: str = DEFAULT_KEEP,
+    threshold: float | None = None,
+    with_whole: bool = DEFAULT_WITH_WHOLE,
+) -> BoxResult:
+    """Segment a 2D image (H x W or H x W x C) inside each of ``boxes``: crop with ``margin``,
+    segment the crop with ``segmenter`` (a :class:`Segmenter` or anything with its
+    ``threshold`` and ``segment(image)``), threshold it, keep what ``keep`` says
+    (:data:`KEEP`) and paste it back. ``with_whole``: the crop's soft mask is averaged with
+    that of the whole image (segmented once), two views of the lesion instead of one.
+    Where crops overlap, a pixel goes to the box whose soft mask is highest there."""
+    image = np.asarray(image)
+    checked = _check_request(image, boxes, margin, keep)
+    threshold = segmenter.threshold if threshold is None else threshold
+    if not 0 <= threshold <= 1:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    value_range = intensity_range(image)
+    whole = segmenter.segment(image)[1] if with_whole else None
+    labels = np.zeros(shape, np.uint16)
+    best = np.zeros(shape, np.float32)  # the soft mask of the label each pixel has
+    for label, box in enumerate(checked, start=1):
+        crop = segment_crop(segmenter, image, box, margin, value_range)
+        rows, cols = crop.rows, crop.cols
+        soft = crop.soft if whole is None else (crop.soft + whole[rows, cols]) / 2
+        mask = keep_part(soft > threshold, crop.inside, keep)
+        won = mask & ((labels[rows, cols] == 0) | (soft > best[rows, cols]))
+        labels[rows, cols][won] = label
+        best[rows, cols][won] = soft[won]
+    return BoxResult(labels, best)

@@ -1,0 +1,108 @@
+"""The "Segment in boxes" dock: rectangles drawn on a Shapes layer around lesions, the model
+run inside each, and a Labels layer ``<image> boxes`` with box ``k`` as label ``k``, at the
+image's scale (a DICOM or NIfTI image's mm spacing travels on).
+
+The rectangles are read on the GUI thread (a few vertices, mapped through world coordinates
+so that layers of another scale still line up); the image is read and segmented in a worker
+thread of the plugin's one job runner (:class:`~wavegms.napari.runner.JobForm`); the GUI
+thread only adds the finished layer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox
+from napari.layers import Image, Shapes
+
+from wavegms.core.errors import InputError
+from wavegms.inference.boxes import DEFAULT_MARGIN
+from wavegms.napari.box_jobs import box_job, rectangles_to_boxes
+from wavegms.napari.fields import device_choices, model_choices
+from wavegms.napari.jobs import ModelSlot
+from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
+from wavegms.napari.runner import JobForm
+
+if TYPE_CHECKING:
+    import napari
+
+
+def boxes_name(image: Image) -> str:
+    return f"{image.name} boxes"
+
+
+class BoxSegmentWidget(JobForm):
+    """Segment the chosen image inside the rectangles of the chosen Shapes layer."""
+
+    dock_title = "Segment in boxes"
+    grows_vertically = False
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__("Segment in boxes")
+        self.viewer = viewer
+        self.slot = ModelSlot()
+        self.target: Image | None = None
+        self.target_shape: tuple = ()
+        self.image = ComboBox(label="image", choices=self._layers(Image))
+        self.shapes = ComboBox(label="boxes", choices=self._layers(Shapes))
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.device = ComboBox(label="device", choices=device_choices)
+        self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1.0, step=0.05, value=0.5)
+        self.margin = FloatSpinBox(
+            label="margin", min=0.0, max=10.0, step=0.05, value=DEFAULT_MARGIN,
+            tooltip="context around each box, as a share of its size on each side",
+        )  # fmt: skip
+        self.extend([self.image, self.shapes, self.model, self.device, self.threshold,
+                     self.margin])  # fmt: skip
+        self.add_job_controls()
+        self.watcher = LayerWatcher(viewer, self.reset_choices)
+        self.finish_layout()
+
+    def _layers(self, kind):
+        def choices(_widget=None):
+            return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, kind)]
+
+        return choices
+
+    def start(self) -> None:
+        image, shapes = self.image.value, self.shapes.value
+        if not isinstance(image, Image) or image not in self.viewer.layers:
+            raise InputError("no image layer chosen: open or add an image first")
+        if not isinstance(shapes, Shapes) or shapes not in self.viewer.layers:
+            raise InputError("no shapes layer chosen: add one and draw rectangles on it")
+        if not self.model.value:
+            raise InputError("no model available: train or fine-tune one first")
+        rectangles = [
+            v for v, kind in zip(shapes.data, shapes.shape_type, strict=True) if kind == "rectangle"
+        ]
+        ndim = len(data_shape(image)) - (1 if image.rgb else 0)
+
+        def to_image(point: np.ndarray) -> np.ndarray:
+            world = shapes.data_to_world(point)
+            return np.asarray(image.world_to_data(world), float)[-ndim:]
+
+        boxes = rectangles_to_boxes(rectangles, to_image, ndim)
+        self.target, self.target_shape = image, data_shape(image)
+        self.start_thread(
+            box_job, f"segmenting {image.name} in {sum(map(len, boxes.values()))} box(es)",
+            data=layer_source(image), rgb=bool(image.rgb), boxes=boxes, model=self.model.value,
+            device=self.device.value, threshold=float(self.threshold.value),
+            margin=float(self.margin.value), slot=self.slot,
+        )  # fmt: skip
+
+    def on_returned(self, labels: np.ndarray) -> None:
+        image = self.target
+        if (
+            image is None
+            or image not in self.viewer.layers
+            or data_shape(image) != (self.target_shape)
+        ):
+            self.status.value = "the image layer changed while it was segmented; nothing added"
+            return
+        layer = self.viewer.add_labels(
+            labels, name=boxes_name(image), scale=image.scale[-labels.ndim :],
+            translate=image.translate[-labels.ndim :], metadata=dict(image.metadata),
+        )  # fmt: skip
+        found = len(np.unique(labels)) - 1
+        self.status.value = f"done: {layer.name} ({found} lesion label(s))"
