@@ -31,8 +31,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     pairs = dataset_pairs(args.data, args.split_file, args.split)
     out = Path(args.out) if args.out else Path(f"wavegms-eval-{Path(name).stem}-{args.split}")
     segmenter = Segmenter.load(
-        name, device=args.device, threshold=args.threshold, backend=args.backend
-    )
+        name, device=args.device, threshold=args.threshold, backend=args.backend,
+        precision=args.precision,
+    )  # fmt: skip
     report = run_folder(
         segmenter,
         pair_items(pairs),
@@ -44,12 +45,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=TextProgressBar(),
     )
     print(f"model {name}, {args.data} split {args.split!r}: {len(pairs)} images")
+    print(ran_with(segmenter))
     print(report.summary())
     return 0
 
 
+def input_formats() -> str:
+    """Every file kind ``segment`` reads, from the readers' own lists (torch-free)."""
+    from wavegms.data.clinical import CLINICAL_SUFFIXES
+    from wavegms.data.images import IMAGE_SUFFIXES
+
+    return (
+        f"{' '.join(IMAGE_SUFFIXES)}; DICOM and NIfTI {' '.join(CLINICAL_SUFFIXES)}, "
+        "each plane of a stack segmented (DICOM and NIfTI need the clinical extra)"
+    )
+
+
 def add_segment(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="folder of images (png, jpg, bmp, tif)")
+    p.add_argument("input", help=f"folder of images ({input_formats()})")
     p.add_argument("output", help="output folder: masks/, soft/ and results.csv")
     add_model_options(p)
     add_overwrite_option(p)
@@ -86,12 +99,13 @@ def run_segment(args: argparse.Namespace) -> int:
     else:
         segmenter = Segmenter.load(
             model_name(args.model), device=args.device, threshold=args.threshold,
-            backend=args.backend,
+            backend=args.backend, precision=args.precision,
         )  # fmt: skip
         report = segment_folder(
             segmenter, src, args.output, overwrite=args.overwrite, resume=args.resume,
             progress=TextProgressBar(),
         )  # fmt: skip
+        print(ran_with(segmenter))
     print(report.summary())
     return 1 if report.skipped and not report.written else 0
 
@@ -109,6 +123,17 @@ def _segment_on_cluster(args: argparse.Namespace, src: Path):
             device=args.device, threshold=args.threshold, torch_threads=threads,
             overwrite=args.overwrite, resume=args.resume, progress=TextProgressBar(),
         )  # fmt: skip
+
+
+def ran_with(segmenter) -> str:
+    """One line saying what made the masks: model, its file's sha256, backend, precision
+    (int8 said to be not exact, since it was asked for and differs from fp32)."""
+    p = segmenter.provenance()
+    note = " (not exact: asked for with --precision int8)" if p["precision"] == "int8" else ""
+    return (
+        f"masks by model {p['model']} (sha256 {p['model_sha256'][:12]}), backend "
+        f"{p['backend']}, precision {p['precision']}{note}"
+    )
 
 
 def add_rank(p: argparse.ArgumentParser) -> None:

@@ -56,6 +56,8 @@ BOUNDS: dict[str, Bounded] = {
 
 #: ``Segmenter(backend=...)``, torch-free (tests/test_cli.py checks it against the segmenter's).
 BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
+#: ``Segmenter(precision=...)``, torch-free, likewise.
+PRECISIONS = ("fp32", "int8")
 
 
 class Parser(argparse.ArgumentParser):
@@ -91,8 +93,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="how the model runs on CPU: auto is int8 for a model that carries its calibration, "
-        "else onnx (exact fp32, ONNX Runtime), else traced; eager is plain PyTorch",
+        help="how the model runs on CPU, every one exact fp32: auto is onnx (ONNX Runtime) where "
+        "it is installed, else eager (plain PyTorch); traced is TorchScript",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 gives the exact answer; int8 is faster on CPU but not exact (masks differ "
+        "slightly; needs ONNX Runtime)",
     )
 
 

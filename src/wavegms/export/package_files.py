@@ -19,11 +19,6 @@ from wavegms.data.images import read_image
 from wavegms.data.preprocess import model_input
 from wavegms.net.model import WaveGMS
 
-#: the synthetic ultrasound-like sample image shipped in the package (no patient data)
-SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "napari" / "sample_data" / "images"
-SAMPLE_IMAGE = SAMPLE_IMAGE / "ultrasound.png"
-#: the model cards of a repository checkout (absent from an installed wheel)
-MODEL_CARDS = Path(__file__).resolve().parents[3] / "docs" / "model_cards"
 #: cover images are at least this tall: a 32-pixel model's tensors would make a tiny cover
 COVER_HEIGHT = 256
 
@@ -64,8 +59,14 @@ def test_tensors(model: WaveGMS, image: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def example_image(path: str | Path | None) -> np.ndarray:
-    """The image the test tensors and the cover are made of: ``path``, else the sample."""
-    return read_image(SAMPLE_IMAGE if path is None else path)
+    """The image the test tensors and the cover are made of: ``path``, else the synthetic
+    ultrasound-like sample image shipped in the package (no patient data)."""
+    if path is not None:
+        return read_image(path)
+    from wavegms.package_data import as_path, sample_file
+
+    with as_path(sample_file()) as sample:
+        return read_image(sample)
 
 
 def cover(x: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -90,12 +91,6 @@ def sample_images(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """The test tensors as pictures for people (bioimage.io's sample tensors): the input as an
     RGB image and the soft mask as a grey one, both at the model size."""
     return x[0].transpose(1, 2, 0), y[0, 0]
-
-
-def model_card(name: str) -> str | None:
-    """The model card of ``name`` from the checkout's docs, or None."""
-    card = MODEL_CARDS / f"{name}.md"
-    return card.read_text(encoding="utf-8") if card.is_file() else None
 
 
 def documentation(name: str, model: WaveGMS, card: str | None) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
+from wavegms.core.extras import one_line_reason
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.intensities import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
@@ -53,19 +54,23 @@ def as_array(image: object) -> np.ndarray:
 
 #: Every backend a Segmenter runs; see :class:`Segmenter`.
 BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
-#: The exact CPU backends "auto" tries, fastest first (docs/performance.md, issue 13).
-AUTO_ORDER = ("onnx", "traced")
+#: The arithmetic a Segmenter runs in: exact fp32 (the default everywhere) or int8 (faster,
+#: not exact: only when the user asks for it).
+PRECISIONS = ("fp32", "int8")
+#: The exact CPU graphs "auto" tries, fastest first (docs/performance.md, issue 13); without
+#: them the eager model runs. TorchScript ("traced") is not in line: building it costs more
+#: than it saves on a run of a few images (docs/performance.md, issue 26).
+AUTO_ORDER = ("onnx",)
 
 
-def auto_order(model) -> tuple[str, ...]:
-    """The backends "auto" tries on CPU for ``model``: first int8 if the model carries its own
-    activation ranges (``runtime.calibration``: measured on its training images, within 0.3
-    BUSI test DSC of fp32 and 1.6-1.8x faster), then the exact graphs of :data:`AUTO_ORDER`."""
-    from wavegms.runtime.calibration import stored_ranges
-
-    if stored_ranges(getattr(model, "metadata", None) or {}) is not None:
+def backend_line(backend: str, precision: str) -> tuple[str, ...]:
+    """The graphs tried in turn for ``backend`` and ``precision`` on CPU: the first that
+    builds and passes its check runs, else the eager model. int8 (asked for) comes first,
+    followed by the exact graphs, so that a machine without ONNX Runtime still answers,
+    exactly."""
+    if precision == "int8":
         return ("int8", *AUTO_ORDER)
-    return AUTO_ORDER
+    return AUTO_ORDER if backend == "auto" else (backend,)
 
 
 def _build_graph(backend: str, model, model_file: Path | None, calibration=None):
@@ -103,17 +108,20 @@ class Segmenter:
         backend: str = "auto",
         model_file: Path | None = None,
         calibration: Sequence[np.ndarray] | None = None,
+        precision: str = "fp32",
     ):
-        """``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first of
-        :func:`auto_order` that is installed and builds (the int8 graph for a model that
-        carries its calibration, else ONNX Runtime, else the TorchScript graph of
-        :mod:`wavegms.runtime.traced`), elsewhere the eager model; ``"openvino"`` is the same
-        exported graph compiled by OpenVINO (fp32); ``"int8"`` is the quantised graph (not
-        exact: ``"onnx"`` is the exact fp32 graph). A graph that cannot be
-        built, or whose check against the eager model fails, warns once and the next one in
-        line runs instead (eager last): never a different answer. ``traced=False`` (older
-        callers) means ``backend="eager"``, ``traced=True`` means ``"traced"``.
-        ``model_file``: the model's weights file, whose sha256 names its cached ONNX export.
+        """``precision`` (see :data:`PRECISIONS`): ``"fp32"`` (default) gives the exact fp32
+        answer of the eager model on every install; ``"int8"`` runs the quantised ONNX
+        Runtime graph (faster, not exact) and is only ever the caller's choice.
+        ``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first exact graph of
+        :data:`AUTO_ORDER` that is installed and builds (ONNX Runtime), else the eager model;
+        elsewhere the eager model. ``"traced"`` (TorchScript), ``"onnx"`` and ``"openvino"``
+        (the exported graph compiled by OpenVINO) are exact fp32 too; ``"int8"`` means
+        ``precision="int8"``. A graph that cannot be built, or whose check against the eager
+        model fails, warns once and the next one in line runs instead (eager last): never a
+        different answer. ``traced=False`` (older callers) means ``backend="eager"``,
+        ``traced=True`` means ``"traced"``.
+        ``model_file``: the model's weights file, whose sha256 names its cached graphs.
         ``calibration``: images the int8 graph is calibrated on (default: the ranges the model
         carries, else the bundled sample).
         A batch (a folder's) runs its images side by side where the graph can, with the same
@@ -126,6 +134,14 @@ class Segmenter:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         if backend not in BACKENDS:
             raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be fp32 or int8, not {precision!r}")
+        if backend == "int8":
+            backend, precision = "auto", "int8"
+        if precision == "int8" and backend != "auto":
+            raise InputError(
+                f"int8 runs on ONNX Runtime only: leave the backend auto, not {backend}"
+            )
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.threshold = threshold
@@ -134,9 +150,17 @@ class Segmenter:
         self.calibration = calibration
         if traced is not None and backend == "auto":
             backend = "traced" if traced else "eager"
-        if self.device.type != "cpu" and backend != "eager":
-            backend = "eager"  # the graphs here are CPU graphs
+        if self.device.type != "cpu" and (backend != "eager" or precision != "fp32"):
+            if precision != "fp32":
+                warnings.warn(
+                    f"int8 runs on the CPU only; running exact fp32 on {self.device}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            backend, precision = "eager", "fp32"  # the graphs here are CPU graphs
         self.backend = backend  # what was asked for; ``graph_backend`` says what runs
+        #: What was asked for; :attr:`running_precision` says what runs.
+        self.precision = precision
         self.graph_backend: str | None = None
         #: False: run the eager model batch by batch (tests and callers may set it).
         self.traced = backend != "eager"
@@ -190,17 +214,16 @@ class Segmenter:
         passes its check; None (eager from then on) if none does."""
         if self._graph is not None:
             return self._graph
-        wanted = auto_order(self.model) if self.backend == "auto" else (self.backend,)
-        line = [*wanted, *(b for b in ("traced",) if b not in wanted)]
+        line = backend_line(self.backend, self.precision)
         for backend in line:
             try:
                 self._graph = _build_graph(backend, self.model, self.model_file, self.calibration)
             except Exception as err:  # a speed-up must never cost the result
-                if self.backend == "auto" and backend != "traced" and isinstance(err, ImportError):
-                    continue  # an optional runtime that is not installed: nothing to say
+                if backend != "int8" and self.backend == "auto" and isinstance(err, ImportError):
+                    continue  # an optional exact runtime that is not installed: eager is exact
                 warnings.warn(
-                    f"the {backend} graph could not be built ({type(err).__name__}: {err}); "
-                    f"using {'the next backend' if backend != line[-1] else 'the eager model'}",
+                    f"the {backend} graph could not be built ({one_line_reason(err)}); using "
+                    f"{'the next backend' if backend != line[-1] else 'the exact eager model'}",
                     RuntimeWarning,
                     stacklevel=4,
                 )
@@ -209,6 +232,30 @@ class Segmenter:
             return self._graph
         self.traced = False
         return None
+
+    @property
+    def running_precision(self) -> str:
+        """``"int8"`` while the quantised graph runs, else ``"fp32"`` (also before the first
+        image, and when int8 was asked for but could not be built)."""
+        return "int8" if self.graph_backend == "int8" else "fp32"
+
+    def provenance(self) -> dict[str, str]:
+        """What makes this segmenter's masks, for results and model cards: the model's name
+        (its file's stem, else the name in its metadata),
+        the sha256 of its file (of its weights when it has no file), the backend that runs
+        and the precision (the graph is built first, if it is not yet)."""
+        from wavegms.runtime.graph_cache import model_digest
+
+        if self.traced:
+            self._soft_mask_graph()
+        name = Path(self.model_file).stem if self.model_file else None
+        name = name or (getattr(self.model, "metadata", None) or {}).get("name") or "unnamed"
+        return {
+            "model": str(name),
+            "model_sha256": model_digest(self.model, self.model_file),
+            "backend": self.graph_backend or "eager",
+            "precision": self.running_precision,
+        }
 
     def _reduce_batch(self, err: BaseException) -> None:
         """After running out of memory: halve the batch size for good, or give up at 1."""

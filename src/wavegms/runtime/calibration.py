@@ -26,7 +26,6 @@ import numpy as np
 METADATA_KEY = "int8_calibration"
 #: The operators whose inputs are quantised (and so calibrated); see ``quantize_onnx``.
 QUANTISED_OPS = ("Conv",)
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "napari" / "sample_data" / "images"
 
 
 def calibration_batches(images: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -41,8 +40,12 @@ def calibration_batches(images: Iterable[np.ndarray], size: int) -> Iterator[np.
 def sample_images() -> list[np.ndarray]:
     """The bundled sample images, flipped too: the default calibration set."""
     from wavegms.data.images import read_image
+    from wavegms.package_data import as_path, sample_image_files
 
-    images = [read_image(p) for p in sorted(SAMPLE_IMAGES.glob("*.png"))]
+    images = []
+    for resource in sample_image_files():
+        with as_path(resource) as path:
+            images.append(read_image(path))
     return images + [im[:, ::-1] for im in images]
 
 

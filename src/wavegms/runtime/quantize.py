@@ -99,13 +99,17 @@ def build_int8_soft_mask(
     calibration: Sequence[np.ndarray] | None = None,
 ):
     """The int8 ONNX Runtime graph of ``model``, quantised once into the user cache (next to
-    the fp32 export) and checked. Activation ranges: measured on ``calibration`` images if
+    the fp32 export; rebuilt when damaged, see :mod:`wavegms.runtime.graph_cache`) and
+    checked. Activation ranges: measured on ``calibration`` images if
     given, else the ranges stored in the model (``runtime.calibration``), else the bundled
     sample images (see the module docstring for why images like the real ones are better).
     The cached file is named by a digest of what calibrated it."""
-    from wavegms.runtime.onnx_graph import cached_onnx
+    from wavegms.core.extras import require
+    from wavegms.runtime.graph_cache import cache_path, cached_file, library_versions
+    from wavegms.runtime.onnx_graph import cached_onnx, model_key
     from wavegms.runtime.onnx_session import OnnxSoftMask
 
+    require("onnxruntime.quantization", "int8 (--precision int8)")  # before any export
     fp32 = cached_onnx(model, model_file)
     stored = stored_ranges(getattr(model, "metadata", {})) if calibration is None else None
     images = [] if stored is not None else sample_images() if calibration is None else calibration
@@ -118,9 +122,9 @@ def build_int8_soft_mask(
         for batch in batches:
             digest.update(batch.tobytes())
         suffix = "" if calibration is None else f"-c{digest.hexdigest()[:16]}"
-    int8 = fp32.with_name(f"{fp32.stem}-int8{suffix}.onnx")
-    if not int8.is_file():
-        quantize_onnx(fp32, int8, batches, ranges=stored)
+    libraries = library_versions("onnxruntime")  # its quantiser writes the graph
+    int8 = cache_path(model_key(model, model_file), f"int8{suffix}", libraries, ".onnx")
+    cached_file(int8, lambda path: quantize_onnx(fp32, path, batches, ranges=stored))
     graph = OnnxSoftMask(int8)
     check_int8(graph, model)
     return graph
