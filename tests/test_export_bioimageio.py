@@ -138,12 +138,54 @@ def test_bad_requests_fail_before_any_work(tmp_path, tiny_model_file):
 
 
 def test_documentation_is_the_model_card_plus_how_to_feed_and_validate(tiny_network):
-    from wavegms.export.package_files import documentation, model_card
+    from wavegms.export.package_files import documentation
+    from wavegms.package_data import model_card
 
-    card = model_card("busi")  # docs/model_cards/busi.md of this checkout
+    card = model_card("busi")  # inside the package: an installed wheel has it too
     assert card is not None and card.startswith("# Model card: `busi`")
     text = documentation("busi", tiny_network, card)
     assert text.startswith(card.rstrip()) and "## Validation" in text
     assert "(1, 3, 32, 32)" in text  # the input shape of this model, not a fixed 224
     assert model_card("no-such-model") is None
     assert documentation("mine", tiny_network, None).startswith("# Wave-GMS model `mine`")
+
+
+@pytest.mark.shipped
+def test_the_shipped_card_goes_only_with_the_shipped_bytes(tiny_network, tmp_path):
+    """A model saved as ``busi.safetensors`` elsewhere, with other weights, is not packaged
+    as the shipped busi with its card and published scores (issue 23, item 9)."""
+    import shutil
+
+    from wavegms.export.card import identify
+    from wavegms.store.catalogue import resolve_model
+    from wavegms.store.model_files import load_model, save_model
+
+    shipped = resolve_model("busi")
+    copy = tmp_path / "copy" / "busi.safetensors"
+    copy.parent.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(shipped.with_suffix(suffix), copy.with_suffix(suffix))
+    same = identify(load_model(copy), copy, "busi")
+    assert same.shipped and same.name == "busi" and "## Test scores" in same.card
+    metadata = {"name": "busi", "epoch": 3, "val_dice": 0.5, "train_images": 10}
+    mine = save_model(tiny_network, tmp_path / "mine" / "busi", metadata=metadata)
+    other = identify(load_model(mine), mine, "busi")
+    assert not other.shipped and other.name == "busi (modified)"
+    assert "## Test scores" not in other.card and "no published score" in other.card
+    assert "Validation Dice (its own validation images): 0.5000" in other.card
+    assert other.sha256 != same.sha256
+
+
+def test_a_killed_exports_temporary_is_removed_by_the_next(tmp_path):
+    """A hidden temporary of the same package, left by an export killed while writing, goes
+    with the next export of that package; other files stay."""
+    from wavegms.export.bioimageio import write_package
+
+    out = tmp_path / "pkg.zip"
+    leftover = tmp_path / ".pkg.zip.0123456789ab.tmp.zip"
+    leftover.write_bytes(b"x" * 1000)
+    unrelated = tmp_path / ".other.zip.0123456789ab.tmp.zip"
+    unrelated.write_bytes(b"keep")
+    write_package(out, lambda tmp: tmp.write_bytes(b"zip"))
+    assert out.read_bytes() == b"zip" and not leftover.exists() and unrelated.exists()
+    assert not (tmp_path / ".wavegms-run.lock").exists()

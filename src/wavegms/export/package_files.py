@@ -43,7 +43,32 @@ def write_torchscript(model: WaveGMS, path: Path) -> Path:
         )
         graph = torch.jit.freeze(graph)
     graph.save(str(path))
+    drop_debug_info(Path(path))
     return path
+
+
+def drop_debug_info(path: Path) -> None:
+    """Rewrite a saved TorchScript archive without its ``.debug_pkl`` records: they hold the
+    source paths of the machine that exported it (a user's home folder has no place in a
+    shared package), and without them a wheel and a clone export the same bytes. Loading
+    and running need none of them."""
+    import zipfile
+
+    from wavegms.core.files import atomic_write
+
+    with zipfile.ZipFile(path) as archive:
+        kept = [
+            (info, archive.read(info.filename))
+            for info in archive.infolist()
+            if not info.filename.endswith(".debug_pkl")
+        ]
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as out:
+            for info, data in kept:
+                out.writestr(info, data)
+
+    atomic_write(path, write)
 
 
 def test_tensors(model: WaveGMS, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

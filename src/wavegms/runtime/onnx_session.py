@@ -17,7 +17,7 @@ import torch
 
 from wavegms.net.model import WaveGMS
 
-_SESSIONS: dict[tuple[str, int], object] = {}
+_SESSIONS: dict[tuple[str, int, int, int], object] = {}
 _LOCK = threading.Lock()
 #: Largest difference from the eager model accepted when a graph is built (soft masks lie in
 #: [0, 1]; exact paths differ by float rounding, about 1e-5).
@@ -34,7 +34,8 @@ def load_session(path: Path, threads: int | None = None):
 
     ort = require("onnxruntime", "the onnx and int8 backends")
     threads = torch.get_num_threads() if threads is None else threads
-    key = (str(Path(path).resolve()), threads)
+    stat = Path(path).stat()  # a file built again (a damaged cache entry) is a new session
+    key = (str(Path(path).resolve()), threads, stat.st_mtime_ns, stat.st_size)
     with _LOCK:
         if key not in _SESSIONS:
             options = ort.SessionOptions()
