@@ -4,6 +4,7 @@ test, its ONNX weights give the project's soft mask, and bad requests fail befor
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,15 +75,19 @@ def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_p
     import yaml
 
     from wavegms.data.preprocess import model_input
-    from wavegms.export.package_files import SAMPLE_IMAGE, example_image
+    from wavegms.export.package_files import example_image
+    from wavegms.package_data import sample_file
 
     path, _, _ = package
     with zipfile.ZipFile(path) as z:
         rdf = yaml.safe_load(z.read("rdf.yaml"))
         (tmp_path / "weights.onnx").write_bytes(z.read(rdf["weights"]["onnx"]["source"]))
         readme = z.read(rdf["documentation"]["source"]).decode()
+        script = z.read(rdf["weights"]["torchscript"]["source"])
+    # no source paths of the exporting machine (a home folder) travel in the package
+    assert b".debug_pkl" not in script and str(Path(__file__).parents[1]).encode() not in script
     image = example_image(None)
-    assert SAMPLE_IMAGE.is_file() and image.ndim == 2  # grey, as ultrasound comes
+    assert sample_file().is_file() and image.ndim == 2  # grey, as ultrasound comes
     x = model_input(image, 32).transpose(2, 0, 1)[None]
     session = onnxruntime.InferenceSession(str(tmp_path / "weights.onnx"))
     onnx_soft = session.run(None, {session.get_inputs()[0].name: x})[0]
@@ -97,6 +102,11 @@ def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_p
     assert {"10.48550/arXiv.2510.03216", "10.48550/arXiv.2403.18198"} <= dois
     assert any("taesd" in str(c.get("url")) for c in rdf["cite"])
     assert "## Validation" in readme and "resized" in readme
+    assert (
+        f"Model file sha256: `{rdf['config']['wavegms']['provenance']['model_sha256']}`" in readme
+    )
+    assert rdf["config"]["wavegms"]["provenance"]["precision"] == "fp32"
+    assert "not a shipped model" in readme
     assert [a["size"] for a in rdf["inputs"][0]["axes"][2:]] == [32, 32]
 
 

@@ -74,10 +74,22 @@ def export_with(python: Path, out: Path, env: dict[str, str], cwd: Path) -> tupl
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel) -> Path:
     """The python of a fresh environment with the wheel of this checkout installed."""
-    folder = tmp_path_factory.mktemp("wheel")
-    return fresh_venv(folder / "venv", build_wheel(folder / "dist"))
+    return fresh_venv(tmp_path_factory.mktemp("wheel") / "venv", wheel)
+
+
+def test_the_readme_gives_the_wheels_size(wheel):
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (stated,) = re.findall(r"the wheel is (\d+(?:\.\d+)?) MB", readme.replace("\n", " "))
+    assert abs(float(stated) - wheel.stat().st_size / 1e6) < 0.15, wheel.stat().st_size
 
 
 #: Run in the fresh environment: where the package is and what its resources read.
@@ -125,7 +137,7 @@ def test_the_wheels_export_equals_the_checkouts(installed, tmp_path):
     outside = tmp_path / "elsewhere"  # not the checkout: nothing is read from it by accident
     outside.mkdir()
     installed, from_wheel = export_with(python, tmp_path / "wheel.zip", {**base, **home}, outside)
-    assert installed.startswith(str(tmp_path / "venv"))  # the wheel's copy ran
+    assert installed.startswith(str(python.parents[1]))  # the wheel's copy ran
     env = {**base, **home, "PYTHONPATH": str(REPO / "src")}
     cloned, from_clone = export_with(Path(sys.executable), tmp_path / "clone.zip", env, outside)
     assert cloned.startswith(str(REPO / "src"))
