@@ -121,6 +121,7 @@ def _segment_on_cluster(args: argparse.Namespace, src: Path):
         return run_folder_dask(
             model_name(args.model), folder_items(src), args.output, client,
             device=args.device, threshold=args.threshold, torch_threads=threads,
+            batch_size=1,  # each image reported as it finishes (the exact graph runs one by one)
             overwrite=args.overwrite, resume=args.resume, progress=TextProgressBar(),
         )  # fmt: skip
 

@@ -11,7 +11,9 @@ reports its BUSI DSC/HD95 beside fp32's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -39,6 +41,24 @@ CHECK_MEAN_TOLERANCE = 0.05
 #: Ranges widened 3x give 2.2x (busi) to 3.7x (kvasir-seg) the recorded difference and cost
 #: 2.4 BUSI DSC in silence; they are refused.
 CHECK_RECORDED_FACTOR = 1.5
+
+
+class _QuantiserNotes(logging.Filter):
+    """Drops the quantiser's advice to pre-process the graph (it is written to the root
+    logger on every build, and the graph here is already the optimised export)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-process" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_quantiser():
+    root, notes = logging.getLogger(), _QuantiserNotes()
+    root.addFilter(notes)
+    try:
+        yield
+    finally:
+        root.removeFilter(notes)
 
 
 def quantize_onnx(
@@ -75,13 +95,14 @@ def quantize_onnx(
                     for name, (low, high) in ranges.items()
                 }
                 save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
-            quantize_static(
-                str(fp32_path), str(tmp), None if cache else batch_reader(batches),
-                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-                op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=list(exclude),
-                calibration_cache_path=cache,
-            )  # fmt: skip
+            with _quiet_quantiser():
+                quantize_static(
+                    str(fp32_path), str(tmp), None if cache else batch_reader(batches),
+                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                    op_types_to_quantize=list(QUANTISED_OPS), nodes_to_exclude=list(exclude),
+                    calibration_cache_path=cache,
+                )  # fmt: skip
 
     return atomic_write(Path(out_path), write, ".onnx")
 
