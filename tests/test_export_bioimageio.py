@@ -189,7 +189,7 @@ def test_the_shipped_card_goes_only_with_the_shipped_bytes(tiny_network, tmp_pat
 def test_a_killed_exports_temporary_is_removed_by_the_next(tmp_path):
     """A hidden temporary of the same package, left by an export killed while writing, goes
     with the next export of that package; other files stay."""
-    from wavegms.export.bioimageio import write_package
+    from wavegms.export.package_files import write_package
 
     out = tmp_path / "pkg.zip"
     leftover = tmp_path / ".pkg.zip.0123456789ab.tmp.zip"

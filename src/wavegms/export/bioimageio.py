@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
-from wavegms.core.files import atomic_write, ensure_folder, is_temporary_of, write_png, write_text
+from wavegms.core.files import ensure_folder, write_png, write_text
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 
 #: how far the packaged weights may stray from the project's soft mask (values in [0, 1])
@@ -71,19 +71,6 @@ def check_output_path(out: str | Path, overwrite: bool = False) -> Path:
         raise OutputExistsError(f"{path} already exists; not overwriting it (--overwrite does)")
     ensure_folder(path.parent)
     return path
-
-
-def write_package(out: Path, write) -> Path:
-    """``write(tmp)`` into a temporary beside ``out``, renamed into place, while this process
-    holds the folder's lock: a temporary of the same package left there by a killed export
-    (15 MB, hidden) is then known to be stale and is removed first."""
-    from wavegms.core.lock import folder_lock
-
-    with folder_lock(out.parent):
-        for leftover in out.parent.iterdir():
-            if is_temporary_of(leftover.name, out.name) and leftover.is_file():
-                leftover.unlink(missing_ok=True)
-        return atomic_write(out, write, suffix=".zip")
 
 
 def _opset(onnx_path: Path) -> int:
@@ -176,6 +163,7 @@ def describe(identity, model, folder: Path, opset: int):
     )
 
     from wavegms import __version__
+    from wavegms.export.card import provenance_record
 
     size = model.config.image_size
     data = IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
@@ -226,13 +214,7 @@ def describe(identity, model, folder: Path, opset: int):
             "wavegms": {
                 "model": model.config.to_dict(),
                 "package_version": __version__,
-                "provenance": {
-                    "model_name": identity.name,
-                    "model_sha256": identity.sha256,
-                    "shipped": identity.shipped,
-                    "backend": "torchscript, onnx",
-                    "precision": "fp32",
-                },
+                "provenance": provenance_record(identity),
             }
         },
     )
@@ -283,13 +265,13 @@ def export_bioimageio(
     out = check_output_path(out, overwrite)
     from bioimageio.spec import ValidationContext, save_bioimageio_package
 
+    from wavegms.export import package_files as files
     from wavegms.export.card import identify
-    from wavegms.export.package_files import example_image
     from wavegms.store.catalogue import resolve_model
     from wavegms.store.model_files import load_segmentation_model
 
     model_file = resolve_model(model_name_or_path)
-    example = example_image(image)
+    example = files.example_image(image)
     done = 0
 
     def step(message: str) -> None:
@@ -309,6 +291,6 @@ def export_bioimageio(
             # them; the zip it writes is validated as a whole by save_bioimageio_package.
             warnings.filterwarnings("ignore", category=UserWarning, module="bioimageio")
             descr = describe(identity, model, Path(tmp), opset)
-            write_package(out, lambda t: save_bioimageio_package(descr, output_path=t))
+            files.write_package(out, lambda t: save_bioimageio_package(descr, output_path=t))
     report(progress, "export", STEPS, STEPS, str(out))
     return out

@@ -82,6 +82,17 @@ def identify(model, model_file: Path, fallback_name: str) -> Identity:
     return Identity(name, metadata_card(name, metadata, sha256), sha256, False)
 
 
+def provenance_record(identity: Identity) -> dict:
+    """The package description's provenance (its ``config``): model, sha256, how it runs."""
+    return {
+        "model_name": identity.name,
+        "model_sha256": identity.sha256,
+        "shipped": identity.shipped,
+        "backend": "torchscript, onnx",
+        "precision": "fp32",
+    }
+
+
 def provenance_section(identity: Identity, formats: str) -> str:
     """The package README's provenance: the model, its file's sha256, how the packaged
     weights compute (``formats``) and their precision."""

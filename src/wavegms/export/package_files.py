@@ -146,3 +146,17 @@ writes per-image DSC, IoU and HD95 (at {size} and at the native size) for a fold
 `images/` and `masks/`. The test tensors of this package only check that a runtime
 reproduces the model's output; they say nothing about its accuracy.
 """
+
+
+def write_package(out: Path, write) -> Path:
+    """``write(tmp)`` into a temporary beside ``out``, renamed into place, while this process
+    holds the folder's lock: a temporary of the same package left there by a killed export
+    (15 MB, hidden) is then known to be stale and is removed first."""
+    from wavegms.core.files import atomic_write, is_temporary_of
+    from wavegms.core.lock import folder_lock
+
+    with folder_lock(out.parent):
+        for leftover in out.parent.iterdir():
+            if is_temporary_of(leftover.name, out.name) and leftover.is_file():
+                leftover.unlink(missing_ok=True)
+        return atomic_write(out, write, suffix=".zip")

@@ -24,6 +24,13 @@ from wavegms.core.extras import one_line_reason
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.intensities import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
+from wavegms.runtime.backends import (  # noqa: F401  (BACKENDS, PRECISIONS: named here too)
+    AUTO_ORDER,
+    BACKENDS,
+    PRECISIONS,
+    backend_line,
+    build_graph,
+)
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -50,48 +57,6 @@ def as_array(image: object) -> np.ndarray:
         raise InputError(
             f"a tensor of type {tensor.dtype} is no usable image; give float32 or uint8"
         ) from None
-
-
-#: Every backend a Segmenter runs; see :class:`Segmenter`.
-BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
-#: The arithmetic a Segmenter runs in: exact fp32 (the default everywhere) or int8 (faster,
-#: not exact: only when the user asks for it).
-PRECISIONS = ("fp32", "int8")
-#: The exact CPU graphs "auto" tries, fastest first (docs/performance.md, issue 13); without
-#: them the eager model runs. TorchScript ("traced") is not in line: building it costs more
-#: than it saves on a run of a few images (docs/performance.md, issue 26).
-AUTO_ORDER = ("onnx",)
-
-
-def backend_line(backend: str, precision: str) -> tuple[str, ...]:
-    """The graphs tried in turn for ``backend`` and ``precision`` on CPU: the first that
-    builds and passes its check runs, else the eager model. int8 (asked for) comes first,
-    followed by the exact graphs, so that a machine without ONNX Runtime still answers,
-    exactly."""
-    if precision == "int8":
-        return ("int8", *AUTO_ORDER)
-    return AUTO_ORDER if backend == "auto" else (backend,)
-
-
-def _build_graph(backend: str, model, model_file: Path | None, calibration=None):
-    """One compiled soft-mask graph: images (N, 3, S, S) in [0, 1] -> soft masks (N, 1, S, S)."""
-    if backend == "traced":
-        from wavegms.runtime.traced import trace_soft_mask
-
-        return trace_soft_mask(model)
-    if backend == "onnx":
-        from wavegms.runtime.onnx_session import build_onnx_soft_mask
-
-        return build_onnx_soft_mask(model, model_file)
-    if backend == "openvino":
-        from wavegms.runtime.openvino_session import build_openvino_soft_mask
-
-        return build_openvino_soft_mask(model, model_file)
-    if backend == "int8":
-        from wavegms.runtime.quantize import build_int8_soft_mask
-
-        return build_int8_soft_mask(model, model_file, calibration)
-    raise InputError(f"no graph for backend {backend!r}")
 
 
 class Segmenter:
@@ -217,7 +182,7 @@ class Segmenter:
         line = backend_line(self.backend, self.precision)
         for backend in line:
             try:
-                self._graph = _build_graph(backend, self.model, self.model_file, self.calibration)
+                self._graph = build_graph(backend, self.model, self.model_file, self.calibration)
             except Exception as err:  # a speed-up must never cost the result
                 if backend != "int8" and self.backend == "auto" and isinstance(err, ImportError):
                     continue  # an optional exact runtime that is not installed: eager is exact
