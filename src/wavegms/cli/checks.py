@@ -29,10 +29,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
     if args.command == "segment":
         if (args.workers or args.scheduler) and (args.backend, args.precision) != ("auto", "fp32"):
-            raise InputError(
-                "--backend and --precision are for a run on this machine; dask workers run "
-                "the exact default"
-            )
+            raise InputError("--backend and --precision are for this machine; workers run exact")
         check_input_images(Path(args.input))
     if args.command == "export":  # the package's name and the example image, before a load
         from wavegms.export.bioimageio import check_output_path

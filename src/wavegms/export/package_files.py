@@ -43,15 +43,17 @@ def write_torchscript(model: WaveGMS, path: Path) -> Path:
         )
         graph = torch.jit.freeze(graph)
     graph.save(str(path))
-    drop_debug_info(Path(path))
+    make_reproducible(Path(path))
     return path
 
 
-def drop_debug_info(path: Path) -> None:
-    """Rewrite a saved TorchScript archive without its ``.debug_pkl`` records: they hold the
+def make_reproducible(path: Path) -> None:
+    """Rewrite a saved TorchScript archive without its ``.debug_pkl`` records, which hold the
     source paths of the machine that exported it (a user's home folder has no place in a
-    shared package), and without them a wheel and a clone export the same bytes. Loading
-    and running need none of them."""
+    shared package), and with a serialization id made from its contents instead of a random
+    one: the same model then exports the same bytes from a wheel or a clone, today or later.
+    Loading and running need neither."""
+    import hashlib
     import zipfile
 
     from wavegms.core.files import atomic_write
@@ -62,6 +64,12 @@ def drop_debug_info(path: Path) -> None:
             for info in archive.infolist()
             if not info.filename.endswith(".debug_pkl")
         ]
+    digest = hashlib.sha256()
+    for info, data in kept:
+        if not info.filename.endswith("serialization_id"):
+            digest.update(info.filename.encode() + data)
+    serial = f"{int(digest.hexdigest(), 16) % 10**40:040d}".encode()
+    kept = [(i, serial if i.filename.endswith("serialization_id") else d) for i, d in kept]
 
     def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as out:

@@ -30,6 +30,7 @@ from wavegms.runtime.backends import (  # noqa: F401  (BACKENDS, PRECISIONS: nam
     PRECISIONS,
     backend_line,
     build_graph,
+    choose,
 )
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
@@ -97,32 +98,13 @@ class Segmenter:
             raise InputError(f"threshold must be in [0, 1], got {threshold}")
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        if backend not in BACKENDS:
-            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be fp32 or int8, not {precision!r}")
-        if backend == "int8":
-            backend, precision = "auto", "int8"
-        if precision == "int8" and backend != "auto":
-            raise InputError(
-                f"int8 runs on ONNX Runtime only: leave the backend auto, not {backend}"
-            )
         self.device = resolve_device(device)
+        backend, precision = choose(backend, precision, traced, self.device.type)
         self.model = model.to(self.device).eval()
         self.threshold = threshold
         self.batch_size = batch_size
         self.model_file = model_file
         self.calibration = calibration
-        if traced is not None and backend == "auto":
-            backend = "traced" if traced else "eager"
-        if self.device.type != "cpu" and (backend != "eager" or precision != "fp32"):
-            if precision != "fp32":
-                warnings.warn(
-                    f"int8 runs on the CPU only; running exact fp32 on {self.device}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            backend, precision = "eager", "fp32"  # the graphs here are CPU graphs
         self.backend = backend  # what was asked for; ``graph_backend`` says what runs
         #: What was asked for; :attr:`running_precision` says what runs.
         self.precision = precision

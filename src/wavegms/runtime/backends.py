@@ -4,6 +4,7 @@ one function that builds each graph (every one checked against the eager model).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from wavegms.core.errors import InputError
@@ -17,6 +18,32 @@ PRECISIONS = ("fp32", "int8")
 #: them the eager model runs. TorchScript ("traced") is not in line: building it costs more
 #: than it saves on a run of a few images (docs/performance.md, issue 26).
 AUTO_ORDER = ("onnx",)
+
+
+def choose(backend: str, precision: str, traced: bool | None, device: str) -> tuple[str, str]:
+    """The (backend, precision) a Segmenter runs with when asked for ``backend`` and
+    ``precision`` (and, by older callers, ``traced``) on a ``device`` of that torch type:
+    checked, with one-line errors. int8 off the CPU warns and runs exact fp32 there (the
+    graphs here are CPU graphs)."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be fp32 or int8, not {precision!r}")
+    if backend == "int8":
+        backend, precision = "auto", "int8"
+    if precision == "int8" and backend != "auto":
+        raise InputError(f"int8 runs on ONNX Runtime only: leave the backend auto, not {backend}")
+    if traced is not None and backend == "auto" and precision == "fp32":
+        backend = "traced" if traced else "eager"
+    if device != "cpu":
+        if precision != "fp32":
+            warnings.warn(
+                f"int8 runs on the CPU only; running exact fp32 on {device}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "eager", "fp32"
+    return backend, precision
 
 
 def backend_line(backend: str, precision: str) -> tuple[str, ...]:
