@@ -113,7 +113,8 @@ def test_onnx_export_is_cached_by_model_file_hash_and_reused(tiny_model_file, mo
     soft = first.predict_soft([np.full((20, 30, 3), 0.5, np.float32)])
     assert first.graph_backend == "onnx" and len(exports) == 1
     assert exports[0].parent == graph_dir() and exports[0].is_file()
-    assert exports[0].name.startswith(digest) and f"torch-{torch.__version__}" in exports[0].name
+    assert exports[0].name.startswith(digest)
+    assert f"torch-{torch.__version__.replace('+', '.')}" in exports[0].name
     monkeypatch.setattr(onnx_graph, "_EXPORTED", {})  # a new process: only the file is left
     second = Segmenter.load("tiny", device="cpu", backend="onnx")
     again = second.predict_soft([np.full((20, 30, 3), 0.5, np.float32)])
