@@ -93,8 +93,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="how the model runs on CPU, every one exact fp32: auto is onnx (ONNX Runtime) where "
-        "it is installed, else eager (plain PyTorch); traced is TorchScript",
+        help="how the model runs on CPU: auto is onnx (ONNX Runtime, exact fp32) where it is "
+        "installed, else eager (plain PyTorch); traced is TorchScript; all exact, except int8 "
+        "(the same as --precision int8)",
     )
     p.add_argument(
         "--precision",
