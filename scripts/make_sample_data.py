@@ -5,8 +5,9 @@ Made from scratch (no patient data, nothing downloaded), so the project may ship
     python scripts/make_sample_data.py   # sample_data/images/ultrasound.png, masks/ultrasound.png
 
 laid out like a dataset (``images/`` and ``masks/``, same file name), so that
-``wavegms segment sample_data/images out`` segments the image only. (The napari plugin's
-**Open Sample** reads its own copy, ``src/wavegms/napari/sample_data/``.)
+``wavegms segment sample_data/images out`` segments the image only. (``sample_data`` is a link
+to ``src/wavegms/package_data/sample_data``, the copy inside the package that napari's **Open
+Sample**, the export and the int8 calibration read.)
 
 The image is 256x256 uint8: Rayleigh-distributed speckle over a depth-dependent background
 with a bright near-field band, a fan-shaped field of view, and a dark, blurry-edged elliptical
@@ -54,7 +55,7 @@ def ultrasound_image(mask: np.ndarray, seed: int = SEED) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[1] / "sample_data"
+    default = Path(__file__).resolve().parents[1] / "src/wavegms/package_data/sample_data"
     parser.add_argument("--out", type=Path, default=default, help="output folder")
     args = parser.parse_args(argv)
 

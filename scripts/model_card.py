@@ -1,6 +1,7 @@
 """Write a shipped model's card from its own metadata and a `wavegms evaluate` run of it.
 
-    python scripts/model_card.py NAME EVAL_DIR docs/model_cards/NAME.md [--paper DSC HD95]
+    python scripts/model_card.py NAME EVAL_DIR src/wavegms/package_data/model_cards/NAME.md \
+        [--paper DSC HD95] [--precision fp32|int8]
 
 Every number in the card is read from the model file's JSON (training history, schedule) or
 from the evaluation's summary.json; nothing is typed in by hand.
@@ -13,6 +14,9 @@ from pathlib import Path
 
 from wavegms.core.files import read_json, write_text
 from wavegms.store.catalogue import read_config, resolve_model
+
+#: Where the cards live: inside the package, so that an installed wheel exports them too.
+CARDS = "src/wavegms/package_data/model_cards"
 
 
 def _row(summary: dict, key: str) -> str:
@@ -50,6 +54,23 @@ DATASET_NOTES = {
 }
 
 
+def provenance_lines(provenance: dict) -> list[str]:
+    """The card's provenance: which file these figures belong to (its sha256: a fine-tuned
+    copy under the same name is another model) and the precision they were computed in."""
+    exact = provenance["precision"] == "fp32"
+    how = (
+        "exact fp32 (every exact backend, ONNX Runtime or PyTorch, gives these figures)"
+        if exact
+        else f"{provenance['precision']} (not exact; the default run is exact fp32)"
+    )
+    return [
+        "## Provenance",
+        "",
+        f"- Model file: `{provenance['file']}`, sha256 `{provenance['sha256']}`.",
+        f"- Test scores computed in {how}.",
+    ]
+
+
 def card(
     name: str,
     config: dict,
@@ -57,6 +78,7 @@ def card(
     paper: tuple[float, float] | None,
     hardware: str,
     worst: list[str] | None = None,
+    provenance: dict | None = None,
 ) -> str:
     meta = config["metadata"]
     train = meta["config"]
@@ -145,6 +167,8 @@ def card(
             f"split; this model scores {dsc:.2f} ({dsc - paper[0]:+.2f}) and {hd:.2f} "
             f"({hd - paper[1]:+.2f}).",
         ]
+    if provenance:
+        lines += ["", *provenance_lines(provenance)]
     lines += [
         "",
         "## Reproduce",
@@ -153,7 +177,7 @@ def card(
         f"wavegms train --config configs/{dataset}_cpu.yaml   # configs/{dataset}.yaml on a GPU",
         f"python scripts/ship_model.py RUN_DIR {name}",
         f"wavegms evaluate --model {name} --data ../shared/data/{dataset} --split test --out EVAL",
-        f"python scripts/model_card.py {name} EVAL docs/model_cards/{name}.md",
+        f"python scripts/model_card.py {name} EVAL {CARDS}/{name}.md",
         "```",
         "",
         "## Use",
@@ -174,12 +198,20 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--paper", nargs=2, type=float, metavar=("DSC", "HD95"))
     parser.add_argument("--hardware", default="the training machine", help="where it trained")
+    parser.add_argument(
+        "--precision", choices=("fp32", "int8"), default="fp32",
+        help="the precision EVAL_DIR was computed in (`wavegms evaluate --precision`)",
+    )  # fmt: skip
     args = parser.parse_args()
-    config = read_config(resolve_model(args.name))
+    from wavegms.runtime.graph_cache import file_sha256
+
+    weights = resolve_model(args.name)
+    config = read_config(weights)
+    provenance = {"file": weights.name, "sha256": file_sha256(weights), "precision": args.precision}
     evaluation = read_json(args.eval_dir / "summary.json")
     paper = tuple(args.paper) if args.paper else None
     worst = worst_cases(args.eval_dir / "results.csv")
-    text = card(args.name, config, evaluation, paper, args.hardware, worst)
+    text = card(args.name, config, evaluation, paper, args.hardware, worst, provenance)
     write_text(args.out, text)
     print(f"wrote {args.out}")
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from wavegms import __version__
@@ -172,7 +173,38 @@ def test_option_bounds_lie_within_the_training_settings():
 
 
 def test_backend_choices_are_the_segmenters():
-    from wavegms.cli.options import BACKENDS
+    from wavegms.cli.options import BACKENDS, PRECISIONS
     from wavegms.inference import segmenter
 
-    assert BACKENDS == segmenter.BACKENDS
+    assert BACKENDS == segmenter.BACKENDS and PRECISIONS == segmenter.PRECISIONS
+
+
+def test_precision_int8_reaches_the_segmenter_and_is_refused_for_workers(
+    tiny_model_file, tmp_path, monkeypatch, capsys
+):
+    """``--precision int8`` is passed on (and printed with the run); dask workers run the
+    exact default only."""
+    from wavegms.cli import main
+    from wavegms.inference import segmenter as module
+
+    asked = []
+    real_load = module.Segmenter.load
+
+    def load(*args, **kwargs):
+        asked.append(kwargs.get("precision"))
+        return real_load(*args, **{**kwargs, "precision": "fp32"})  # the run itself: exact
+
+    monkeypatch.setattr(module.Segmenter, "load", load)
+    src = tmp_path / "in"
+    src.mkdir()
+    from skimage.io import imsave
+
+    imsave(src / "a.png", (np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    assert main(["segment", str(src), str(out), "--model", "tiny", "--precision", "int8"]) == 0
+    assert asked == ["int8"]
+    assert "masks by model tiny (sha256 " in capsys.readouterr().out
+    code = main(
+        ["segment", str(src), str(tmp_path / "o2"), "--workers", "2", "--precision", "int8"]
+    )
+    assert code == 2 and "workers run exact" in capsys.readouterr().err

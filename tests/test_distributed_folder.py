@@ -88,6 +88,19 @@ def test_two_workers_write_what_one_process_writes(client, images, model_file, l
     assert len(client.has_what()) == 2
 
 
+def test_progress_counts_each_finished_image_not_each_share(client, images, model_file, tmp_path):
+    seen: list[Progress] = []
+    out = tmp_path / "out"
+    run_folder_dask(
+        model_file, folder_items(images), out, client, device="cpu", batch_size=1,
+        share_size=6, traced=False, progress=seen.append,
+    )  # fmt: skip
+    done = [p.done for p in seen]
+    assert done == sorted(done) and done[-1] == seen[-1].total == 13
+    # shares of 6, 6 and 1 images: a count per share would show at most 0, 6, 12, 13 (or 7)
+    assert len(set(done)) > 6, done
+
+
 def test_resume_keeps_finished_masks_and_redoes_the_rest(
     client, images, model_file, local_run, tmp_path
 ):
@@ -132,5 +145,5 @@ def test_cluster_options_are_checked_before_any_work(images, tmp_path, capsys, m
     assert "--workers" in errors[1] and "[1, 1024]" in errors[1]
     monkeypatch.setitem(__import__("sys").modules, "distributed", None)  # the extra missing
     assert main(["segment", str(images), out, "--workers", "2", "--device", "cpu"]) == 2
-    assert 'pip install "napari-wavegms[distributed]"' in capsys.readouterr().err
+    assert "pip install 'napari-wavegms[distributed]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ test, its ONNX weights give the project's soft mask, and bad requests fail befor
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,15 +75,19 @@ def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_p
     import yaml
 
     from wavegms.data.preprocess import model_input
-    from wavegms.export.package_files import SAMPLE_IMAGE, example_image
+    from wavegms.export.package_files import example_image
+    from wavegms.package_data import sample_file
 
     path, _, _ = package
     with zipfile.ZipFile(path) as z:
         rdf = yaml.safe_load(z.read("rdf.yaml"))
         (tmp_path / "weights.onnx").write_bytes(z.read(rdf["weights"]["onnx"]["source"]))
         readme = z.read(rdf["documentation"]["source"]).decode()
+        script = z.read(rdf["weights"]["torchscript"]["source"])
+    # no source paths of the exporting machine (a home folder) travel in the package
+    assert b".debug_pkl" not in script and str(Path(__file__).parents[1]).encode() not in script
     image = example_image(None)
-    assert SAMPLE_IMAGE.is_file() and image.ndim == 2  # grey, as ultrasound comes
+    assert sample_file().is_file() and image.ndim == 2  # grey, as ultrasound comes
     x = model_input(image, 32).transpose(2, 0, 1)[None]
     session = onnxruntime.InferenceSession(str(tmp_path / "weights.onnx"))
     onnx_soft = session.run(None, {session.get_inputs()[0].name: x})[0]
@@ -97,6 +102,11 @@ def test_onnx_weights_give_the_projects_soft_mask(package, tiny_segmenter, tmp_p
     assert {"10.48550/arXiv.2510.03216", "10.48550/arXiv.2403.18198"} <= dois
     assert any("taesd" in str(c.get("url")) for c in rdf["cite"])
     assert "## Validation" in readme and "resized" in readme
+    assert (
+        f"Model file sha256: `{rdf['config']['wavegms']['provenance']['model_sha256']}`" in readme
+    )
+    assert rdf["config"]["wavegms"]["provenance"]["precision"] == "fp32"
+    assert "not a shipped model" in readme
     assert [a["size"] for a in rdf["inputs"][0]["axes"][2:]] == [32, 32]
 
 
@@ -138,12 +148,54 @@ def test_bad_requests_fail_before_any_work(tmp_path, tiny_model_file):
 
 
 def test_documentation_is_the_model_card_plus_how_to_feed_and_validate(tiny_network):
-    from wavegms.export.package_files import documentation, model_card
+    from wavegms.export.package_files import documentation
+    from wavegms.package_data import model_card
 
-    card = model_card("busi")  # docs/model_cards/busi.md of this checkout
+    card = model_card("busi")  # inside the package: an installed wheel has it too
     assert card is not None and card.startswith("# Model card: `busi`")
     text = documentation("busi", tiny_network, card)
     assert text.startswith(card.rstrip()) and "## Validation" in text
     assert "(1, 3, 32, 32)" in text  # the input shape of this model, not a fixed 224
     assert model_card("no-such-model") is None
     assert documentation("mine", tiny_network, None).startswith("# Wave-GMS model `mine`")
+
+
+@pytest.mark.shipped
+def test_the_shipped_card_goes_only_with_the_shipped_bytes(tiny_network, tmp_path):
+    """A model saved as ``busi.safetensors`` elsewhere, with other weights, is not packaged
+    as the shipped busi with its card and published scores (issue 23, item 9)."""
+    import shutil
+
+    from wavegms.export.card import identify
+    from wavegms.store.catalogue import resolve_model
+    from wavegms.store.model_files import load_model, save_model
+
+    shipped = resolve_model("busi")
+    copy = tmp_path / "copy" / "busi.safetensors"
+    copy.parent.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(shipped.with_suffix(suffix), copy.with_suffix(suffix))
+    same = identify(load_model(copy), copy, "busi")
+    assert same.shipped and same.name == "busi" and "## Test scores" in same.card
+    metadata = {"name": "busi", "epoch": 3, "val_dice": 0.5, "train_images": 10}
+    mine = save_model(tiny_network, tmp_path / "mine" / "busi", metadata=metadata)
+    other = identify(load_model(mine), mine, "busi")
+    assert not other.shipped and other.name == "busi (modified)"
+    assert "## Test scores" not in other.card and "no published score" in other.card
+    assert "Validation Dice (its own validation images): 0.5000" in other.card
+    assert other.sha256 != same.sha256
+
+
+def test_a_killed_exports_temporary_is_removed_by_the_next(tmp_path):
+    """A hidden temporary of the same package, left by an export killed while writing, goes
+    with the next export of that package; other files stay."""
+    from wavegms.export.package_files import write_package
+
+    out = tmp_path / "pkg.zip"
+    leftover = tmp_path / ".pkg.zip.0123456789ab.tmp.zip"
+    leftover.write_bytes(b"x" * 1000)
+    unrelated = tmp_path / ".other.zip.0123456789ab.tmp.zip"
+    unrelated.write_bytes(b"keep")
+    write_package(out, lambda tmp: tmp.write_bytes(b"zip"))
+    assert out.read_bytes() == b"zip" and not leftover.exists() and unrelated.exists()
+    assert not (tmp_path / ".wavegms-run.lock").exists()

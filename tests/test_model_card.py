@@ -59,3 +59,28 @@ def test_busi_card_compares_with_the_paper_and_has_no_dataset_note(model_card):
     text = model_card.card("busi", config, evaluation, (82.31, 18.46), "a CPU")
     assert "PraNet" not in text
     assert "scores 70.00 (-12.31)" in text
+
+
+def test_the_card_names_the_file_its_sha256_and_the_precision(model_card):
+    config, evaluation = _inputs("busi")
+    provenance = {"file": "busi.safetensors", "sha256": "ab" * 32, "precision": "fp32"}
+    text = model_card.card("busi", config, evaluation, None, "a CPU", provenance=provenance)
+    assert f"- Model file: `busi.safetensors`, sha256 `{'ab' * 32}`." in text
+    assert "computed in exact fp32" in text
+    int8 = model_card.card("busi", config, evaluation, None, "a CPU", provenance={
+        **provenance, "precision": "int8"})  # fmt: skip
+    assert "computed in int8 (not exact" in int8
+
+
+@pytest.mark.shipped
+def test_each_shipped_card_belongs_to_the_shipped_bytes():
+    """A shipped card names the sha256 of the very file it describes: its scores are not
+    carried over to other weights (see wavegms.export.card)."""
+    from wavegms.package_data import model_card as shipped_card
+    from wavegms.runtime.graph_cache import file_sha256
+    from wavegms.store.catalogue import shipped_models
+
+    for name, weights in shipped_models().items():
+        text = shipped_card(name)
+        assert text is not None, name
+        assert f"sha256 `{file_sha256(weights)}`" in text, name

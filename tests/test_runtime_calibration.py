@@ -76,16 +76,64 @@ def test_stored_ranges_rebuild_the_int8_graph_the_images_give(
     assert 0 < (got - expected).abs().mean() < 0.05  # approximate, not exact: close on average
 
 
-def test_auto_runs_int8_only_for_a_model_with_ranges(tiny_network, record, shared_cache):
+def test_int8_runs_only_when_asked_for_even_with_ranges(tiny_network, record, shared_cache):
     image = sample_images()[0]  # an image like the calibration's
-    carried = Segmenter(with_metadata(tiny_network, {METADATA_KEY: record}), device="cpu")
-    plain = Segmenter(with_metadata(tiny_network, {}), device="cpu")
-    exact = Segmenter(with_metadata(tiny_network, {METADATA_KEY: record}), backend="onnx")
-    masks = [s.segment(image)[1] for s in (carried, plain, exact)]
-    assert [s.graph_backend for s in (carried, plain, exact)] == ["int8", "onnx", "onnx"]
+    calibrated = with_metadata(tiny_network, {METADATA_KEY: record})
+    asked = Segmenter(calibrated, device="cpu", precision="int8")
+    default = Segmenter(calibrated, device="cpu")
+    exact = Segmenter(with_metadata(tiny_network, {}), backend="onnx")
+    masks = [s.segment(image)[1] for s in (asked, default, exact)]
+    assert [s.graph_backend for s in (asked, default, exact)] == ["int8", "onnx", "onnx"]
+    assert [s.running_precision for s in (asked, default)] == ["int8", "fp32"]
     assert all(m.shape == image.shape[:2] for m in masks)
-    np.testing.assert_array_equal(masks[1], masks[2])  # the exact graph, asked for or not
+    np.testing.assert_array_equal(masks[1], masks[2])  # the exact graph, ranges or not
     assert np.abs(masks[0] - masks[1]).mean() < 0.05  # int8: close, not equal
+
+
+def test_ranges_widened_3x_are_refused_and_the_calibrated_ones_pass(
+    tiny_network, record, shared_cache
+):
+    """The int8 graph must reproduce the difference from fp32 recorded with its ranges:
+    ranges widened 3x (a coarser int8 grid that cost BUSI 2.4 DSC in silence) are refused
+    in one line, and the exact graph runs instead (issue 23, item 8)."""
+    from wavegms.runtime.quantize import build_int8_soft_mask
+
+    assert record["check"] > 0
+    build_int8_soft_mask(with_metadata(tiny_network, {METADATA_KEY: record}))  # passes
+    wide = {k: [3 * lo, 3 * hi] for k, (lo, hi) in record["ranges"].items()}
+    widened = with_metadata(tiny_network, {METADATA_KEY: {**record, "ranges": wide}})
+    with pytest.raises(ValueError, match="not the ones the model was calibrated with") as err:
+        build_int8_soft_mask(widened)
+    assert "\n" not in str(err.value)
+    segmenter = Segmenter(widened, device="cpu", precision="int8")
+    with pytest.warns(RuntimeWarning, match="int8 graph could not be built"):
+        segmenter.segment(sample_images()[0])
+    assert segmenter.graph_backend == "onnx" and segmenter.running_precision == "fp32"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble"])
+def test_a_damaged_cached_int8_graph_is_rebuilt_once(tiny_network, record, damage):
+    """Issue 23, item 18: a cached graph whose bytes changed is never given to ONNX Runtime
+    (no raw protobuf message); it is built again, with one warning, and then used quietly."""
+    import warnings
+
+    from wavegms.runtime.graph_cache import DamagedCacheWarning, graph_dir
+    from wavegms.runtime.quantize import build_int8_soft_mask
+
+    model = with_metadata(tiny_network, {METADATA_KEY: record})
+    build_int8_soft_mask(model)
+    (cached,) = [p for p in graph_dir().glob("*-int8-*.onnx")]
+    data = cached.read_bytes()
+    damaged = data[: len(data) // 2] if damage == "truncate" else data[:-64] + bytes(64)
+    cached.write_bytes(damaged)
+    with pytest.warns(DamagedCacheWarning, match="damaged; building it again"):
+        graph = build_int8_soft_mask(model)
+    assert cached.read_bytes() == data  # the same graph again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = build_int8_soft_mask(model)
+    images = torch.from_numpy(np.concatenate(list(calibration_batches(sample_images(), 32))))
+    assert torch.equal(graph(images), again(images))
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def test_openvino_backend_gives_the_eager_soft_mask_in_fp32(tiny_network):
 def test_without_openvino_the_next_backend_runs(tiny_network, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
-    monkeypatch.setattr("wavegms.inference.segmenter.AUTO_ORDER", ("openvino", "onnx"))
+    monkeypatch.setattr("wavegms.runtime.backends.AUTO_ORDER", ("openvino", "onnx"))
     auto = Segmenter(tiny_network, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an optional runtime not installed: nothing to say

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.shipped
 #: shipped model -> its dataset folder, the least mean DSC on 6 of its test images (the
 #: cards report 75.6 % for busi over 130 images and 73.7 % for kvasir-seg over 120; these
 #: few must not be near chance: busi itself scores 7.9 % on Kvasir-SEG)
-#: and the backend it is checked with: busi as users run it (auto: int8 with the ranges it
-#: carries), kvasir-seg with the exact fp32 graph (the int8 build costs the suite seconds)
+#: and the backend it is checked with: busi as users run it (auto: the exact ONNX Runtime
+#: graph), kvasir-seg with that graph named
 SHIPPED = {"busi": ("busi", 0.6, "auto"), "kvasir-seg": ("kvasir_seg", 0.35, "onnx")}
 
 

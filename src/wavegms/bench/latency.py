@@ -96,9 +96,14 @@ def rewritten_gflop(model) -> float:
         return count_gflop(lambda: path(x))
 
 
-def gms_path(size: int):
-    from diffusers import AutoencoderKL
+#: What the GMS-sized baseline is, for the one-line error when diffusers is missing.
+BASELINE_PURPOSE = "the GMS-sized baseline of `wavegms bench` (--no-baseline leaves it out)"
 
+
+def gms_path(size: int):
+    from wavegms.core.extras import require
+
+    AutoencoderKL = require("diffusers", BASELINE_PURPOSE).AutoencoderKL
     from wavegms.net.lmm import LatentMappingModel
 
     vae = AutoencoderKL(**SD_VAE_CONFIG).eval().requires_grad_(False)

@@ -68,6 +68,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from wavegms.bench.latency import format_report, run_bench
     from wavegms.bench.workloads import format_extra, time_finetune, time_folder
 
+    if not args.no_baseline:  # before minutes of timing, not after them
+        from wavegms.bench.latency import BASELINE_PURPOSE
+        from wavegms.core.extras import require
+
+        require("diffusers", BASELINE_PURPOSE)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = None

@@ -28,8 +28,8 @@ def check_args(args: argparse.Namespace) -> None:
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
     if args.command == "segment":
-        if (args.workers or args.scheduler) and args.backend != "auto":
-            raise InputError("--backend is for a run on this machine; dask workers run auto")
+        if (args.workers or args.scheduler) and (args.backend, args.precision) != ("auto", "fp32"):
+            raise InputError("--backend and --precision are for this machine; workers run exact")
         if args.workers or args.scheduler:
             from wavegms.inference.dask_cluster import check_cluster
 

@@ -48,8 +48,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     pairs = dataset_pairs(args.data, args.split_file, args.split)
     out = Path(args.out) if args.out else Path(f"wavegms-eval-{Path(name).stem}-{args.split}")
     segmenter = Segmenter.load(
-        name, device=args.device, threshold=args.threshold, backend=args.backend
-    )
+        name, device=args.device, threshold=args.threshold, backend=args.backend,
+        precision=args.precision,
+    )  # fmt: skip
     with flags_for_existing_outputs("--overwrite"):
         report = run_folder(
             segmenter, pair_items(pairs), out, threshold=segmenter.threshold,
@@ -58,14 +59,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
             progress=TextProgressBar(),
         )  # fmt: skip
     print(f"model {name}, {args.data} split {args.split!r}: {len(pairs)} images")
+    print(ran_with(segmenter))
     print(report.summary())
     return 0
+
+
+def input_formats() -> str:
+    """Every file kind ``segment`` reads, from the readers' own lists (torch-free)."""
+    from wavegms.data.clinical import CLINICAL_SUFFIXES
+    from wavegms.data.images import IMAGE_SUFFIXES
+
+    return (
+        f"{' '.join(IMAGE_SUFFIXES)}; DICOM and NIfTI {' '.join(CLINICAL_SUFFIXES)}, "
+        "each plane of a stack segmented (DICOM and NIfTI need the clinical extra)"
+    )
 
 
 def add_segment(p: argparse.ArgumentParser) -> None:
     from wavegms.cli.clinical_options import add_clinical_options
 
-    p.add_argument("input", help="folder of images (png, jpg, bmp, tif, dcm, nii[.gz])")
+    p.add_argument("input", help=f"folder of images ({input_formats()})")
     p.add_argument("output", help="output folder: masks/, soft/, results.csv, lesions.csv")
     add_model_options(p)
     add_overwrite_option(p)
@@ -104,9 +117,10 @@ def run_segment(args: argparse.Namespace) -> int:
         else:
             segmenter = Segmenter.load(
                 model_name(args.model), device=args.device, threshold=args.threshold,
-                backend=args.backend,
+                backend=args.backend, precision=args.precision,
             )  # fmt: skip
             report = clinical_options.segment(request, segmenter, args)
+            print(ran_with(segmenter))
     print(report.summary())
     clinical_options.finish(request, report, args)
     return 1 if report.skipped and not report.written else 0
@@ -123,8 +137,20 @@ def _segment_on_cluster(args: argparse.Namespace, src: Path):
         return run_folder_dask(
             model_name(args.model), folder_items(src), args.output, client,
             device=args.device, threshold=args.threshold, torch_threads=threads,
+            batch_size=1,  # each image reported as it finishes (the exact graph runs one by one)
             overwrite=args.overwrite, resume=args.resume, progress=TextProgressBar(),
         )  # fmt: skip
+
+
+def ran_with(segmenter) -> str:
+    """One line saying what made the masks: model, its file's sha256, backend, precision
+    (int8 said to be not exact, since it was asked for and differs from fp32)."""
+    p = segmenter.provenance()
+    note = " (not exact: asked for with --precision int8)" if p["precision"] == "int8" else ""
+    return (
+        f"masks by model {p['model']} (sha256 {p['model_sha256'][:12]}), backend "
+        f"{p['backend']}, precision {p['precision']}{note}"
+    )
 
 
 def add_rank(p: argparse.ArgumentParser) -> None:

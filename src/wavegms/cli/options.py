@@ -57,6 +57,8 @@ BOUNDS: dict[str, Bounded] = {
 
 #: ``Segmenter(backend=...)``, torch-free (tests/test_cli.py checks it against the segmenter's).
 BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
+#: ``Segmenter(precision=...)``, torch-free, likewise.
+PRECISIONS = ("fp32", "int8")
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,8 +94,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="how the model runs on CPU: auto is int8 for a model that carries its calibration, "
-        "else onnx (exact fp32, ONNX Runtime), else traced; eager is plain PyTorch",
+        help="how the model runs on CPU: auto is onnx (ONNX Runtime, exact fp32) where it is "
+        "installed, else eager (plain PyTorch); traced is TorchScript; all exact, except int8 "
+        "(the same as --precision int8)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 gives the exact answer; int8 is faster on CPU but not exact (masks differ "
+        "slightly; needs ONNX Runtime)",
     )
 
 

@@ -123,6 +123,12 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
     return path
 
 
+def is_temporary_of(name: str, target: str) -> bool:
+    """Whether the file ``name`` is a temporary that :func:`atomic_write` made for ``target``
+    (a name in the same folder)."""
+    return name.startswith(f".{target}.") and _TEMPORARY.match(name) is not None
+
+
 def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     """Delete the temporary files that :func:`atomic_write` calls in ``folder`` left behind
     when their process was killed; returns what was removed.

@@ -80,20 +80,87 @@ class Eta:
         return max(0.0, (now - t0) / (fraction - f0) * (1.0 - fraction))
 
 
-class TextProgressBar:
-    """The command line's renderer: one self-overwriting line per stage on stderr."""
+def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m05s`` or ``1h02m``: a duration as people read one on a progress line."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
-    def __init__(self, stream=None, width: int = 30) -> None:
+
+class TextProgressBar:
+    """The command line's renderer on stderr, with the rate and the time left. On a terminal
+    one self-overwriting line per stage; elsewhere (a log file, a pipe) plain lines with no
+    ``\r``, one at the start, about every tenth of the work or ``every`` seconds, and one at
+    the end, so a log of a long run stays short and readable."""
+
+    def __init__(
+        self,
+        stream=None,
+        width: int = 30,
+        *,
+        terminal: bool | None = None,
+        every: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.width = width
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = bool(isatty and isatty()) if terminal is None else terminal
+        self.every = every
+        self._clock = clock
+        self._stage: str | None = None
+        self._eta = Eta(clock)
+        self._rate_start: tuple[float, int] | None = None
+        self._last_line: tuple[float, int] = (0.0, -1)  # (time, tenth) of the last plain line
+
+    def _timing(self, p: Progress) -> str:
+        """``1.9/s ETA 1m02s`` once the work has moved since the first report."""
+        now = self._clock()
+        if self._stage != p.stage:  # a new stage: its own rate and estimate
+            self._stage, self._eta = p.stage, Eta(self._clock)
+            self._rate_start = (now, p.done)
+        left = self._eta.update(p.done / p.total if p.total else 1.0)
+        t0, d0 = self._rate_start or (now, p.done)
+        if now <= t0 or p.done <= d0:
+            return ""
+        rate = (p.done - d0) / (now - t0)
+        text = f"{rate:.2f}/s" if rate >= 1 else f"{1 / rate:.1f}s each"
+        if left is not None and p.done < p.total:
+            text += f" ETA {format_seconds(left)}"
+        return text
+
+    def _due(self, p: Progress, finished: bool) -> bool:
+        """Whether a plain line is due: first and last report, each tenth, ``every`` s."""
+        now = self._clock()
+        tenth = int(10 * p.done / p.total) if p.total else 10
+        last_time, last_tenth = self._last_line
+        if finished or last_tenth < 0 or tenth > last_tenth or now - last_time >= self.every:
+            self._last_line = (now, tenth)
+            return True
+        return False
 
     def __call__(self, p: Progress) -> None:
+        new_stage = self._stage != p.stage
+        timing = self._timing(p)
         frac = p.done / p.total if p.total else 1.0
-        filled = round(frac * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
+        finished = p.done >= p.total
         extras = " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
-        line = f"\r{p.stage:>10} [{bar}] {p.done}/{p.total} {p.message} {extras}".rstrip()
-        self.stream.write(line)
-        if p.done >= p.total:
-            self.stream.write("\n")
+        counts = f"{p.done}/{p.total}"
+        if self.terminal:
+            filled = round(frac * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            text = f"{p.stage:>10} [{bar}] {counts} {timing} {p.message} {extras}"
+            self.stream.write("\r" + " ".join(text.split()).ljust(79))
+            if finished:
+                self.stream.write("\n")
+        else:
+            if new_stage:
+                self._last_line = (0.0, -1)
+            if not self._due(p, finished):
+                return
+            text = f"{p.stage}: {counts} ({frac:.0%}) {timing} {p.message} {extras}"
+            self.stream.write(" ".join(text.split()) + "\n")
         self.stream.flush()

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -25,10 +24,9 @@ class ClinicalHeader(NamedTuple):
 
 def require(module: str, what: str, path: Path) -> ModuleType:
     """Import an optional reader library, or say in one line which extra installs it."""
+    from wavegms.core.extras import require as require_extra
+
     try:
-        return importlib.import_module(module)
+        return require_extra(module, f"reading {what} files")
     except ImportError as exc:
-        raise ImageReadError(
-            f"cannot read image {path}: reading {what} files needs {module}: "
-            "pip install 'napari-wavegms[clinical]'"
-        ) from exc
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from wavegms.core.errors import InputError, OutputExistsError, WaveGMSError
-from wavegms.core.files import atomic_write, ensure_folder, write_png, write_text
+from wavegms.core.files import ensure_folder, write_png, write_text
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 
 #: how far the packaged weights may stray from the project's soft mask (values in [0, 1])
@@ -49,14 +49,13 @@ STEPS = 5
 
 
 def _require_packages() -> None:
-    try:
-        import bioimageio.spec  # noqa: F401
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as err:
-        raise WaveGMSError(
-            f"exporting to bioimage.io needs {err.name}: pip install 'napari-wavegms[bioimageio]'"
-        ) from None
+    from wavegms.core.extras import require
+
+    for module in ("bioimageio.spec", "onnx", "onnxruntime"):  # all in the bioimageio extra
+        try:
+            require(module, "exporting to bioimage.io")
+        except ImportError as err:
+            raise type(err)(str(err).replace("[cpu-fast]", "[bioimageio]")) from None
 
 
 def check_output_path(out: str | Path, overwrite: bool = False) -> Path:
@@ -145,7 +144,7 @@ def rdf_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", name)[:64]
 
 
-def describe(name: str, model, folder: Path, opset: int):
+def describe(identity, model, folder: Path, opset: int):
     """The bioimage.io model description (spec 0.5) of the files staged in ``folder``."""
     import torch
     from bioimageio.spec.model.v0_5 import (
@@ -164,6 +163,7 @@ def describe(name: str, model, folder: Path, opset: int):
     )
 
     from wavegms import __version__
+    from wavegms.export.card import provenance_record
 
     size = model.config.image_size
     data = IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
@@ -194,7 +194,7 @@ def describe(name: str, model, folder: Path, opset: int):
     )
     trainable = sum(p.numel() for n, p in model.named_parameters() if "autoencoder" not in n)
     return ModelDescr(
-        name=f"Wave-GMS {rdf_name(name)}",
+        name=f"Wave-GMS {rdf_name(identity.name)}",
         description=(
             f"Wave-GMS 2D segmentation ({model.config.backend} backend, {trainable:,} trainable "
             f"parameters) exported by napari-wavegms {__version__}: RGB image in [0, 1] at "
@@ -210,13 +210,20 @@ def describe(name: str, model, folder: Path, opset: int):
         inputs=[image],
         outputs=[soft_mask],
         weights=weights,
-        config={"wavegms": {"model": model.config.to_dict(), "package_version": __version__}},
+        config={
+            "wavegms": {
+                "model": model.config.to_dict(),
+                "package_version": __version__,
+                "provenance": provenance_record(identity),
+            }
+        },
     )
 
 
-def _stage(name: str, model, image: np.ndarray, folder: Path, step) -> tuple[int, dict]:
+def _stage(identity, model, image: np.ndarray, folder: Path, step) -> tuple[int, dict]:
     """Write every file of the package into ``folder``; returns (ONNX opset, differences)."""
     from wavegms.export import package_files as files
+    from wavegms.export.card import provenance_section
     from wavegms.net.autoencoders.taef2 import BUNDLED_DIR
     from wavegms.runtime.onnx_graph import export_onnx
 
@@ -226,7 +233,9 @@ def _stage(name: str, model, image: np.ndarray, folder: Path, step) -> tuple[int
     write_png(folder / "cover.png", files.cover(x, y))
     for which, picture in zip(("input", "output"), files.sample_images(x, y), strict=True):
         write_png(folder / f"sample_{which}.png", picture)
-    write_text(folder / "README.md", files.documentation(name, model, files.model_card(name)))
+    readme = files.documentation(identity.name, model, identity.card)
+    formats = "TorchScript and ONNX of the soft-mask path"
+    write_text(folder / "README.md", f"{readme}\n{provenance_section(identity, formats)}")
     write_text(folder / "LICENSE_TAEF2.txt", (BUNDLED_DIR / "LICENSE").read_text("utf-8"))
     step("torchscript")
     files.write_torchscript(model, folder / "weights.torchscript.pt")
@@ -256,12 +265,13 @@ def export_bioimageio(
     out = check_output_path(out, overwrite)
     from bioimageio.spec import ValidationContext, save_bioimageio_package
 
-    from wavegms.export.package_files import example_image
+    from wavegms.export import package_files as files
+    from wavegms.export.card import identify
     from wavegms.store.catalogue import resolve_model
     from wavegms.store.model_files import load_segmentation_model
 
-    name = resolve_model(model_name_or_path).stem
-    example = example_image(image)
+    model_file = resolve_model(model_name_or_path)
+    example = files.example_image(image)
     done = 0
 
     def step(message: str) -> None:
@@ -272,16 +282,15 @@ def export_bioimageio(
 
     step("loading the model")
     model = load_segmentation_model(model_name_or_path, "cpu")
+    identity = identify(model, model_file, model_file.stem)
     with tempfile.TemporaryDirectory(prefix="wavegms-bioimageio-") as tmp:
-        opset, _ = _stage(name, model, example, Path(tmp), step)
+        opset, _ = _stage(identity, model, example, Path(tmp), step)
         step("writing the package")
         with ValidationContext(known_files=dict.fromkeys(KNOWN_URLS)), warnings.catch_warnings():
             # bioimageio.spec re-reads its own file entries while packaging and warns about
             # them; the zip it writes is validated as a whole by save_bioimageio_package.
             warnings.filterwarnings("ignore", category=UserWarning, module="bioimageio")
-            descr = describe(name, model, Path(tmp), opset)
-            atomic_write(
-                out, lambda t: save_bioimageio_package(descr, output_path=t), suffix=".zip"
-            )
+            descr = describe(identity, model, Path(tmp), opset)
+            files.write_package(out, lambda t: save_bioimageio_package(descr, output_path=t))
     report(progress, "export", STEPS, STEPS, str(out))
     return out

@@ -19,11 +19,6 @@ from wavegms.data.images import page_count, read_image
 from wavegms.data.preprocess import model_input
 from wavegms.net.model import WaveGMS
 
-#: the synthetic ultrasound-like sample image shipped in the package (no patient data)
-SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "napari" / "sample_data" / "images"
-SAMPLE_IMAGE = SAMPLE_IMAGE / "ultrasound.png"
-#: the model cards of a repository checkout (absent from an installed wheel)
-MODEL_CARDS = Path(__file__).resolve().parents[3] / "docs" / "model_cards"
 #: cover images are at least this tall: a 32-pixel model's tensors would make a tiny cover
 COVER_HEIGHT = 256
 
@@ -48,7 +43,40 @@ def write_torchscript(model: WaveGMS, path: Path) -> Path:
         )
         graph = torch.jit.freeze(graph)
     graph.save(str(path))
+    make_reproducible(Path(path))
     return path
+
+
+def make_reproducible(path: Path) -> None:
+    """Rewrite a saved TorchScript archive without its ``.debug_pkl`` records, which hold the
+    source paths of the machine that exported it (a user's home folder has no place in a
+    shared package), and with a serialization id made from its contents instead of a random
+    one: the same model then exports the same bytes from a wheel or a clone, today or later.
+    Loading and running need neither."""
+    import hashlib
+    import zipfile
+
+    from wavegms.core.files import atomic_write
+
+    with zipfile.ZipFile(path) as archive:
+        kept = [
+            (info, archive.read(info.filename))
+            for info in archive.infolist()
+            if not info.filename.endswith(".debug_pkl")
+        ]
+    digest = hashlib.sha256()
+    for info, data in kept:
+        if not info.filename.endswith("serialization_id"):
+            digest.update(info.filename.encode() + data)
+    serial = f"{int(digest.hexdigest(), 16) % 10**40:040d}".encode()
+    kept = [(i, serial if i.filename.endswith("serialization_id") else d) for i, d in kept]
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as out:
+            for info, data in kept:
+                out.writestr(info, data)
+
+    atomic_write(path, write)
 
 
 def test_tensors(model: WaveGMS, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +92,15 @@ def test_tensors(model: WaveGMS, image: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def example_image(path: str | Path | None) -> np.ndarray:
-    """The image the test tensors and the cover are made of: ``path``, else the sample. A file
-    of several planes (a multi-frame DICOM, a NIfTI volume, a multi-page TIFF) is refused
-    before its pixels are read: which plane to show is the user's choice."""
+    """The image the test tensors and the cover are made of: ``path``, else the synthetic
+    ultrasound-like sample image shipped in the package (no patient data). A file of several
+    planes (a multi-frame DICOM, a NIfTI volume, a multi-page TIFF) is refused before its
+    pixels are read: which plane to show is the user's choice."""
     if path is None:
-        return read_image(SAMPLE_IMAGE)
+        from wavegms.package_data import as_path, sample_file
+
+        with as_path(sample_file()) as sample:
+            return read_image(sample)
     planes = page_count(path)
     if planes > 1:
         raise InputError(
@@ -102,12 +134,6 @@ def sample_images(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return x[0].transpose(1, 2, 0), y[0, 0]
 
 
-def model_card(name: str) -> str | None:
-    """The model card of ``name`` from the checkout's docs, or None."""
-    card = MODEL_CARDS / f"{name}.md"
-    return card.read_text(encoding="utf-8") if card.is_file() else None
-
-
 def documentation(name: str, model: WaveGMS, card: str | None) -> str:
     """The package's README.md: the model card (or a short heading) followed by how the
     input is prepared and how to validate the model, which bioimage.io asks for."""
@@ -136,3 +162,17 @@ writes per-image DSC, IoU and HD95 (at {size} and at the native size) for a fold
 `images/` and `masks/`. The test tensors of this package only check that a runtime
 reproduces the model's output; they say nothing about its accuracy.
 """
+
+
+def write_package(out: Path, write) -> Path:
+    """``write(tmp)`` into a temporary beside ``out``, renamed into place, while this process
+    holds the folder's lock: a temporary of the same package left there by a killed export
+    (15 MB, hidden) is then known to be stale and is removed first."""
+    from wavegms.core.files import atomic_write, is_temporary_of
+    from wavegms.core.lock import folder_lock
+
+    with folder_lock(out.parent):
+        for leftover in out.parent.iterdir():
+            if is_temporary_of(leftover.name, out.name) and leftover.is_file():
+                leftover.unlink(missing_ok=True)
+        return atomic_write(out, write, suffix=".zip")

@@ -22,13 +22,9 @@ if TYPE_CHECKING:
 
 def import_distributed() -> Any:
     """``distributed``, or a one-line error saying how to install it."""
-    try:
-        import distributed
-    except ImportError as err:
-        raise WaveGMSError(
-            'distributed folder runs need dask: pip install "napari-wavegms[distributed]"'
-        ) from err
-    return distributed
+    from wavegms.core.extras import require
+
+    return require("distributed", "distributed folder runs (--workers, --scheduler)")
 
 
 #: a scheduler address another process can reach: a protocol dask's workers speak over the

@@ -31,6 +31,7 @@ import numpy as np
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.files import PathLike
 from wavegms.core.progress import CancelToken, ProgressCallback, report
+from wavegms.inference.cluster_progress import ClusterProgress, worker_progress
 from wavegms.inference.dask_cluster import (  # noqa: F401 (the cluster, for callers)
     dask_client,
     import_distributed,
@@ -102,6 +103,7 @@ def segment_share(
     threshold: float,
     scored: bool,
     skip_unreadable: bool,
+    topic: str | None = None,
 ) -> FolderReport:
     """One dask task: segment a share of the images on this worker; its rows, masks and skips.
     Outputs are written over: the only ones there are this share's own, from a try on a
@@ -112,7 +114,9 @@ def segment_share(
         model_record(segmenter),
     )  # fmt: skip
     with lock:
-        settings = SegmentSettings(segmenter.batch_size, True, skip_unreadable)
+        settings = SegmentSettings(
+            segmenter.batch_size, True, skip_unreadable, progress=worker_progress(topic)
+        )
         return segment_items(segmenter, items, share, settings)
 
 
@@ -143,7 +147,8 @@ def segment_on_cluster(
     shares = [items[i : i + n] for i in range(0, len(items), n)]
     run = uuid.uuid4().hex[:8]
     progress, cancel = settings.progress, settings.cancel
-    task = (str(result.out_dir), result.threshold, result.scored, settings.skip_unreadable)
+    topic = f"wavegms-progress-{run}"  # each finished image, as workers report them
+    task = (str(result.out_dir), result.threshold, result.scored, settings.skip_unreadable, topic)
     futures = [
         client.submit(
             segment_share, predictor.model, share, *task, key=f"wavegms-{run}-{i}", pure=False
@@ -155,6 +160,7 @@ def segment_on_cluster(
     stage = "evaluate" if result.scored else "segment"
     report(progress, stage, 0, len(items))
     done = 0
+    counter = ClusterProgress(client, topic, progress, stage, len(items)).start()
     try:
         for future in as_completed(futures):
             if cancel is not None and cancel.cancelled:
@@ -163,12 +169,13 @@ def segment_on_cluster(
             share = future.result()  # a worker's error (skip_unreadable=False) ends the run
             finished[position[future.key]] = share
             done += share.total
-            report(progress, stage, done, len(items), share.rows[-1]["name"] if share.rows else "")
+            counter.show(done, share.rows[-1]["name"] if share.rows else "")
     except Exception as err:
         if type(err).__name__ == "KilledWorker":  # dask's: the share's workers kept dying
             raise WaveGMSError(f"workers died on every try of a share of images: {err}") from err
         raise
     finally:
+        counter.stop()
         client.cancel([future for future in futures if not future.done()])
     for share in finished:
         if share is not None:

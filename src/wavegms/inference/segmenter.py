@@ -20,9 +20,18 @@ import numpy as np
 import torch
 
 from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
+from wavegms.core.extras import one_line_reason
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.intensities import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
+from wavegms.runtime.backends import (  # noqa: F401  (BACKENDS, PRECISIONS: named here too)
+    AUTO_ORDER,
+    BACKENDS,
+    PRECISIONS,
+    backend_line,
+    build_graph,
+    choose,
+)
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -51,44 +60,6 @@ def as_array(image: object) -> np.ndarray:
         ) from None
 
 
-#: Every backend a Segmenter runs; see :class:`Segmenter`.
-BACKENDS = ("auto", "eager", "traced", "onnx", "openvino", "int8")
-#: The exact CPU backends "auto" tries, fastest first (docs/performance.md, issue 13).
-AUTO_ORDER = ("onnx", "traced")
-
-
-def auto_order(model) -> tuple[str, ...]:
-    """The backends "auto" tries on CPU for ``model``: first int8 if the model carries its own
-    activation ranges (``runtime.calibration``: measured on its training images, within 0.3
-    BUSI test DSC of fp32 and 1.6-1.8x faster), then the exact graphs of :data:`AUTO_ORDER`."""
-    from wavegms.runtime.calibration import stored_ranges
-
-    if stored_ranges(getattr(model, "metadata", None) or {}) is not None:
-        return ("int8", *AUTO_ORDER)
-    return AUTO_ORDER
-
-
-def _build_graph(backend: str, model, model_file: Path | None, calibration=None):
-    """One compiled soft-mask graph: images (N, 3, S, S) in [0, 1] -> soft masks (N, 1, S, S)."""
-    if backend == "traced":
-        from wavegms.runtime.traced import trace_soft_mask
-
-        return trace_soft_mask(model)
-    if backend == "onnx":
-        from wavegms.runtime.onnx_session import build_onnx_soft_mask
-
-        return build_onnx_soft_mask(model, model_file)
-    if backend == "openvino":
-        from wavegms.runtime.openvino_session import build_openvino_soft_mask
-
-        return build_openvino_soft_mask(model, model_file)
-    if backend == "int8":
-        from wavegms.runtime.quantize import build_int8_soft_mask
-
-        return build_int8_soft_mask(model, model_file, calibration)
-    raise InputError(f"no graph for backend {backend!r}")
-
-
 class Segmenter:
     """A loaded model plus the settings it runs with. Thread-compatible, not thread-safe:
     use one Segmenter per worker."""
@@ -103,17 +74,20 @@ class Segmenter:
         backend: str = "auto",
         model_file: Path | None = None,
         calibration: Sequence[np.ndarray] | None = None,
+        precision: str = "fp32",
     ):
-        """``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first of
-        :func:`auto_order` that is installed and builds (the int8 graph for a model that
-        carries its calibration, else ONNX Runtime, else the TorchScript graph of
-        :mod:`wavegms.runtime.traced`), elsewhere the eager model; ``"openvino"`` is the same
-        exported graph compiled by OpenVINO (fp32); ``"int8"`` is the quantised graph (not
-        exact: ``"onnx"`` is the exact fp32 graph). A graph that cannot be
-        built, or whose check against the eager model fails, warns once and the next one in
-        line runs instead (eager last): never a different answer. ``traced=False`` (older
-        callers) means ``backend="eager"``, ``traced=True`` means ``"traced"``.
-        ``model_file``: the model's weights file, whose sha256 names its cached ONNX export.
+        """``precision`` (see :data:`PRECISIONS`): ``"fp32"`` (default) gives the exact fp32
+        answer of the eager model on every install; ``"int8"`` runs the quantised ONNX
+        Runtime graph (faster, not exact) and is only ever the caller's choice.
+        ``backend`` (see :data:`BACKENDS`): ``"auto"`` runs, on CPU, the first exact graph of
+        :data:`AUTO_ORDER` that is installed and builds (ONNX Runtime), else the eager model;
+        elsewhere the eager model. ``"traced"`` (TorchScript), ``"onnx"`` and ``"openvino"``
+        (the exported graph compiled by OpenVINO) are exact fp32 too; ``"int8"`` means
+        ``precision="int8"``. A graph that cannot be built, or whose check against the eager
+        model fails, warns once and the next one in line runs instead (eager last): never a
+        different answer. ``traced=False`` (older callers) means ``backend="eager"``,
+        ``traced=True`` means ``"traced"``.
+        ``model_file``: the model's weights file, whose sha256 names its cached graphs.
         ``calibration``: images the int8 graph is calibrated on (default: the ranges the model
         carries, else the bundled sample).
         A batch (a folder's) runs its images side by side where the graph can, with the same
@@ -124,19 +98,16 @@ class Segmenter:
             raise InputError(f"threshold must be in [0, 1], got {threshold}")
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        if backend not in BACKENDS:
-            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.device = resolve_device(device)
+        backend, precision = choose(backend, precision, traced, self.device.type)
         self.model = model.to(self.device).eval()
         self.threshold = threshold
         self.batch_size = batch_size
         self.model_file = model_file
         self.calibration = calibration
-        if traced is not None and backend == "auto":
-            backend = "traced" if traced else "eager"
-        if self.device.type != "cpu" and backend != "eager":
-            backend = "eager"  # the graphs here are CPU graphs
         self.backend = backend  # what was asked for; ``graph_backend`` says what runs
+        #: What was asked for; :attr:`running_precision` says what runs.
+        self.precision = precision
         self.graph_backend: str | None = None
         #: False: run the eager model batch by batch (tests and callers may set it).
         self.traced = backend != "eager"
@@ -190,17 +161,16 @@ class Segmenter:
         passes its check; None (eager from then on) if none does."""
         if self._graph is not None:
             return self._graph
-        wanted = auto_order(self.model) if self.backend == "auto" else (self.backend,)
-        line = [*wanted, *(b for b in ("traced",) if b not in wanted)]
+        line = backend_line(self.backend, self.precision)
         for backend in line:
             try:
-                self._graph = _build_graph(backend, self.model, self.model_file, self.calibration)
+                self._graph = build_graph(backend, self.model, self.model_file, self.calibration)
             except Exception as err:  # a speed-up must never cost the result
-                if self.backend == "auto" and backend != "traced" and isinstance(err, ImportError):
-                    continue  # an optional runtime that is not installed: nothing to say
+                if backend != "int8" and self.backend == "auto" and isinstance(err, ImportError):
+                    continue  # an optional exact runtime that is not installed: eager is exact
                 warnings.warn(
-                    f"the {backend} graph could not be built ({type(err).__name__}: {err}); "
-                    f"using {'the next backend' if backend != line[-1] else 'the eager model'}",
+                    f"the {backend} graph could not be built ({one_line_reason(err)}); using "
+                    f"{'the next backend' if backend != line[-1] else 'the exact eager model'}",
                     RuntimeWarning,
                     stacklevel=4,
                 )
@@ -209,6 +179,30 @@ class Segmenter:
             return self._graph
         self.traced = False
         return None
+
+    @property
+    def running_precision(self) -> str:
+        """``"int8"`` while the quantised graph runs, else ``"fp32"`` (also before the first
+        image, and when int8 was asked for but could not be built)."""
+        return "int8" if self.graph_backend == "int8" else "fp32"
+
+    def provenance(self) -> dict[str, str]:
+        """What makes this segmenter's masks, for results and model cards: the model's name
+        (its file's stem, else the name in its metadata),
+        the sha256 of its file (of its weights when it has no file), the backend that runs
+        and the precision (the graph is built first, if it is not yet)."""
+        from wavegms.runtime.graph_cache import model_digest
+
+        if self.traced:
+            self._soft_mask_graph()
+        name = Path(self.model_file).stem if self.model_file else None
+        name = name or (getattr(self.model, "metadata", None) or {}).get("name") or "unnamed"
+        return {
+            "model": str(name),
+            "model_sha256": model_digest(self.model, self.model_file),
+            "backend": self.graph_backend or "eager",
+            "precision": self.running_precision,
+        }
 
     def _reduce_batch(self, err: BaseException) -> None:
         """After running out of memory: halve the batch size for good, or give up at 1."""

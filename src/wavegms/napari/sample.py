@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
-
 
 def ultrasound() -> list[tuple]:
     """An image layer and a labels layer (1 = lesion)."""
     from wavegms.data.images import read_image
     from wavegms.data.masks import read_mask
+    from wavegms.package_data import as_path, sample_file
 
-    image = read_image(SAMPLE_DIR / "images" / "ultrasound.png")
-    mask = read_mask(SAMPLE_DIR / "masks" / "ultrasound.png").astype("uint8")
+    with as_path(sample_file("images")) as image_path, as_path(sample_file("masks")) as mask_path:
+        image = read_image(image_path)
+        mask = read_mask(mask_path).astype("uint8")
     return [
         (image, {"name": "ultrasound"}, "image"),
         (mask, {"name": "ultrasound lesion"}, "labels"),

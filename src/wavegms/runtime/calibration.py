@@ -26,7 +26,6 @@ import numpy as np
 METADATA_KEY = "int8_calibration"
 #: The operators whose inputs are quantised (and so calibrated); see ``quantize_onnx``.
 QUANTISED_OPS = ("Conv",)
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "napari" / "sample_data" / "images"
 
 
 def calibration_batches(images: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -41,8 +40,12 @@ def calibration_batches(images: Iterable[np.ndarray], size: int) -> Iterator[np.
 def sample_images() -> list[np.ndarray]:
     """The bundled sample images, flipped too: the default calibration set."""
     from wavegms.data.images import read_image
+    from wavegms.package_data import as_path, sample_image_files
 
-    images = [read_image(p) for p in sorted(SAMPLE_IMAGES.glob("*.png"))]
+    images = []
+    for resource in sample_image_files():
+        with as_path(resource) as path:
+            images.append(read_image(path))
     return images + [im[:, ::-1] for im in images]
 
 
@@ -96,13 +99,34 @@ def measure_ranges(fp32_path: Path, batches: Iterable[np.ndarray]) -> dict[str, 
 
 def calibration_record(model, images: list[np.ndarray], source: str) -> dict:
     """The :data:`METADATA_KEY` entry for ``model``: its activation ranges over ``images``
-    (as readers give them; preprocessed by the one preprocessing function) and where the
-    images came from, for the model's JSON."""
+    (as readers give them; preprocessed by the one preprocessing function), where the images
+    came from, and ``check``: how far the int8 graph of these ranges is from the fp32 model
+    on the bundled sample images, which every later build of it must reproduce
+    (:func:`wavegms.runtime.quantize.check_int8`)."""
     from wavegms.runtime.onnx_graph import GRAPH_VERSION, cached_onnx
 
     fp32 = cached_onnx(model)
     ranges = measure_ranges(fp32, calibration_batches(images, model.config.image_size))
-    return {"graph": GRAPH_VERSION, "images": len(images), "source": source, "ranges": ranges}
+    record = {"graph": GRAPH_VERSION, "images": len(images), "source": source, "ranges": ranges}
+    return {**record, "check": ranges_check(model, fp32, ranges)}
+
+
+def ranges_check(model, fp32: Path, ranges: dict[str, list[float]]) -> float:
+    """The sample difference of the int8 graph that ``ranges`` make of the export ``fp32``."""
+    from wavegms.runtime.onnx_session import OnnxSoftMask
+    from wavegms.runtime.quantize import quantize_onnx, sample_difference
+
+    with tempfile.TemporaryDirectory(prefix="wavegms-check-") as tmp:
+        int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", ranges=ranges)
+        return sample_difference(OnnxSoftMask(int8), model)
+
+
+def recorded_check(metadata: dict) -> float | None:
+    """The ``check`` stored with a model's ranges, if it is a usable number."""
+    record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    value = record.get("check") if isinstance(record, dict) else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) and value >= 0 else None
 
 
 def stored_ranges(metadata: dict) -> dict[str, list[float]] | None:

@@ -3,13 +3,13 @@
 :func:`export_onnx` writes the exact path (E_wave mean, LMM ``out`` head, the exactly rewritten
 TAEF2 decoder of :mod:`wavegms.runtime.decoder_rewrite`) as an fp32 ONNX graph: input
 ``images`` (N, 3, H, W) float in [0, 1], output ``mask`` (N, 1, H, W) soft mask in [0, 1].
-:func:`cached_onnx` keeps one export per model in the user cache, named by the sha256 of the
-model file (or of its weights when there is no file), written atomically.
+:func:`cached_onnx` keeps one export per model in the user cache
+(:mod:`wavegms.runtime.graph_cache`: named by the model's sha256 and torch's version, checked
+before use, rebuilt when damaged).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from pathlib import Path
@@ -18,10 +18,15 @@ import torch
 
 from wavegms.core.files import atomic_write
 from wavegms.net.model import WaveGMS
+from wavegms.runtime.graph_cache import (  # noqa: F401  (GRAPH_VERSION: named here too)
+    GRAPH_VERSION,
+    cache_path,
+    cached_file,
+    library_versions,
+    model_digest,
+)
 from wavegms.runtime.soft_mask import SoftMaskPath
 
-#: Bumped whenever the exported graph changes, so stale cache entries are never reused.
-GRAPH_VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "images", "mask"
 MAX_SIDE_8 = 512  # H and W up to 4096 (the largest model size)
 OPSET = 20  # the newest opset both torch exporters write
@@ -94,39 +99,22 @@ def _export_dynamo(module: SoftMaskPath, path: Path, opset: int) -> None:
 
 
 def model_key(model: WaveGMS, model_file: Path | None = None) -> str:
-    """The cache name of ``model``'s export: the sha256 of its weights file when given, else
-    of its trainable weights and config; then the graph version. (The frozen autoencoder's
-    weights are pinned by hash, so they need no part in it.)"""
-    digest = hashlib.sha256()
-    if model_file is not None:
-        digest.update(Path(model_file).read_bytes())
-    else:
-        digest.update(repr(sorted(model.config.to_dict().items())).encode())
-        for name, tensor in sorted(model.trainable_state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return f"{digest.hexdigest()}-g{GRAPH_VERSION}"
+    """The sha256 of ``model``'s weights file when given, else of its trainable weights and
+    config (see :func:`wavegms.runtime.graph_cache.model_digest`)."""
+    return model_digest(model, model_file)
 
 
-def onnx_cache_dir() -> Path:
-    from wavegms.store.paths import cache_dir
-
-    return cache_dir() / "onnx"
-
-
-#: Exports made by this process, by model key: segmenters of the same model (and tests, whose
+#: Exports made by this process, by cache path: segmenters of the same model (and tests, whose
 #: cache folders differ) reuse the file instead of exporting again.
 _EXPORTED: dict[str, Path] = {}
 
 
 def cached_onnx(model: WaveGMS, model_file: Path | None = None) -> Path:
-    """The ONNX export of ``model`` from the user cache, exported (atomically) if missing."""
-    key = model_key(model, model_file)
-    known = _EXPORTED.get(key)
+    """The ONNX export of ``model`` from the user cache, exported (atomically) if missing or
+    damaged. Named by the model's sha256, the graph version and torch's version."""
+    path = cache_path(model_key(model, model_file), "onnx", library_versions(), ".onnx")
+    known = _EXPORTED.get(str(path))
     if known is not None and known.is_file():
         return known
-    path = onnx_cache_dir() / f"{key}.onnx"
-    if not path.is_file():
-        export_onnx(model, path)
-    _EXPORTED[key] = path
+    _EXPORTED[str(path)] = cached_file(path, lambda target: export_onnx(model, target))
     return path

@@ -17,7 +17,7 @@ import torch
 
 from wavegms.net.model import WaveGMS
 
-_SESSIONS: dict[tuple[str, int], object] = {}
+_SESSIONS: dict[tuple[str, int, int, int], object] = {}
 _LOCK = threading.Lock()
 #: Largest difference from the eager model accepted when a graph is built (soft masks lie in
 #: [0, 1]; exact paths differ by float rounding, about 1e-5).
@@ -30,10 +30,12 @@ SIDE_BY_SIDE_TOLERANCE = 1e-5
 def load_session(path: Path, threads: int | None = None):
     """An ONNX Runtime CPU session for ``path`` with all graph optimisations, ``threads``
     intra-op threads (default: torch's thread count, so both backends use the same cores)."""
-    import onnxruntime as ort
+    from wavegms.core.extras import require
 
+    ort = require("onnxruntime", "the onnx and int8 backends")
     threads = torch.get_num_threads() if threads is None else threads
-    key = (str(Path(path).resolve()), threads)
+    stat = Path(path).stat()  # a file built again (a damaged cache entry) is a new session
+    key = (str(Path(path).resolve()), threads, stat.st_mtime_ns, stat.st_size)
     with _LOCK:
         if key not in _SESSIONS:
             options = ort.SessionOptions()
@@ -101,8 +103,10 @@ def check_against_eager(graph, model: WaveGMS, tolerance: float = CHECK_TOLERANC
 def build_onnx_soft_mask(model: WaveGMS, model_file: Path | None = None) -> OnnxSoftMask:
     """The ONNX Runtime soft-mask graph of ``model`` (exported once into the user cache),
     checked against the eager model before it is returned."""
+    from wavegms.core.extras import require
     from wavegms.runtime.onnx_graph import cached_onnx
 
+    require("onnxruntime", "the onnx backend")  # before anything is exported
     graph = OnnxSoftMask(cached_onnx(model, model_file))
     check_against_eager(graph, model)
     return graph

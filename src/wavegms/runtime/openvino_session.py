@@ -97,7 +97,9 @@ class OpenVinoSoftMask:
 def build_openvino_soft_mask(model: WaveGMS, model_file: Path | None = None) -> OpenVinoSoftMask:
     """The cached ONNX export of ``model`` compiled by OpenVINO, checked against the eager
     model (ValueError if it differs; ImportError if OpenVINO is not installed)."""
-    import openvino  # noqa: F401  (ImportError before anything is exported)
+    from wavegms.core.extras import require
+
+    require("openvino", "the openvino backend")  # before anything is exported
 
     from wavegms.runtime.onnx_graph import cached_onnx
     from wavegms.runtime.onnx_session import check_against_eager

@@ -35,12 +35,9 @@ class TAESD(FrozenAutoencoder):
 
 def load_taesd(path: str | Path | None = None) -> TAESD:
     """From a local diffusers folder, or a hub id (default ``madebyollin/taesd``)."""
-    try:
-        from diffusers import AutoencoderTiny
-    except ImportError as err:
-        raise ImportError(
-            "the taesd backend needs diffusers: pip install 'napari-wavegms[taesd]'"
-        ) from err
+    from wavegms.core.extras import require
+
+    AutoencoderTiny = require("diffusers", "the taesd backend").AutoencoderTiny
     source = str(path) if path is not None else HUB_ID
     try:
         model = AutoencoderTiny.from_pretrained(source)
