@@ -1,0 +1,123 @@
+"""The fine-tune steps of a review (:class:`wavegms.inference.review.ReviewSession`): fine-tune
+on a snapshot of the accepted pairs less a held-out share, then adopt the new model only when
+it is better on the held-out pairs (``training.adoption``), or leave the choice to the user
+when too few were held out. The new model's name is reserved from the start
+(``store.reservations``) and the model is installed only when adopted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from wavegms.core.errors import InputError
+from wavegms.core.files import read_json, write_json
+from wavegms.core.progress import CancelToken, ProgressCallback
+from wavegms.training.adoption import Comparison, Verdict, compare_models, hold_out
+from wavegms.training.finetune import MIN_PAIRS, FinetuneOutcome, FinetuneRequest, finetune
+from wavegms.training.training_set import TrainingSet
+
+HOLD_OUT_JSON = "hold_out.json"  # in a fine-tune's run folder: the pairs it did not train on
+
+
+class AdoptionSteps:
+    """Mixed into ``ReviewSession``: uses its ``state``, ``save`` and ``_lock``."""
+
+    def finetune_request(self, template: FinetuneRequest | None = None) -> FinetuneRequest:
+        """The dock's settings (``template``; default: the library's) on a snapshot of the
+        accepted pairs less those held out to judge the result, from the current model, to a
+        new name reserved now."""
+        from wavegms.store.reservations import reserve_name
+        from wavegms.training.finetune import new_run_dir
+
+        pairs = TrainingSet(self.state.project)
+        names = pairs.names()
+        if len(names) < MIN_PAIRS:  # the fine-tune's own least, said before it starts
+            raise InputError(
+                f"accept at least {MIN_PAIRS} images before fine-tuning ({len(names)} so far)"
+            )
+        stem = (self.state.models[0] if self.state.models else self.state.model).split("-review")
+        name = f"{stem[0][:40]}-review{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = new_run_dir(name)
+        reserve_name(name, run_dir)
+        split = hold_out(names)
+        pairs.snapshot(split.train, run_dir / "pairs")
+        write_json(run_dir / HOLD_OUT_JSON, {"project": pairs.project, **dataclasses.asdict(split)})
+        base = template or FinetuneRequest(data_dir="", base_model="", new_name="")
+        return dataclasses.replace(
+            base, data_dir=str(run_dir / "pairs"), base_model=self.state.model, new_name=name,
+            out_dir=str(run_dir),
+        )  # fmt: skip
+
+    def finished(self, request: FinetuneRequest, outcome: FinetuneOutcome | dict) -> None:
+        """A fine-tune ended: its model (if any) awaits :meth:`compare` and a decision."""
+        best = outcome["best_model"] if isinstance(outcome, dict) else outcome.best_model
+        if best in (None, "None"):
+            from wavegms.store.reservations import release_name
+
+            release_name(request.new_name)  # nothing was made: the name is free again
+            return
+        with self._lock:
+            self.state.candidate, self.state.candidate_run = request.new_name, request.out_dir
+            self.save()
+
+    def compare(
+        self, device: str = "auto", progress=None, cancel: CancelToken | None = None
+    ) -> Comparison:
+        """Score the model awaiting a decision against the current one on the held-out pairs."""
+        from wavegms.store.catalogue import model_paths
+
+        if not self.state.candidate:
+            raise InputError("no fine-tuned model awaits a decision")
+        run = Path(self.state.candidate_run)
+        held = read_json(run / HOLD_OUT_JSON)["held_out"]
+        return compare_models(
+            self.state.model, model_paths(run / "best")[0], TrainingSet(self.state.project).root,
+            held, device, self.state.threshold, progress, cancel, self.state.candidate,
+        )  # fmt: skip
+
+    def adopt(self) -> str:
+        """Install the model awaiting a decision and segment with it from now on."""
+        from wavegms.store.reservations import release_name
+        from wavegms.training.finetune import install_model
+
+        with self._lock:
+            name, run = self.state.candidate, self.state.candidate_run
+            if not name:
+                raise InputError("no fine-tuned model awaits a decision")
+            install_model(run, name)
+            release_name(name)
+            self.state.model, self.state.candidate, self.state.candidate_run = name, "", ""
+            self.state.models.append(name)
+            self.save()
+            return name
+
+    def decline(self) -> None:
+        """Keep the current model; the new one is not installed (its run folder stays)."""
+        from wavegms.store.reservations import release_name
+
+        with self._lock:
+            release_name(self.state.candidate)
+            self.state.candidate, self.state.candidate_run = "", ""
+            self.save()
+
+    def finetune_now(
+        self,
+        template: FinetuneRequest | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> tuple[FinetuneOutcome, Comparison | None]:
+        """Fine-tune, compare, and adopt the new model only when it is better; when too few
+        pairs were held out the decision is left (:meth:`adopt` or :meth:`decline`)."""
+        request = self.finetune_request(template)
+        outcome = finetune(request, progress, cancel, install=False)
+        self.finished(request, outcome)
+        if not self.state.candidate:
+            return outcome, None
+        comparison = self.compare(request.device, progress, cancel)
+        if comparison.verdict is Verdict.BETTER:
+            self.adopt()
+        elif comparison.verdict is Verdict.NOT_BETTER:
+            self.decline()
+        return outcome, comparison
