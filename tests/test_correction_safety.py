@@ -98,7 +98,7 @@ def test_accepts_at_once_and_during_a_snapshot_keep_the_manifest_and_files_agree
     def accept(name, seed):
         try:
             session.accept(name, _mask(seed))
-        except Exception as err:  # noqa: BLE001 - collected, then asserted empty
+        except Exception as err:
             errors.append(err)
 
     threads = [threading.Thread(target=accept, args=(names[0], 2)) for _ in range(3)]
@@ -120,7 +120,9 @@ def test_accepts_at_once_and_during_a_snapshot_keep_the_manifest_and_files_agree
         assert images == {p.name for p in (snap / "masks").glob("*.png")}
 
 
-def test_the_table_says_what_an_accepted_mask_is(tiny_dataset, segmenter, tiny_model_file, tmp_path):
+def test_the_table_says_what_an_accepted_mask_is(
+    tiny_dataset, segmenter, tiny_model_file, tmp_path
+):
     from wavegms.data.pairs import find_pairs
     from wavegms.inference.folder_items import pair_items
 
@@ -173,9 +175,7 @@ def test_a_worse_model_is_not_adopted_nor_installed(session, monkeypatch):
     for name in session.pending()[: MIN_PAIRS + MIN_HELD_OUT]:
         session.accept(name, _mask(1))
     figures = {"tiny": 80.0}  # the current model; any other (the candidate) scores 60
-    monkeypatch.setattr(
-        adoption, "mean_dsc", lambda model, *a, **k: figures.get(str(model), 60.0)
-    )
+    monkeypatch.setattr(adoption, "mean_dsc", lambda model, *a, **k: figures.get(str(model), 60.0))
     template = FinetuneRequest("", "", "", device="cpu", epochs=1, batch_size=2)
     outcome, comparison = session.finetune_now(template)
     assert comparison.verdict is Verdict.NOT_BETTER and comparison.held_out == MIN_HELD_OUT

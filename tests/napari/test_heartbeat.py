@@ -72,7 +72,8 @@ def _review_folder(root, rows: int):
 
 def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp_path):
     from wavegms.napari.finetune import FinetuneWidget
-    from wavegms.napari.review import MASK, ReviewWidget
+    from wavegms.napari.review import ReviewWidget
+    from wavegms.napari.review_jobs import MASK
     from wavegms.napari.segment import SegmentWidget
     from wavegms.napari.settings import FinetuneSettings, blank_request, save_settings
 

@@ -12,7 +12,8 @@ from napari_helpers import speckle
 from wavegms.core.files import write_png
 from wavegms.data.masks import read_mask
 from wavegms.inference.review import read_results, review_order
-from wavegms.napari.review import IMAGE, MASK, SOFT, ReviewWidget
+from wavegms.napari.review import ReviewWidget
+from wavegms.napari.review_jobs import IMAGE, MASK, SOFT
 from wavegms.napari.settings import FinetuneSettings, blank_request, save_settings
 from wavegms.training.training_set import TrainingSet
 

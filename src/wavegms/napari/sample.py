@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+#: The reference mask's colour: not the first label colour that a predicted mask gets.
+REFERENCE_COLOUR = "cyan"
 
 
 def ultrasound() -> list[tuple]:
@@ -17,5 +19,13 @@ def ultrasound() -> list[tuple]:
     mask = read_mask(SAMPLE_DIR / "masks" / "ultrasound.png").astype("uint8")
     return [
         (image, {"name": "ultrasound"}, "image"),
-        (mask, {"name": "ultrasound lesion"}, "labels"),
+        (
+            mask,
+            {
+                "name": "ultrasound lesion",
+                "colormap": {0: "transparent", 1: REFERENCE_COLOUR, None: "transparent"},
+                "opacity": 0.6,
+            },
+            "labels",
+        ),
     ]
