@@ -123,8 +123,15 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
     widget.augment.value = False
     assert widget.new_name.value == "default-ft1"  # filled in: the defaults run as they are
     widget.run_button.native.click()
-    assert widget.busy and not widget.run_button.enabled
+    assert not widget.run_button.enabled  # preparing (name reserved, pairs copied), then busy
+    qtbot.waitUntil(lambda: widget.busy, timeout=60_000)
     wait_idle(qtbot, widget, "busy")
+    # 5 pairs: none can be held out to compare fairly; the dock says so and asks
+    assert widget.adoption.asking and "too few to tell" in widget.adoption.text.value
+    assert "default-ft1" not in list_models()  # nothing installed on its own
+    widget.adoption.adopt_button.native.click()
+    qtbot.waitUntil(lambda: "default-ft1" in list_models(), timeout=60_000)
+    qtbot.waitUntil(lambda: "installed and selected" in widget.status.value, timeout=60_000)
     assert widget.status.value.startswith("done"), widget.status.value
     outcome = widget.outcome  # what the library reported, shown in the status line
     assert outcome["best_epoch"] == 1 and outcome["val_images"] == 3  # never one image
@@ -166,9 +173,13 @@ def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot, monkeyp
     assert not widget.close_guard.eventFilter(None, QCloseEvent())  # the window may close now
     # the next batch, then installing: no forced-termination timeout (it was 15 s)
     assert time.monotonic() - started < 8, "Stop waited for something other than a batch"
-    assert not widget.busy and widget.status.value.startswith("stopped"), widget.status.value
-    assert "stopped" in list_models()
+    assert not widget.busy, widget.status.value
+    # Stopped early: its best validated checkpoint is offered, nothing installed on its own.
+    assert widget.adoption.asking and "stopped early" in widget.adoption.text.value
+    assert "stopped" not in list_models()
     assert len(widget.plot.epochs) < 50
+    widget.adoption.adopt_button.native.click()  # the user takes it
+    qtbot.waitUntil(lambda: "stopped" in list_models(), timeout=60_000)
 
 
 def test_settings_persist(viewer, tiny_model):

@@ -90,7 +90,12 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
     save_settings(FinetuneSettings(request=request))  # the fine-tune dock's settings
     reviewed = {n: (out / "soft" / f"{n}.png").read_bytes() for n in order[:6]}
     widget.run_button.native.click()
-    assert widget.busy and widget.phase == "finetune"
+    assert widget.phase == "finetuning"
+    # 5 pairs: too few to hold any out; the dock says so and leaves the choice to the user
+    qtbot.waitUntil(lambda: widget.adoption.asking, timeout=240_000)
+    assert "too few to tell" in widget.adoption.text.value
+    assert widget.session.state.model == "tiny"  # nothing adopted unasked
+    widget.adoption.adopt_button.native.click()
     qtbot.waitUntil(lambda: widget.phase == "" and not widget.busy, timeout=240_000)
     model = widget.session.state.model
     assert model.startswith("tiny-review"), widget.status.value

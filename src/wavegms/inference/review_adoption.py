@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 from wavegms.core.errors import InputError
-from wavegms.core.files import read_json, write_json
 from wavegms.core.progress import CancelToken, ProgressCallback
-from wavegms.training.adoption import Comparison, Verdict, compare_models, hold_out
+from wavegms.training.adoption import Comparison, Verdict, judge_run, prepare_run
 from wavegms.training.finetune import MIN_PAIRS, FinetuneOutcome, FinetuneRequest, finetune
 from wavegms.training.training_set import TrainingSet
-
-HOLD_OUT_JSON = "hold_out.json"  # in a fine-tune's run folder: the pairs it did not train on
 
 
 class AdoptionSteps:
@@ -28,27 +24,17 @@ class AdoptionSteps:
         """The dock's settings (``template``; default: the library's) on a snapshot of the
         accepted pairs less those held out to judge the result, from the current model, to a
         new name reserved now."""
-        from wavegms.store.reservations import reserve_name
-        from wavegms.training.finetune import new_run_dir
-
         pairs = TrainingSet(self.state.project)
-        names = pairs.names()
-        if len(names) < MIN_PAIRS:  # the fine-tune's own least, said before it starts
+        if len(pairs.names()) < MIN_PAIRS:  # the fine-tune's own least, said before it starts
             raise InputError(
-                f"accept at least {MIN_PAIRS} images before fine-tuning ({len(names)} so far)"
+                f"accept at least {MIN_PAIRS} images before fine-tuning "
+                f"({len(pairs.names())} so far)"
             )
         stem = (self.state.models[0] if self.state.models else self.state.model).split("-review")
         name = f"{stem[0][:40]}-review{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = new_run_dir(name)
-        reserve_name(name, run_dir)
-        split = hold_out(names)
-        pairs.snapshot(split.train, run_dir / "pairs")
-        write_json(run_dir / HOLD_OUT_JSON, {"project": pairs.project, **dataclasses.asdict(split)})
         base = template or FinetuneRequest(data_dir="", base_model="", new_name="")
-        return dataclasses.replace(
-            base, data_dir=str(run_dir / "pairs"), base_model=self.state.model, new_name=name,
-            out_dir=str(run_dir),
-        )  # fmt: skip
+        request = dataclasses.replace(base, base_model=self.state.model, new_name=name)
+        return prepare_run(pairs, request)
 
     def finished(self, request: FinetuneRequest, outcome: FinetuneOutcome | dict) -> None:
         """A fine-tune ended: its model (if any) awaits :meth:`compare` and a decision."""
@@ -66,15 +52,11 @@ class AdoptionSteps:
         self, device: str = "auto", progress=None, cancel: CancelToken | None = None
     ) -> Comparison:
         """Score the model awaiting a decision against the current one on the held-out pairs."""
-        from wavegms.store.catalogue import model_paths
-
         if not self.state.candidate:
             raise InputError("no fine-tuned model awaits a decision")
-        run = Path(self.state.candidate_run)
-        held = read_json(run / HOLD_OUT_JSON)["held_out"]
-        return compare_models(
-            self.state.model, model_paths(run / "best")[0], TrainingSet(self.state.project).root,
-            held, device, self.state.threshold, progress, cancel, self.state.candidate,
+        return judge_run(
+            self.state.model, self.state.candidate_run, self.state.candidate, device,
+            self.state.threshold, progress, cancel,
         )  # fmt: skip
 
     def adopt(self) -> str:

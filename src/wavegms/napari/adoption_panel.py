@@ -24,12 +24,13 @@ class AdoptionPanel(Container):
         self.adopt_button.changed.connect(guarded(adopt, status))
         self.decline_button.changed.connect(guarded(decline, status))
         self.visible = False
+        self.asking = False  # whether a question is open (``visible`` also needs a window)
 
     def ask(self, text: str, adopt_text: str = "Use the new model") -> None:
         """Show ``text`` and the two buttons."""
         self.text.value = text
         self.adopt_button.text = adopt_text
-        self.visible = True
+        self.visible = self.asking = True
 
     def close_question(self) -> None:
-        self.visible = False
+        self.visible = self.asking = False

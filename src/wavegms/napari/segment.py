@@ -202,5 +202,4 @@ class SegmentWidget(JobForm):
         layer, kept = self.masks.write(image, result)
         if self.soft_mask.value:
             self.masks.write_soft(image, result.soft)
-        area = int(result.labels.sum())
-        self.status.value = f"done: {layer.name} ({area} foreground pixels){kept}"
+        self.status.value = f"done: {layer.name} ({result.area} foreground pixels){kept}"

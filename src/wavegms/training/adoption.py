@@ -17,14 +17,18 @@ import enum
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from wavegms.core.errors import InputError
+from wavegms.core.files import read_json, write_json
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
-from wavegms.training.finetune import MIN_PAIRS
+from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest, new_run_dir
+from wavegms.training.training_set import TrainingSet
+
+HOLD_OUT_JSON = "hold_out.json"  # in a fine-tune's run folder: the pairs it did not train on
 
 #: The share of the accepted pairs held out to score a new model, and the fewest that tell
 #: anything: with fewer, every pair goes to training and the user decides.
@@ -144,3 +148,43 @@ def compare_models(
     report(progress, "compare", 2, 2, "scored both models")
     verdict = decide(figures[0], figures[1], len(held_out))
     return Comparison(current, name, figures[0], figures[1], len(held_out), verdict)
+
+
+def prepare_run(pairs: TrainingSet, request: FinetuneRequest) -> FinetuneRequest:
+    """Before a dock's fine-tune: reserve its new name, hold a share of ``pairs`` out and
+    snapshot the others into the run folder; the request then trains on the snapshot."""
+    from wavegms.store.reservations import reserve_name
+
+    names = pairs.names()
+    if len(names) < MIN_PAIRS:  # the fine-tune's own least, said before it starts
+        raise InputError(
+            f"the training set {pairs.project!r} has {len(names)} pair(s); fine-tuning needs "
+            f"at least {MIN_PAIRS}"
+        )
+    run_dir = Path(request.out_dir) if request.out_dir else new_run_dir(request.new_name)
+    reserve_name(request.new_name, run_dir)
+    split = hold_out(names)
+    pairs.snapshot(split.train, run_dir / "pairs")
+    record = {"project": pairs.project, "train": split.train, "held_out": split.held_out}
+    write_json(run_dir / HOLD_OUT_JSON, record)
+    return replace(request, data_dir=str(run_dir / "pairs"), out_dir=str(run_dir))
+
+
+def judge_run(
+    current: str,
+    run_dir: str | Path,
+    name: str,
+    device: str = "auto",
+    threshold: float = 0.5,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Comparison:
+    """Compare a prepared run's best checkpoint (``name`` to be) with ``current`` on the
+    pairs :func:`prepare_run` held out."""
+    from wavegms.store.catalogue import model_paths
+
+    record = read_json(Path(run_dir) / HOLD_OUT_JSON)
+    return compare_models(
+        current, model_paths(Path(run_dir) / "best")[0], TrainingSet(record["project"]).root,
+        record["held_out"], device, threshold, progress, cancel, name,
+    )  # fmt: skip
