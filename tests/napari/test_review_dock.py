@@ -52,7 +52,7 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
     widget, viewer = dock, dock.viewer
     open_folder(widget, images, out)
     order = review_order(read_results(out))
-    assert widget.names() == order  # most uncertain first
+    qtbot.waitUntil(lambda: widget.names() == order, timeout=30_000)  # most uncertain first
     qtbot.waitUntil(lambda: widget.current == order[0], timeout=30_000)
     assert viewer.layers[IMAGE].data.shape == viewer.layers[MASK].data.shape == (48, 56)
     assert viewer.layers[MASK].mode == "paint"

@@ -100,8 +100,9 @@ class ReviewWidget(JobForm):
 
     @property
     def phase(self) -> str:
-        """The background step running ("" when none): the flow's step while busy."""
-        return self.flow.step.name.lower() if self.busy or self.flow.step is Step.OPENING else ""
+        """The background step running ("" when none): the flow's step."""
+        idle = (Step.CLOSED, Step.SHOWING, Step.DECIDING)
+        return "" if self.flow.step in idle else self.flow.step.name.lower()
 
     def _light(self, function, *args, then) -> None:
         run_light(function, *args, then=guarded(then, self.status), status=self.status)
