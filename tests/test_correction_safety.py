@@ -24,14 +24,16 @@ from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest
 from wavegms.training.training_set import TrainingSet
 
 
-def test_a_model_is_better_only_when_strictly_better_on_enough_held_out_pairs():
-    assert decide(70.0, 71.0, MIN_HELD_OUT) is Verdict.BETTER
-    assert decide(70.0, 70.0, MIN_HELD_OUT) is Verdict.NOT_BETTER  # a tie keeps the old one
-    assert decide(87.4, 76.9, 5) is Verdict.NOT_BETTER  # issue 25's case
-    assert decide(10.0, 90.0, MIN_HELD_OUT - 1) is Verdict.UNDECIDED  # too few to tell
-    assert decide(None, None, 0) is Verdict.UNDECIDED
+def test_a_model_is_better_only_when_better_on_the_mean_and_on_most_held_out_pairs():
+    assert decide([70.0, 60.0, 50.0], [71.0, 61.0, 50.0]) is Verdict.BETTER
+    assert decide([70.0, 60.0, 50.0], [70.0, 60.0, 50.0]) is Verdict.NOT_BETTER  # a tie
+    assert decide([87.4] * 5, [76.9] * 5) is Verdict.NOT_BETTER  # issue 25's case
+    # a mean carried by one pair, worse on two of three: not better
+    assert decide([80.0, 80.0, 10.0], [79.0, 79.0, 90.0]) is Verdict.NOT_BETTER
+    assert decide([10.0] * (MIN_HELD_OUT - 1), [90.0] * (MIN_HELD_OUT - 1)) is Verdict.UNDECIDED
+    assert decide(None, None) is Verdict.UNDECIDED
     with pytest.raises(InputError, match="not a percentage"):
-        decide(float("nan"), 50.0, 3)
+        decide([float("nan"), 1.0, 2.0], [50.0, 1.0, 2.0])
 
 
 def test_hold_out_sets_a_share_aside_only_when_enough_pairs_are_left():
@@ -39,7 +41,7 @@ def test_hold_out_sets_a_share_aside_only_when_enough_pairs_are_left():
     assert hold_out(few).held_out == [] and hold_out(few).train == sorted(few)
     many = [f"p{i:02d}" for i in range(12)]
     split = hold_out(many)
-    assert len(split.held_out) == MIN_HELD_OUT + 0  # round(0.2 * 12) = 2
+    assert len(split.held_out) == MIN_HELD_OUT  # max(3, round(0.2 * 12))
     assert sorted(split.train + split.held_out) == sorted(many)
     assert not set(split.train) & set(split.held_out)
     assert hold_out(list(reversed(many))) == split  # reproducible
@@ -190,12 +192,12 @@ def test_a_worse_model_is_not_adopted_nor_installed(session, monkeypatch):
 
 
 def test_held_out_scores_are_real_dice(session, segmented, tiny_dataset):
-    """mean_dsc scores a model's own masks as 100 and their complement as 0."""
+    """pair_dsc scores a model's own masks as 100."""
     name = session.pending()[0]
     session.accept(name, session.mask(name))
     root = TrainingSet("p").root
     entry = TrainingSet("p").names()[0]
-    assert adoption.mean_dsc("tiny", root, [entry], device="cpu") == pytest.approx(100.0)
+    assert adoption.pair_dsc("tiny", root, [entry], device="cpu") == [pytest.approx(100.0)]
 
 
 def test_a_reserved_name_survives_a_restart_and_is_never_taken(tmp_path):

@@ -74,8 +74,12 @@ def test_a_worse_model_is_not_adopted(review, qtbot, monkeypatch):
         widget.accept_button.native.click()
         qtbot.waitUntil(lambda s=shown: widget.current != s, timeout=WAIT_MS)
     masks = {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")}
+
     # Scores as on the held-out pairs: the current model 80 %, the new one 60 %.
-    monkeypatch.setattr(adoption, "mean_dsc", lambda m, *a, **k: 80.0 if m == "tiny" else 60.0)
+    def scores(model, root, names, *args, **kwargs):
+        return [80.0 if model == "tiny" else 60.0] * len(names)
+
+    monkeypatch.setattr(adoption, "pair_dsc", scores)
     request = dataclasses.replace(blank_request(), epochs=1, batch_size=2, augment=False)
     save_settings(FinetuneSettings(request=request))
     widget.run_button.native.click()

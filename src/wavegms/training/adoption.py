@@ -33,7 +33,7 @@ HOLD_OUT_JSON = "hold_out.json"  # in a fine-tune's run folder: the pairs it did
 #: The share of the accepted pairs held out to score a new model, and the fewest that tell
 #: anything: with fewer, every pair goes to training and the user decides.
 HOLD_OUT_SHARE = 0.2
-MIN_HELD_OUT = 2
+MIN_HELD_OUT = 3
 
 
 class Verdict(enum.Enum):
@@ -89,26 +89,33 @@ class Comparison:
         return f"{self.candidate!r} is not better, {self.current!r} stays: {figures}"
 
 
-def decide(current_dsc: float | None, candidate_dsc: float | None, held_out: int) -> Verdict:
-    """Better only when strictly better on at least :data:`MIN_HELD_OUT` held-out pairs."""
-    if held_out < MIN_HELD_OUT or current_dsc is None or candidate_dsc is None:
+def decide(current: Sequence[float] | None, candidate: Sequence[float] | None) -> Verdict:
+    """Better only when, on at least :data:`MIN_HELD_OUT` held-out pairs (DSC % per pair,
+    the same pairs in the same order), the new model's mean is strictly higher and it wins
+    on at least as many pairs as it loses (a mean carried by one pair is no evidence)."""
+    if current is None or candidate is None or len(current) < MIN_HELD_OUT:
         return Verdict.UNDECIDED
-    for value in (current_dsc, candidate_dsc):
+    if len(current) != len(candidate):
+        raise InputError(f"scored {len(current)} and {len(candidate)} pairs: not comparable")
+    for value in (*current, *candidate):
         if not (math.isfinite(value) and 0.0 <= value <= 100.0):
             raise InputError(f"a model's held-out DSC is {value!r}, not a percentage")
-    return Verdict.BETTER if candidate_dsc > current_dsc else Verdict.NOT_BETTER
+    wins = sum(b > a for a, b in zip(current, candidate, strict=True))
+    losses = sum(b < a for a, b in zip(current, candidate, strict=True))
+    better = float(np.mean(candidate)) > float(np.mean(current)) and wins >= losses
+    return Verdict.BETTER if better else Verdict.NOT_BETTER
 
 
-def mean_dsc(
+def pair_dsc(
     model: str | Path,
     pairs_root: Path,
     names: Sequence[str],
     device: str = "auto",
     threshold: float = 0.5,
     cancel: CancelToken | None = None,
-) -> float:
-    """The mean DSC (%) of ``model`` on the pairs ``names`` of a dataset folder, each scored
-    at the image's own size."""
+) -> list[float]:
+    """The DSC (%) of ``model`` on each pair ``names`` of a dataset folder, scored at the
+    image's own size."""
     from wavegms.data.images import read_image
     from wavegms.data.masks import read_mask
     from wavegms.inference.segmenter import Segmenter
@@ -122,7 +129,7 @@ def mean_dsc(
         truth = read_mask(pairs_root / "masks" / f"{name}.png")
         binary, _ = segmenter.segment(image, threshold=threshold)
         scores.append(100.0 * dice(binary, truth))
-    return float(np.mean(scores))
+    return scores
 
 
 def compare_models(
@@ -141,13 +148,14 @@ def compare_models(
     name = candidate_name or str(candidate)
     if len(held_out) < MIN_HELD_OUT:
         return Comparison(current, name, None, None, len(held_out), Verdict.UNDECIDED)
-    figures = []
+    scores = []
     for i, model in enumerate((current, candidate)):
         report(progress, "compare", i, 2, f"scoring {[current, name][i]} on held-out pairs")
-        figures.append(mean_dsc(model, pairs_root, held_out, device, threshold, cancel))
+        scores.append(pair_dsc(model, pairs_root, held_out, device, threshold, cancel))
     report(progress, "compare", 2, 2, "scored both models")
-    verdict = decide(figures[0], figures[1], len(held_out))
-    return Comparison(current, name, figures[0], figures[1], len(held_out), verdict)
+    verdict = decide(scores[0], scores[1])
+    means = [float(np.mean(s)) for s in scores]
+    return Comparison(current, name, means[0], means[1], len(held_out), verdict)
 
 
 def prepare_run(pairs: TrainingSet, request: FinetuneRequest) -> FinetuneRequest:
