@@ -177,7 +177,11 @@ def test_a_worse_model_is_not_adopted_nor_installed(session, monkeypatch):
     for name in session.pending()[: MIN_PAIRS + MIN_HELD_OUT]:
         session.accept(name, _mask(1))
     figures = {"tiny": 80.0}  # the current model; any other (the candidate) scores 60
-    monkeypatch.setattr(adoption, "mean_dsc", lambda model, *a, **k: figures.get(str(model), 60.0))
+
+    def scores(model, root, names, *args, **kwargs):
+        return [figures.get(str(model), 60.0)] * len(names)
+
+    monkeypatch.setattr(adoption, "pair_dsc", scores)
     template = FinetuneRequest("", "", "", device="cpu", epochs=1, batch_size=2)
     outcome, comparison = session.finetune_now(template)
     assert comparison.verdict is Verdict.NOT_BETTER and comparison.held_out == MIN_HELD_OUT

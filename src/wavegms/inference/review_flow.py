@@ -76,6 +76,12 @@ class ReviewFlow:
     def __init__(self, step: Step = Step.CLOSED) -> None:
         self.step = step
 
+    @property
+    def running(self) -> str:
+        """The step that runs in the background ("finetuning", ...), or "" when none does."""
+        idle = (Step.CLOSED, Step.SHOWING, Step.DECIDING)
+        return "" if self.step in idle else self.step.name.lower()
+
     def allows(self, action: str) -> bool:
         return action in ACTIONS[self.step]
 

@@ -68,16 +68,15 @@ class FinetuneWidget(FinetuneAdoption, JobForm):
         self.pairs.native.setMaximumHeight(110)  # the list scrolls; the dock stays short
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
-        # Progress, status and plot first: in view while it trains, however short the dock.
-        self.add_rows(self.progress_bar, self.status)
+        # The Fine-tune button, progress, status, the choice of model and the plot first: in
+        # view however short the dock (issue 25: at 1280x800 it was scrolled out of sight).
+        self.adoption = AdoptionPanel(self.adopt, self.decline, self.status)
+        self.add_rows(self.buttons, self.progress_bar, self.status, self.adoption)
         self.add_rows(Label(value="<b>Training pairs</b>"))
         self.extend([self.image, self.labels_layer, self.project, self.add_button])
         self.extend([self.pairs, self.remove_button])
         self.add_rows(Label(value="<b>Fine-tuning</b>"))
         self.extend(list(self.fields.values()))
-        self.add_rows(self.buttons)
-        self.adoption = AdoptionPanel(self.adopt, self.decline, self.status)
-        self.add_rows(self.adoption)
         self.export_model = ComboBox(label="export", choices=model_choices)  # every model
         self.extend([self.export_model])
         self.export_form = ExportForm(self.made_model)  # "Export..." of the model chosen

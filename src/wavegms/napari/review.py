@@ -5,8 +5,7 @@ and its mask as a labels layer, ready to paint. Accept puts the image and the (c
 into the training set; Skip moves on; Fine-tune now fine-tunes on the accepted pairs less a
 held-out share in a child process, compares the new model with the current one on the
 held-out pairs and adopts it only when better (else the user chooses); the images not yet
-reviewed are then segmented again, every replaced mask kept ("Restore mask", "Undo last
-replace").
+reviewed are then segmented again, every replaced mask kept ("Restore", "Undo batch").
 
 The dock renders :class:`wavegms.inference.review_flow.ReviewFlow` and forwards clicks; the
 work is :class:`wavegms.inference.review.ReviewSession`'s, run through the plugin's one job
@@ -19,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton
 
 from wavegms.core.errors import InputError
 from wavegms.inference.review import ReviewSession
@@ -70,20 +69,24 @@ class ReviewWidget(JobForm):
         self.device = ComboBox(label="device", choices=device_choices)
         self.project = LineEdit(label="training set", value="review")
         self.open_button = PushButton(text="Open results")
-        self.soft_button = PushButton(text="Soft mask")
+        self.soft_button = PushButton(text="Soft")
+        self.soft_button.tooltip = "show the soft mask over the image"
         self.accept_button = PushButton(text="Accept")
         self.accept_button.tooltip = "add the image and its (corrected) mask to the training set"
         self.skip_button = PushButton(text="Skip")
-        self.restore_button = PushButton(text="Restore mask")
+        self.restore_button = PushButton(text="Restore")
         self.restore_button.tooltip = "bring back this image's mask before its last replace"
-        self.undo_button = PushButton(text="Undo last replace")
+        self.undo_button = PushButton(text="Undo batch")
         self.undo_button.tooltip = "bring back every mask the last segmenting-again replaced"
         self.table = review_table()
         self.adoption = AdoptionPanel(self.adopt, self.decline, self.status)
-        self.extend(
-            [self.out_dir, self.images_dir, self.gt_dir, self.model, self.device, self.project]
-        )
-        self.add_rows(self.open_button, button_row(self.accept_button, self.skip_button))
+        # The folders fold away once open: Accept and the table get the dock's height.
+        self.setup = Container(widgets=[self.out_dir, self.images_dir, self.gt_dir, self.model,
+                                        self.device, self.project])  # fmt: skip
+        self.setup.margins = (0, 0, 0, 0)
+        self.setup_button, self.folded = PushButton(text="Folders ▾"), False
+        self.add_rows(button_row(self.setup_button, self.open_button), self.setup)
+        self.add_rows(button_row(self.accept_button, self.skip_button))
         self.add_rows(button_row(self.soft_button, self.restore_button, self.undo_button))
         self.add_job_controls()
         self.add_rows(self.adoption)
@@ -93,21 +96,19 @@ class ReviewWidget(JobForm):
             (self.open_button, self.open_results), (self.soft_button, self.show_soft),
             (self.accept_button, self.accept), (self.skip_button, self.skip),
             (self.restore_button, self.restore), (self.undo_button, self.undo),
+            (self.setup_button, self.fold),
         ):  # fmt: skip
             button.changed.connect(guarded(slot, self.status))
         self.table.itemSelectionChanged.connect(guarded(self._row_chosen, self.status))
         self.finish_layout()
 
     @property
-    def phase(self) -> str:
-        """The background step running ("" when none): the flow's step."""
-        idle = (Step.CLOSED, Step.SHOWING, Step.DECIDING)
-        return "" if self.flow.step in idle else self.flow.step.name.lower()
+    def phase(self) -> str:  # the background step running ("" when none)
+        return self.flow.running
 
     def _light(self, function, *args, then) -> None:
         run_light(function, *args, then=guarded(then, self.status), status=self.status)
 
-    # -- the table -----------------------------------------------------------------------
     def open_results(self, _value=None) -> None:
         folder = lambda w: str(w.value) if w.value not in (None, "", Path(".")) else None  # noqa: E731
         out = folder(self.out_dir)
@@ -120,8 +121,15 @@ class ReviewWidget(JobForm):
         args = (*args, folder(self.gt_dir))
         run_light(jobs.open_job, *args, then=opened, status=self.status, failed=failed)
 
+    def fold(self, _value=None, shown: bool | None = None) -> None:
+        """Show or hide the folders (``shown``; None: the other way round)."""
+        self.folded = not self.folded if shown is None else not shown
+        self.setup.visible = not self.folded
+        self.setup_button.text = "Folders ▸" if self.folded else "Folders ▾"
+
     def _opened(self, result) -> None:
         self.session, table = result
+        self.fold(shown=False)
         self.flow.fire(Event.OPENED)
         self.show_table(table)
         if self.session.state.candidate:  # a fine-tune ended while the dock was closed
@@ -151,7 +159,6 @@ class ReviewWidget(JobForm):
             name = self.table.item(rows[0].row(), 0).text()
             self._light(jobs.read_pair, self.session, name, then=self._show_pair)
 
-    # -- layers --------------------------------------------------------------------------
     def _show_pair(self, result) -> None:
         name, image, mask = result
         labels = show_pair(self.viewer, image, mask)
@@ -174,7 +181,6 @@ class ReviewWidget(JobForm):
         if name == self.current:
             show_soft(self.viewer, soft)
 
-    # -- the loop ------------------------------------------------------------------------
     def _shown(self, action: str) -> str:
         if self.session is None or self.current is None or MASK not in self.viewer.layers:
             raise InputError("open a results folder and select an image first")
@@ -210,7 +216,6 @@ class ReviewWidget(JobForm):
         if self.current is not None:
             self._light(jobs.read_pair, self.session, self.current, then=self._show_pair)
 
-    # -- fine-tune, compare, decide, segment again ---------------------------------------
     def start(self) -> None:
         """Fine-tune now: the fine-tune dock's settings on the accepted pairs."""
         if self.session is None:
