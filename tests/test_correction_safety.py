@@ -13,13 +13,13 @@ import pytest
 
 from wavegms.core.errors import InputError
 from wavegms.data.masks import read_mask
+from wavegms.inference import adoption
+from wavegms.inference.adoption import MIN_HELD_OUT, Verdict, decide, hold_out
 from wavegms.inference.folder import run_folder
 from wavegms.inference.folder_items import folder_items
 from wavegms.inference.review import ReviewSession, read_results
 from wavegms.store import reservations
 from wavegms.store.catalogue import check_new_model_name
-from wavegms.training import adoption
-from wavegms.training.adoption import MIN_HELD_OUT, Verdict, decide, hold_out
 from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest
 from wavegms.training.training_set import TrainingSet
 

@@ -12,10 +12,10 @@ import pytest
 from napari_helpers import speckle
 
 from wavegms.core.files import write_png
+from wavegms.inference.adoption import MIN_HELD_OUT
 from wavegms.napari.review import ReviewWidget
 from wavegms.napari.review_jobs import MASK
 from wavegms.store import reservations
-from wavegms.training.adoption import MIN_HELD_OUT
 from wavegms.training.finetune import MIN_PAIRS
 from wavegms.training.training_set import TrainingSet
 
@@ -63,9 +63,9 @@ def test_accept_clicked_twice_adds_one_pair_and_deletes_nothing(review, qtbot):
 
 
 def test_a_worse_model_is_not_adopted(review, qtbot, monkeypatch):
+    from wavegms.inference import adoption
     from wavegms.napari.settings import FinetuneSettings, blank_request, save_settings
     from wavegms.store.catalogue import list_models
-    from wavegms.training import adoption
 
     widget, out = review
     qtbot.waitUntil(lambda: widget.current is not None, timeout=WAIT_MS)

@@ -12,7 +12,7 @@ What it promises: Accept is idempotent and atomic (the training set's ``put`` un
 lock; the same mask again changes nothing); a replaced mask is kept and can be restored
 (``inference.mask_versions``); ``results.csv`` says what the masks on disk are
 (``inference.review_table``); a fine-tuned model is scored against the current one on
-accepted pairs it did not train on and adopted only when better (``training.adoption``);
+accepted pairs it did not train on and adopted only when better (``inference.adoption``);
 its name is reserved while it trains (``store.reservations``).
 """
 

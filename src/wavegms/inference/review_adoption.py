@@ -1,6 +1,6 @@
 """The fine-tune steps of a review (:class:`wavegms.inference.review.ReviewSession`): fine-tune
 on a snapshot of the accepted pairs less a held-out share, then adopt the new model only when
-it is better on the held-out pairs (``training.adoption``), or leave the choice to the user
+it is better on the held-out pairs (``inference.adoption``), or leave the choice to the user
 when too few were held out. The new model's name is reserved from the start
 (``store.reservations``) and the model is installed only when adopted.
 """
@@ -12,7 +12,7 @@ import time
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import CancelToken, ProgressCallback
-from wavegms.training.adoption import Comparison, Verdict, judge_run, prepare_run
+from wavegms.inference.adoption import Comparison, Verdict, judge_run, prepare_run
 from wavegms.training.finetune import MIN_PAIRS, FinetuneOutcome, FinetuneRequest, finetune
 from wavegms.training.training_set import TrainingSet
 

@@ -1,5 +1,5 @@
 """The choice of model after a fine-tune, shown in a dock: both models' figures on the
-held-out pairs (``training.adoption.Comparison``) and two buttons, "Use the new model" and
+held-out pairs (``inference.adoption.Comparison``) and two buttons, "Use the new model" and
 "Keep the current one". Hidden while there is nothing to decide."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fine-tune dock's second half: what a finished run leads to. A model is installed and
 selected in Segment only when it is better than its base on the pairs held out of its training
-(``training.adoption``), or when the user says so; a run stopped early offers its best
+(``inference.adoption``), or when the user says so; a run stopped early offers its best
 validated checkpoint and installs nothing on its own; runs an earlier session left unreviewed
 are offered when the dock opens (``store.reservations``)."""
 
@@ -46,7 +46,7 @@ class FinetuneAdoption:
                           current=base, request=self.request)  # fmt: skip
 
     def _judged(self, comparison) -> None:
-        from wavegms.training.adoption import Verdict
+        from wavegms.inference.adoption import Verdict
 
         self.phase = ""
         if comparison.verdict is Verdict.BETTER:

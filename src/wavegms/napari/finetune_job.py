@@ -179,7 +179,7 @@ def main() -> int:
     log(f"started: fine-tuning {request.new_name!r} from {request.base_model!r}")
     try:
         # Nothing installed on its own: the dock installs once the user or the comparison
-        # with the current model has decided (training.adoption).
+        # with the current model has decided (inference.adoption).
         outcome = finetune(request, progress=link, cancel=cancel, install=False)
     except Exception as err:
         log(f"failed: {error_text(err)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wavegms.training.adoption import Comparison, judge_run, prepare_run
+from wavegms.inference.adoption import Comparison, judge_run, prepare_run
 from wavegms.training.finetune import FinetuneRequest
 from wavegms.training.training_set import TrainingSet
 

@@ -256,7 +256,7 @@ class ReviewWidget(JobForm):
                           session=self.session, device=device)  # fmt: skip
 
     def _decide(self, comparison) -> None:
-        from wavegms.training.adoption import Verdict
+        from wavegms.inference.adoption import Verdict
 
         if comparison.verdict is Verdict.BETTER and not self.stopped:
             self.flow.fire(Event.BETTER)
