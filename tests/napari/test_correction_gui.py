@@ -60,6 +60,11 @@ def test_accept_clicked_twice_adds_one_pair_and_deletes_nothing(review, qtbot):
     assert TrainingSet("review").names() == [first]
     _agree("review")
     assert widget.session.state.accepted == [first]
+    widget.viewer.layers.remove(MASK)  # the user closed the mask layer, then clicks Accept
+    widget.accept_button.native.click()
+    assert "select an image first" in widget.status.value
+    assert TrainingSet("review").names() == [first] and widget.session.state.accepted == [first]
+    _agree("review")
 
 
 def test_a_worse_model_is_not_adopted(review, qtbot, monkeypatch):

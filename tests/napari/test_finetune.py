@@ -84,7 +84,7 @@ def test_stack_adds_the_shown_slice(viewer, tiny_model):
     assert (entry.height, entry.width, entry.mask_area) == (24, 24, 25)
 
 
-def test_bad_input_is_reported(viewer, tiny_model, shown_errors):
+def test_bad_input_is_reported(viewer, tiny_model, shown_errors, qtbot):
     widget = FinetuneWidget(viewer)
     widget.add_button.native.click()
     assert "choose an image layer" in widget.status.value
@@ -96,15 +96,18 @@ def test_bad_input_is_reported(viewer, tiny_model, shown_errors):
     assert TrainingSet("default").names() == []
 
     widget.new_name.value = "mine"
-    widget.run_button.native.click()  # empty training set
-    assert "has 0 pair(s)" in widget.status.value and not widget.busy
+    widget.run_button.native.click()  # empty training set: refused by the worker preparing it
+    qtbot.waitUntil(lambda: "has 0 pair(s)" in widget.status.value, timeout=30_000)
+    assert not widget.busy and widget.run_button.enabled
     add_pairs(viewer, widget)
     widget.new_name.value = "tiny"  # an existing model is never overwritten
     widget.run_button.native.click()
-    assert "already exists" in widget.status.value and not widget.busy
+    qtbot.waitUntil(lambda: "already exists" in widget.status.value, timeout=30_000)
+    assert not widget.busy
     widget.new_name.value = "bad/name"
     widget.run_button.native.click()
-    assert "not a usable model name" in widget.status.value and not widget.busy
+    qtbot.waitUntil(lambda: "not a usable model name" in widget.status.value, timeout=30_000)
+    assert not widget.busy
     assert len(shown_errors) == 5
 
 
@@ -210,8 +213,9 @@ def test_child_error_is_shown(viewer, dock, qtbot, shown_errors):
     dock.base_model.value = "broken"
     dock.new_name.value = "never"
     dock.run_button.native.click()
+    qtbot.waitUntil(lambda: "fine-tuning failed" in dock.status.value, timeout=120_000)
     wait_idle(qtbot, dock, "busy")
-    assert "fine-tuning failed" in dock.status.value and "broken" in dock.status.value
+    assert "broken" in dock.status.value
     assert shown_errors and not (user_models_dir() / "never.json").exists()
 
 

@@ -68,8 +68,7 @@ def test_sample_data():
 def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     from napari._app_model import get_app_model
 
-    from wavegms.napari.batch import PANEL_NAME, BatchWidget
-    from wavegms.napari.docking import dock_of
+    from wavegms.napari.batch import BatchWidget
     from wavegms.napari.finetune import FinetuneWidget
     from wavegms.napari.segment import SegmentWidget
 
@@ -85,11 +84,11 @@ def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     assert segment.image.value is viewer.layers["ultrasound"]
     assert finetune.labels_layer.value is viewer.layers["ultrasound lesion"]
 
+    # The folder panel is in the plugin's own menu (a widget), not under Layers > Segment.
     app = get_app_model()
     items = app.menus.get_menu("napari/layers/segment")
-    assert "napari-wavegms.batch" in [getattr(i, "command", i).id for i in items]
-    app.commands.execute_command("napari-wavegms.batch").result()
-    panel = viewer.window.dock_widgets[PANEL_NAME]
-    assert isinstance(panel, BatchWidget) and not dock_of(panel.native).isFloating()  # docked
-    app.commands.execute_command("napari-wavegms.batch").result()  # no second panel
-    assert list(viewer.window.dock_widgets).count(PANEL_NAME) == 1
+    assert "napari-wavegms.batch" not in [getattr(i, "command", i).id for i in items]
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment a folder")
+    assert isinstance(panel, BatchWidget) and not dock.isFloating()  # docked
+    again = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment a folder")
+    assert again[1] is panel  # no second panel

@@ -11,7 +11,7 @@ from wavegms.napari.feedback import guarded
 from wavegms.napari.finetune_fields import outcome_text
 from wavegms.napari.finetune_jobs import best_epoch_text, discard_job, install_job, judge_job
 from wavegms.napari.runner import run_light
-from wavegms.napari.settings import SegmentSettings, load_settings, save_settings
+from wavegms.napari.settings import SegmentChoices, load_settings, save_settings
 from wavegms.training.finetune import FinetuneRequest
 
 
@@ -66,7 +66,7 @@ class FinetuneAdoption:
         self.fields["base_model"].reset_choices()
         self.export_model.reset_choices()
         self.export_model.value = name
-        segment = load_settings(SegmentSettings)  # the new model, selected in Segment
+        segment = load_settings(SegmentChoices)  # the new model, selected in Segment
         segment.model = name
         save_settings(segment)
         background.refresh_model_lists(self.viewer, select=name)
