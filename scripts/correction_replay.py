@@ -39,7 +39,7 @@ def parse_args(argv):
     parser.add_argument("--accept", type=int, default=8, help="images accepted per round")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--epochs", type=int, help="default: the Fine-tune dock's")
-    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per wait")
     return parser.parse_args(argv)
 
 
