@@ -1,11 +1,10 @@
 """The "Review results" dock: the correction loop over a segmented folder.
 
-A sortable table of the output folder (most uncertain first); selecting a row shows the image
-and its mask as a labels layer, ready to paint. Accept puts the image and the (corrected) mask
-into the training set; Skip moves on; Fine-tune now fine-tunes on the accepted pairs less a
-held-out share in a child process, compares the new model with the current one on the
-held-out pairs and adopts it only when better (else the user chooses); the images not yet
-reviewed are then segmented again, every replaced mask kept ("Restore", "Undo batch").
+A sortable table of the output folder (most uncertain first); a row shows the image and its
+mask, ready to paint. Accept puts the pair into the training set; Skip moves on; Fine-tune now
+trains on the accepted pairs less a held-out share (child process), compares the new model
+with the current one on them and adopts it only when better (else the user chooses); the
+images not yet reviewed are then segmented again, each replaced mask kept (Restore, Undo).
 
 The dock renders :class:`wavegms.inference.review_flow.ReviewFlow` and forwards clicks; the
 work is :class:`wavegms.inference.review.ReviewSession`'s, run through the plugin's one job
@@ -43,6 +42,16 @@ if TYPE_CHECKING:
     import napari
 
 
+BUTTONS = (  # attribute, text, tooltip
+    ("open", "Open results", "read the table of a folder run"),
+    ("soft", "Soft", "show the soft mask over the image"),
+    ("accept", "Accept", "add the image and its (corrected) mask to the training set"),
+    ("skip", "Skip", "go on without adding this image"),
+    ("restore", "Restore", "bring back this image's mask before its last replace"),
+    ("undo", "Undo batch", "bring back every mask the last segmenting-again replaced"),
+)
+
+
 class ReviewWidget(JobForm):
     dock_title = "Review results"
     cancel_message = "stopping…"
@@ -53,8 +62,7 @@ class ReviewWidget(JobForm):
         self.flow = ReviewFlow()
         self.session: ReviewSession | None = None
         self.current: str | None = None  # the row shown in the layers
-        self.request = None  # the running fine-tune's
-        self.stopped = False  # the last fine-tune was stopped early: never adopted unasked
+        self.request, self.stopped = None, False  # the running fine-tune's; stopped early?
         self._next_job = None  # started once the running job has ended
         batch = load_settings(BatchSettings)  # the last batch run is the likely one to review
         self.out_dir = FileEdit(label="results", mode="d", nullable=True)
@@ -68,16 +76,8 @@ class ReviewWidget(JobForm):
             self.model.value = batch.model
         self.device = ComboBox(label="device", choices=device_choices)
         self.project = LineEdit(label="training set", value="review")
-        self.open_button = PushButton(text="Open results")
-        self.soft_button = PushButton(text="Soft")
-        self.soft_button.tooltip = "show the soft mask over the image"
-        self.accept_button = PushButton(text="Accept")
-        self.accept_button.tooltip = "add the image and its (corrected) mask to the training set"
-        self.skip_button = PushButton(text="Skip")
-        self.restore_button = PushButton(text="Restore")
-        self.restore_button.tooltip = "bring back this image's mask before its last replace"
-        self.undo_button = PushButton(text="Undo batch")
-        self.undo_button.tooltip = "bring back every mask the last segmenting-again replaced"
+        for name, text, tip in BUTTONS:
+            setattr(self, f"{name}_button", PushButton(text=text, tooltip=tip))
         self.table = review_table()
         self.adoption = AdoptionPanel(self.adopt, self.decline, self.status)
         # The folders fold away once open: Accept and the table get the dock's height.
