@@ -10,6 +10,7 @@ are never written to.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,18 @@ from wavegms.training.training_set import TrainingSet
 
 if TYPE_CHECKING:
     import napari
+
+
+def _weakly(owner, method: str):
+    """``owner.method(result)`` while ``owner`` still exists (errors shown as usual)."""
+    ref = weakref.ref(owner)
+
+    def call(result) -> None:
+        target = ref()
+        if target is not None:
+            guarded(getattr(target, method), target.status)(result)
+
+    return call
 
 
 class FinetuneWidget(FinetuneAdoption, JobForm):
@@ -96,8 +109,8 @@ class FinetuneWidget(FinetuneAdoption, JobForm):
         self.refresh_pairs()
         self.fill_new_name()
         background.tell_background_ends(self.status)  # runs that ended while napari was closed
-        run_light(open_runs_job, then=guarded(self._show_open_runs, self.status),
-                  status=self.status)  # fmt: skip
+        # A weak reference: a form closed before the listing comes back is not kept alive.
+        run_light(open_runs_job, then=_weakly(self, "_show_open_runs"), status=self.status)
         self.finish_layout()
 
     def fill_new_name(self) -> None:

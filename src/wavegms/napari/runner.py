@@ -5,15 +5,14 @@ process (``process_job.ProcessJob``, for training). A form runs one job at a tim
 progress bar, one Cancel/Stop button and one way of showing errors; short file work of a dock
 (reading a pair, writing an Accept) runs as a :class:`LightJob` on the same thread carrier.
 
-A form subclasses :class:`JobForm`, builds its fields, calls :meth:`JobForm.add_job_controls`
-and starts work in :meth:`JobForm.start` with :meth:`JobForm.start_thread` or
-:meth:`JobForm.start_process`. Both backends report :class:`~wavegms.core.progress.Progress`
-objects and end the same way, in the GUI thread: :meth:`JobForm.on_returned` (the result) or
-:meth:`JobForm.on_errored`, then :meth:`JobForm.on_finished` once the form is idle again.
+A form subclasses :class:`JobForm`, calls :meth:`JobForm.add_job_controls` and starts work in
+:meth:`JobForm.start` (``start_thread`` or ``start_process``); both carriers end the same way,
+in the GUI thread: ``on_returned`` or ``on_errored``, then ``on_finished`` once idle again.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from magicgui.widgets import Container, ProgressBar, PushButton
@@ -265,7 +264,9 @@ class LightJob:
     def __init__(
         self, function: Callable, args: tuple, then: Callable, status, failed=None
     ) -> None:
-        self.function, self.then, self.status, self.failed = function, then, status, failed
+        self.function, self.then, self.failed = function, then, failed
+        # Weak: a dock closed while its light job runs is not kept alive by it.
+        self._status = weakref.ref(status)
         _LIGHT.add(self)
         self.job = ThreadJob(self, self._call, {"args": args})
 
@@ -275,8 +276,11 @@ class LightJob:
     def _report(self, report: Progress) -> None:
         pass
 
+    status = property(lambda self: self._status())
+
     def _conclude(self, job, slot: Callable, *args) -> None:
-        guarded(slot, self.status)(*args)
+        if self.status is not None:  # else its dock has gone: nobody to tell
+            guarded(slot, self.status)(*args)
 
     def on_returned(self, result) -> None:
         self.then(result)
@@ -288,9 +292,9 @@ class LightJob:
 
     def _finished(self, job) -> None:
         _LIGHT.discard(self)
+        self.function = self.then = self.failed = self.job = None  # hold no dock once done
 
 
 def run_light(function: Callable, *args, then: Callable, status, failed=None) -> LightJob:
-    """``function(*args)`` in a worker thread; ``then(result)`` on the GUI thread (or, if it
-    raises, the error in ``status`` and ``failed()``)."""
+    """``function(*args)`` in a worker; ``then(result)`` (or ``failed()``) on the GUI thread."""
     return LightJob(function, args, then, status, failed)
