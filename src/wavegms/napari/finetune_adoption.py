@@ -65,7 +65,8 @@ class FinetuneAdoption:
     def _installed(self, name: str) -> None:
         self.fields["base_model"].reset_choices()
         self.export_model.reset_choices()
-        self.export_model.value = name
+        if name in self.export_model.choices:
+            self.export_model.value = name
         segment = load_settings(SegmentChoices)  # the new model, selected in Segment
         segment.model = name
         save_settings(segment)
