@@ -71,7 +71,7 @@ def main(argv=None) -> None:
         from qtpy.QtWidgets import QApplication
 
         from wavegms.data.masks import read_mask
-        from wavegms.napari.review import MASK, SOFT
+        from wavegms.napari.review_jobs import MASK, SOFT
         from wavegms.napari.settings import FinetuneSettings, load_settings, save_settings
 
         app = QApplication.instance() or napari.qt.get_qapp()

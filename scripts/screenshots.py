@@ -5,7 +5,10 @@ Runs the real napari window, so it needs a display; on a headless machine use a 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py --model busi
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py --random-model
 
-At 1280x800 and 1600x1000 it writes ``docks_<size>.png`` (Segment and Fine-tune docked
+With ``--four-docks``: all four docks open at 1280x800 (Segment above, the others tabified
+below it), a shot per raised tab (``four_docks_1280x800_<dock>.png``), and whether each
+primary button (Segment, Fine-tune, Accept, the folder's Segment) is in sight unscrolled.
+Otherwise, at 1280x800 and 1600x1000 it writes ``docks_<size>.png`` (Segment and Fine-tune docked
 together: a Segment result on a BUSI test image and fine-tuning mid-run, with its progress,
 time left and plot) and ``batch_<size>.png`` (the batch panel docked, mid-run), and prints
 the window and canvas sizes of each, flagging a broken layout (canvas under half the window's
@@ -41,6 +44,9 @@ def parse_args(argv):
     parser.add_argument("--shot-after", type=int, default=1, help="epochs before the shot")
     parser.add_argument("--batch-images", type=int, default=24, help="images in the batch run")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per wait")
+    parser.add_argument(
+        "--four-docks", action="store_true", help="only the four docks at 1280x800 (issue 25)"
+    )
     return parser.parse_args(argv)
 
 
@@ -216,6 +222,46 @@ def shot_batch(napari, app, args, model: str, test_pairs, work: Path, size) -> s
     return f"{name}: {line}"
 
 
+#: Each dock's primary button, which must be in sight without scrolling (issue 25).
+PRIMARY = {"Segment": "run_button", "Fine-tune": "run_button", "Review results": "accept_button",
+           "Segment a folder": "run_button"}  # fmt: skip
+
+
+def in_sight(button) -> bool:
+    """Whether the whole button is drawn: not scrolled away, clipped or hidden."""
+    native = button.native
+    return native.isVisible() and native.visibleRegion().boundingRect().size() == native.size()
+
+
+def shot_four_docks(napari, app, args, model: str, size) -> list[str]:
+    """All four docks at once: Segment above, the other three tabified below it; a shot with
+    each tab raised, and whether each primary button is in sight."""
+    viewer = new_viewer(napari, "Wave-GMS: four docks", size)
+    viewer.open_sample("napari-wavegms", "ultrasound")
+    docks = {}
+    for i, name in enumerate(PRIMARY):
+        docks[name] = viewer.window.add_plugin_dock_widget("napari-wavegms", name, tabify=i > 1)
+    docks["Segment"][1].model.value = model
+    settle(app, 2.0)  # napari raises the last dock added once the event loop runs
+    lines = []
+    for name in list(PRIMARY)[1:]:
+        docks[name][0].show()
+        docks[name][0].raise_()
+        settle(app, 1.0)
+        seen = {n: in_sight(getattr(w, PRIMARY[n])) for n, (_, w) in docks.items()}
+        shot = f"four_docks_{size[0]}x{size[1]}_{name.replace(' ', '_').lower()}.png"
+        viewer.screenshot(str(args.out / shot), canvas_only=False)
+        line = layout_check(viewer, size, app)
+        shown = [n for n in ("Segment", name) if seen[n]]
+        lines.append(f"{shot}: {line}; primary buttons in sight: {', '.join(shown) or 'none'}")
+        if len(shown) < 2:
+            lines[-1] += "  <- A PRIMARY BUTTON IS OUT OF SIGHT"
+    for _, widget in docks.values():
+        widget.shutdown() if hasattr(widget, "shutdown") else None
+    viewer.close()
+    return lines
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     name, files = model_files(args)
@@ -228,8 +274,8 @@ def main(argv=None) -> None:
         from qtpy.QtWidgets import QApplication
 
         app = QApplication.instance() or napari.qt.get_qapp()
-        lines = []
-        for size in SIZES:
+        lines = shot_four_docks(napari, app, args, name, SIZES[0]) if args.four_docks else []
+        for size in SIZES if not args.four_docks else ():
             lines.append(shot_docks(napari, app, args, name, test_pairs, train_pairs, size))
             lines.append(shot_batch(napari, app, args, name, test_pairs, Path(tmp), size))
     for line in lines:

@@ -57,7 +57,7 @@ def local_run(images, model_file, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("local") / "out"
     # eager, not the traced graph: tracing costs each process seconds a test need not spend
-    segmenter = Segmenter.load(model_file, "cpu", batch_size=4, traced=False)
+    segmenter = Segmenter.load(model_file, "cpu", batch_size=4, backend="eager")
     report = segment_folder(segmenter, images, out)
     return out, report, torch.get_num_threads()
 
@@ -70,7 +70,7 @@ def _files(out) -> dict[str, bytes]:
 def _run(client, images, model_file, out, threads, **kw):
     return run_folder_dask(
         model_file, folder_items(images), out, client, device="cpu", batch_size=4,
-        torch_threads=threads, traced=False, **kw,
+        torch_threads=threads, backend="eager", **kw,
     )  # fmt: skip
 
 
@@ -93,7 +93,7 @@ def test_progress_counts_each_finished_image_not_each_share(client, images, mode
     out = tmp_path / "out"
     run_folder_dask(
         model_file, folder_items(images), out, client, device="cpu", batch_size=1,
-        share_size=6, traced=False, progress=seen.append,
+        share_size=6, backend="eager", progress=seen.append,
     )  # fmt: skip
     done = [p.done for p in seen]
     assert done == sorted(done) and done[-1] == seen[-1].total == 13

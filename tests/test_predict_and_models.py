@@ -124,7 +124,7 @@ def test_bad_images_are_input_errors():
 def test_traced_cpu_graph_gives_the_eager_masks(tiny_model_file):
     image = np.random.default_rng(3).random((37, 41, 3)).astype(np.float32)
     traced = Segmenter.load("tiny", device="cpu")
-    eager = Segmenter.load("tiny", device="cpu", traced=False)
+    eager = Segmenter.load("tiny", device="cpu", backend="eager")
     assert traced.traced and not eager.traced
     soft_t = traced.predict_soft([image, image[::-1]])
     soft_e = eager.predict_soft([image, image[::-1]])
@@ -142,5 +142,5 @@ def test_a_graph_that_cannot_be_traced_falls_back_to_eager(tiny_model_file, monk
     with pytest.warns(RuntimeWarning, match="no tracing today"):
         soft = segmenter.predict_soft([image])
     assert soft.shape == (1, 32, 32) and not segmenter.traced
-    expected = Segmenter.load("tiny", device="cpu", traced=False).predict_soft([image])
+    expected = Segmenter.load("tiny", device="cpu", backend="eager").predict_soft([image])
     np.testing.assert_allclose(soft, expected, atol=1e-6)

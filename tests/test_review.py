@@ -79,8 +79,8 @@ def test_accept_and_skip_move_on_and_are_kept(segmented, tiny_dataset, tiny_mode
     assert session.next() == order[1]
     session.skip(order[1])
     assert session.pending() == order[2:]
-    with pytest.raises(InputError, match="accepted already"):
-        session.accept(first)
+    session.accept(first, corrected)  # again: idempotent, nothing added
+    assert len(TrainingSet("p").names()) == 1
     with pytest.raises(InputError, match="is not an image"):
         session.skip("no-such-image")
     again = ReviewSession.open(segmented)  # taken up from review.json
@@ -120,9 +120,11 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
     kept = {n: (segmented / "soft" / f"{n}.png").read_bytes() for n in accepted}
     before = {r["name"]: r for r in read_results(segmented)}
     template = FinetuneRequest("", "", "", device="cpu", epochs=1, batch_size=2)
-    outcome = session.finetune_now(template)
-    assert outcome.installed is not None
-    new = session.state.model
+    outcome, comparison = session.finetune_now(template)
+    assert comparison.verdict.name == "UNDECIDED"  # 5 pairs: none held out, the user decides
+    assert outcome.best_model is not None and session.state.model == "tiny"
+    new = session.adopt()
+    assert session.state.model == new
     assert new != "tiny" and session.state.models == [new]
     assert json.loads((segmented / REVIEW_JSON).read_text())["model"] == new
     report = session.resegment(device="cpu")
@@ -134,7 +136,7 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
         assert (segmented / "soft" / f"{name}.png").read_bytes() == kept[name]
     from wavegms.inference.segmenter import Segmenter
 
-    fresh = Segmenter.load(new, device="cpu", traced=False)  # no tracing: a faster test
+    fresh = Segmenter.load(new, device="cpu", backend="eager")  # no tracing: a faster test
     for name in session.pending():  # not reviewed: the new model's masks
         image = read_image(tiny_dataset / "images" / f"{name}.png")
         soft = np.round(fresh.segment(image)[1] * 255)

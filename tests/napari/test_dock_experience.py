@@ -123,14 +123,17 @@ def _told_when_done(job, qtbot, told: list[str]) -> None:
     finally:
         if job.process.poll() is None:
             job.process.kill()
-    assert "default-ft1" in list_models()
+    assert "default-ft1" not in list_models()  # installed only once reviewed (issue 25)
     done = [t for t in told if t.startswith("background fine-tune done: new model 'default-ft1'")]
-    assert done and "in the model list" in done[0], told
+    assert done and "not installed until you review it" in done[0], told
+    from wavegms.store.reservations import FINISHED, open_runs
+
+    assert [(r.name, r.state) for r in open_runs()] == [("default-ft1", FINISHED)]
     run_dir = Path(job.form.log).parent
     log = (run_dir / LOG_NAME).read_text()
     assert "goes on in the background" in log
     *_, end, told_line = log.splitlines()
-    assert "done: model 'default-ft1' installed from epoch" in end
+    assert "done: model 'default-ft1' ready from epoch" in end
     assert told_line.endswith(background.TOLD)  # not told again by the next dock opened
 
 

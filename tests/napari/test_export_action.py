@@ -6,7 +6,6 @@ real one is tested in tests/test_export_bioimageio.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -61,23 +60,19 @@ def test_closing_the_dialog_exports_nothing(qtbot, exports):
     assert not form.busy and exports == [] and form.status.value == "export cancelled"
 
 
-def test_finetune_dock_offers_the_model_it_made(make_napari_viewer, tiny_model, tmp_path):
-    from wavegms.napari.finetune import FinetuneWidget
-    from wavegms.napari.finetune_job import outcome_message
-    from wavegms.napari.settings import blank_request
-    from wavegms.training.finetune import FinetuneOutcome
+def test_finetune_dock_offers_every_installed_model(make_napari_viewer, tiny_model):
+    import shutil
 
+    from wavegms.napari.finetune import FinetuneWidget
+    from wavegms.store.paths import user_models_dir
+
+    for suffix in (".safetensors", ".json"):  # a second installed model
+        shutil.copyfile(user_models_dir() / f"tiny{suffix}", user_models_dir() / f"other{suffix}")
     dock = FinetuneWidget(make_napari_viewer())
     try:
-        assert dock.made_model() is None and not dock.export_form.run_button.enabled
-        dock.request = dataclasses.replace(blank_request(), new_name=tiny_model)
-        outcome = FinetuneOutcome(
-            run_dir=tmp_path, installed=tmp_path, best_val_dice=0.5, best_epoch=1,
-            epochs_done=1, train_images=2, val_images=3, cancelled=False, epochs_planned=1,
-        )  # fmt: skip
-        dock.on_returned(outcome_message(outcome))  # as the training process sends it
-        assert dock.made_model() == tiny_model and dock.export_form.run_button.enabled
-        dock.on_returned({**dock.outcome, "installed": None})  # stopped before an epoch
-        assert dock.made_model() is None and not dock.export_form.run_button.enabled
+        assert set(dock.export_model.choices) == {"tiny", "other"}  # not only the one it made
+        dock.export_model.value = "other"
+        dock.export_form.refresh()
+        assert dock.made_model() == "other" and dock.export_form.run_button.enabled
     finally:
         dock.shutdown()

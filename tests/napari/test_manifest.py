@@ -25,10 +25,10 @@ def test_manifest_is_installed_and_valid():
         "Review results",
         "Segment in boxes",
         "Lesion measurements",
+        "Segment a folder",  # in the plugin's menu, not under Layers > Segment (issue 25)
     }
     assert [s.key for s in contributions.sample_data] == ["ultrasound"]
-    menu = contributions.menus["napari/layers/segment"]
-    assert [item.command for item in menu] == ["napari-wavegms.batch"]
+    assert not contributions.menus
 
 
 def test_every_python_name_resolves():
@@ -54,10 +54,12 @@ def test_widget_modules_do_not_import_torch():
 
 
 def test_sample_data():
-    from wavegms.napari.sample import ultrasound
+    from wavegms.napari.sample import REFERENCE_COLOUR, ultrasound
 
     (image, image_meta, image_kind), (mask, mask_meta, mask_kind) = ultrasound()
     assert mask_meta["name"] == "ultrasound lesion"
+    # the reference has its own colour, never the red of a predicted mask (issue 25)
+    assert mask_meta["colormap"][1] == REFERENCE_COLOUR != "red"
     assert (image_kind, mask_kind) == ("image", "labels")
     assert image.shape == mask.shape == (256, 256)
     assert image.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
@@ -69,8 +71,7 @@ def test_sample_data():
 def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     from napari._app_model import get_app_model
 
-    from wavegms.napari.batch import PANEL_NAME, BatchWidget
-    from wavegms.napari.docking import dock_of
+    from wavegms.napari.batch import BatchWidget
     from wavegms.napari.finetune import FinetuneWidget
     from wavegms.napari.segment import SegmentWidget
 
@@ -86,11 +87,11 @@ def test_napari_opens_the_contributions(make_napari_viewer, tiny_model):
     assert segment.image.value is viewer.layers["ultrasound"]
     assert finetune.labels_layer.value is viewer.layers["ultrasound lesion"]
 
+    # The folder panel is in the plugin's own menu (a widget), not under Layers > Segment.
     app = get_app_model()
     items = app.menus.get_menu("napari/layers/segment")
-    assert "napari-wavegms.batch" in [getattr(i, "command", i).id for i in items]
-    app.commands.execute_command("napari-wavegms.batch").result()
-    panel = viewer.window.dock_widgets[PANEL_NAME]
-    assert isinstance(panel, BatchWidget) and not dock_of(panel.native).isFloating()  # docked
-    app.commands.execute_command("napari-wavegms.batch").result()  # no second panel
-    assert list(viewer.window.dock_widgets).count(PANEL_NAME) == 1
+    assert "napari-wavegms.batch" not in [getattr(i, "command", i).id for i in items]
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment a folder")
+    assert isinstance(panel, BatchWidget) and not dock.isFloating()  # docked
+    again = viewer.window.add_plugin_dock_widget("napari-wavegms", "Segment a folder")
+    assert again[1] is panel  # no second panel

@@ -11,7 +11,7 @@ from wavegms.core.errors import InputError, MaskWarning
 from wavegms.napari.settings import (
     BatchSettings,
     FinetuneSettings,
-    SegmentSettings,
+    SegmentChoices,
     load_settings,
     save_settings,
     settings_path,
@@ -20,10 +20,10 @@ from wavegms.training.training_set import TrainingSet
 
 
 def test_settings_round_trip_and_tolerate_bad_files():
-    assert load_settings(SegmentSettings) == SegmentSettings()  # no file yet
-    save_settings(SegmentSettings(model="m", device="cpu", threshold=0.25, soft_mask=True))
+    assert load_settings(SegmentChoices) == SegmentChoices()  # no file yet
+    save_settings(SegmentChoices(model="m", device="cpu", threshold=0.25, soft_mask=True))
     save_settings(BatchSettings(input_dir="/in"))
-    assert load_settings(SegmentSettings).threshold == 0.25
+    assert load_settings(SegmentChoices).threshold == 0.25
     assert load_settings(BatchSettings).input_dir == "/in"
     data = json.loads(settings_path().read_text())
     assert set(data) == {"segment", "batch"}
@@ -39,7 +39,7 @@ def test_settings_round_trip_and_tolerate_bad_files():
     assert finetune.project == "p" and (finetune.request.epochs, finetune.request.lr) == (3, 0.01)
     assert finetune.request.seed == FinetuneSettings().request.seed
     settings_path().write_text("{ not json")
-    assert load_settings(SegmentSettings) == SegmentSettings()
+    assert load_settings(SegmentChoices) == SegmentChoices()
 
 
 def test_training_set_add_remove_tidy(wavegms_home):

@@ -12,7 +12,8 @@ from napari_helpers import speckle
 from wavegms.core.files import write_png
 from wavegms.data.masks import read_mask
 from wavegms.inference.review import read_results, review_order
-from wavegms.napari.review import IMAGE, MASK, SOFT, ReviewWidget
+from wavegms.napari.review import ReviewWidget
+from wavegms.napari.review_jobs import IMAGE, MASK, SOFT
 from wavegms.napari.settings import FinetuneSettings, blank_request, save_settings
 from wavegms.training.training_set import TrainingSet
 
@@ -51,7 +52,7 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
     widget, viewer = dock, dock.viewer
     open_folder(widget, images, out)
     order = review_order(read_results(out))
-    assert widget.names() == order  # most uncertain first
+    qtbot.waitUntil(lambda: widget.names() == order, timeout=30_000)  # most uncertain first
     qtbot.waitUntil(lambda: widget.current == order[0], timeout=30_000)
     assert viewer.layers[IMAGE].data.shape == viewer.layers[MASK].data.shape == (48, 56)
     assert viewer.layers[MASK].mode == "paint"
@@ -89,7 +90,12 @@ def test_table_accept_skip_and_finetune_now(dock, segmented, qtbot):
     save_settings(FinetuneSettings(request=request))  # the fine-tune dock's settings
     reviewed = {n: (out / "soft" / f"{n}.png").read_bytes() for n in order[:6]}
     widget.run_button.native.click()
-    assert widget.busy and widget.phase == "finetune"
+    assert widget.phase == "finetuning"
+    # 5 pairs: too few to hold any out; the dock says so and leaves the choice to the user
+    qtbot.waitUntil(lambda: widget.adoption.asking, timeout=240_000)
+    assert "too few to tell" in widget.adoption.text.value
+    assert widget.session.state.model == "tiny"  # nothing adopted unasked
+    widget.adoption.adopt_button.native.click()
     qtbot.waitUntil(lambda: widget.phase == "" and not widget.busy, timeout=240_000)
     model = widget.session.state.model
     assert model.startswith("tiny-review"), widget.status.value

@@ -39,15 +39,12 @@ SD_VAE_CONFIG = {
 }
 
 
-def wavegms_path(
-    model, image: np.ndarray, traced: bool = True, backend: str | None = None, calibration=None
-):
-    """A closure segmenting ``image`` through ``backend`` (default: traced, or eager with
-    ``traced=False``), its graph built and its first-call costs paid here. ``calibration``:
-    the int8 graph's calibration images (default: the bundled sample)."""
+def wavegms_path(model, image: np.ndarray, backend: str = "traced", calibration=None):
+    """A closure segmenting ``image`` through ``backend``, its graph built and its
+    first-call costs paid here. ``calibration``: the int8 graph's calibration images (default:
+    the bundled sample)."""
     from wavegms.inference.segmenter import Segmenter
 
-    backend = backend or ("traced" if traced else "eager")
     segmenter = Segmenter(model, device="cpu", backend=backend, calibration=calibration)
     segmenter.segment(image, rgb=True)  # builds the graph (once per loaded model)
     ran = segmenter.graph_backend or "eager"

@@ -26,7 +26,7 @@ class StaleLockWarning(UserWarning):
     """A lock of a run that is no longer alive was taken over."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -76,7 +76,7 @@ def _is_stale(record: dict) -> bool:
         record.get("host") == socket.gethostname()
         and isinstance(pid, int)
         and pid != os.getpid()
-        and not _pid_alive(pid)
+        and not pid_alive(pid)
     )
 
 

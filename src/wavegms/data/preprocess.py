@@ -2,7 +2,8 @@
 
 - image -> model input: normalise to [0,1] RGB (:func:`to_rgb01`), reduce very large planes band
   by band, resize to ``size x size`` (aspect ignored, anti-aliased bilinear);
-- mask -> model size: nearest neighbour, then >= 0.5 (DESIGN.md section 7);
+- mask -> model size: nearest neighbour, then >= 0.5 (the scoring protocol of
+  ``wavegms.scoring.scores``);
 - soft mask -> image size: bilinear, clipped to [0,1], memory-lean for huge images.
 
 Very large planes (more than :data:`LARGE_PLANE_PIXELS`) are box-averaged band by band before a
@@ -142,7 +143,7 @@ def resize_soft(soft: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def mask_to_model_size(mask: np.ndarray, size: int) -> np.ndarray:
-    """Ground truth at model size: nearest neighbour, then >= 0.5 (DESIGN.md section 7)."""
+    """Ground truth at model size: nearest neighbour, then >= 0.5 (as ``scoring.scores``)."""
     from skimage.transform import resize
 
     out = resize(

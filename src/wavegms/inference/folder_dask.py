@@ -62,7 +62,7 @@ class WorkerModel:
     device: str = "auto"
     batch_size: int = 8
     torch_threads: int | None = None  # None: torch's default on that worker
-    traced: bool | None = None  # None: the Segmenter's default (the traced graph on CPU)
+    backend: str = "auto"  # the Segmenter's backend (auto: the fastest exact graph on CPU)
 
 
 _loaded: dict[WorkerModel, tuple[Segmenter, threading.Lock]] = {}
@@ -82,7 +82,7 @@ def worker_segmenter(model: WorkerModel) -> tuple[Segmenter, threading.Lock]:
             from wavegms.inference.segmenter import Segmenter
 
             segmenter = Segmenter.load(
-                model.path, model.device, batch_size=model.batch_size, traced=model.traced
+                model.path, model.device, batch_size=model.batch_size, backend=model.backend
             )
             _loaded[model] = (segmenter, threading.Lock())
         return _loaded[model]
@@ -197,7 +197,7 @@ def run_folder_dask(
     batch_size: int = 8,
     share_size: int | None = None,
     torch_threads: int | None = None,
-    traced: bool | None = None,
+    backend: str = "auto",
     overwrite: bool = False,
     resume: bool = False,
     skip_unreadable: bool = True,
@@ -215,7 +215,7 @@ def run_folder_dask(
         raise InputError(f"share_size must be at least 1, got {share_size}")
     path = resolve_model(model).resolve()
     size = load_model(path).config.image_size  # a damaged model is found before any task
-    worker_model = WorkerModel(str(path), device, batch_size, torch_threads, traced)
+    worker_model = WorkerModel(str(path), device, batch_size, torch_threads, backend)
     predictor = ClusterModel(client, worker_model, size, share_size)
     return run_folder(
         predictor, items, out_dir, threshold=threshold, batch_size=batch_size,

@@ -1,72 +1,51 @@
 """The correction loop without a GUI: review an output folder image by image, most uncertain
-first; accept a (corrected) mask into a training set, skip, fine-tune now, and segment the
-images not yet reviewed again with the new model.
+first; accept a (corrected) mask into a training set, skip, fine-tune on the accepted pairs,
+adopt the new model only when it is better, and segment the images not yet reviewed again.
 
 The session's state is ``OUT/review.json`` (images folder, ground truth, model, training-set
-project, accepted and skipped names), written atomically after each step, so a review can be
-left and taken up again, from napari (the "Review results" dock), Python or the command line
-(``wavegms rank OUT`` prints :func:`review_order`). Accepted pairs go to the fine-tune dock's
-training set (:class:`wavegms.training.training_set.TrainingSet`); fine-tuning is the one
-fine-tune job (:func:`wavegms.training.finetune.finetune`) and segmenting is the one folder job
-(:func:`wavegms.inference.folder.run_folder`).
+project, accepted, skipped and edited names, the fine-tuned model awaiting a decision),
+written atomically after each step, so a review can be left and taken up again, from napari
+(the "Review results" dock), Python or the command line (``wavegms rank OUT`` prints
+:func:`review_order`).
+
+What it promises: Accept is idempotent and atomic (the training set's ``put`` under its
+lock; the same mask again changes nothing); a replaced mask is kept and can be restored
+(``inference.mask_versions``); ``results.csv`` says what the masks on disk are
+(``inference.review_table``); a fine-tuned model is scored against the current one on
+accepted pairs it did not train on and adopted only when better (``inference.adoption``);
+its name is reserved while it trains (``store.reservations``).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from wavegms.core.errors import InputError, WaveGMSError
-from wavegms.core.files import PathLike, read_json, write_json, write_png, write_text
-from wavegms.core.lock import folder_lock
+from wavegms.core.files import PathLike, read_json, write_json, write_png
 from wavegms.core.progress import CancelToken, ProgressCallback
 from wavegms.data.images import read_image
 from wavegms.data.masks import read_mask
 from wavegms.inference.folder_items import FolderItem, folder_items, pair_items
-from wavegms.inference.folder_outputs import (
-    RESULTS_CSV,
-    SUMMARY_JSON,
-    FolderReport,
-    csv_text,
-    output_paths,
+from wavegms.inference.folder_outputs import FolderReport, output_paths
+from wavegms.inference.mask_versions import MaskVersions
+from wavegms.inference.review_adoption import AdoptionSteps
+from wavegms.inference.review_table import (
+    mask_row,
+    read_results,
+    read_summary,
+    review_order,
+    write_rows,
 )
-from wavegms.scoring.scores import SCORE_KEYS, summarise_scores, summary_record
-from wavegms.training.finetune import MIN_PAIRS, FinetuneOutcome, FinetuneRequest, finetune
 from wavegms.training.training_set import Entry, TrainingSet
 
+__all__ = ["REVIEW_JSON", "ReviewSession", "ReviewState", "read_results", "review_order"]
+
 REVIEW_JSON = "review.json"
-COUNTS = ("height", "width", "mask_area")
-NUMBERS = (*COUNTS, "uncertainty", *SCORE_KEYS)
-
-
-def read_results(out_dir: PathLike) -> list[dict]:
-    """The per-image rows of ``OUT/results.csv`` (not its mean/std rows), numbers as numbers."""
-    path = Path(out_dir) / RESULTS_CSV
-    if not path.is_file():
-        raise InputError(f"{out_dir} holds no {RESULTS_CSV}: segment a folder into it first")
-    with path.open(newline="", encoding="utf-8") as f:
-        # mean/std have no file; an image without signal has a note and no mask to review
-        rows = [row for row in csv.DictReader(f) if row.get("file") and not row.get("note")]
-    if rows and "uncertainty" not in rows[0]:
-        raise InputError(f"{path} has no uncertainty column: segment the folder again")
-    for line, row in enumerate(rows, 2):
-        try:
-            for key in NUMBERS:
-                if key in row:
-                    row[key] = int(row[key]) if key in COUNTS else float(row[key])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}, line {line}: {key} is no number: {row[key]!r}") from None
-    return rows
-
-
-def review_order(rows: list[dict]) -> list[str]:
-    """Names, most uncertain first (ties by name, so the order is reproducible)."""
-    return [r["name"] for r in sorted(rows, key=lambda r: (-float(r["uncertainty"]), r["name"]))]
 
 
 @dataclass
@@ -80,16 +59,21 @@ class ReviewState:
     threshold: float = 0.5
     accepted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)  # fine-tuned during the review, in order
+    models: list[str] = field(default_factory=list)  # adopted during the review, in order
+    edited: list[str] = field(default_factory=list)  # painted, not accepted: never replaced
+    candidate: str = ""  # a fine-tuned model awaiting the decision (its run folder's name)
+    candidate_run: str = ""
 
 
-class ReviewSession:
+class ReviewSession(AdoptionSteps):
     """One review of one output folder (see the module docstring)."""
 
     def __init__(self, out_dir: PathLike, state: ReviewState) -> None:
         self.out_dir = Path(out_dir)
         self.state = state
+        self.versions = MaskVersions(self.out_dir)
         self._items: dict[str, FolderItem] | None = None
+        self._lock = threading.RLock()  # one step at a time (the dock runs them in threads)
 
     @classmethod
     def open(
@@ -141,10 +125,10 @@ class ReviewSession:
     def rows(self) -> list[dict]:
         return read_results(self.out_dir)
 
-    def pending(self) -> list[str]:
+    def pending(self, rows: list[dict] | None = None) -> list[str]:
         """The names not yet accepted or skipped, most uncertain first."""
         done = self.reviewed
-        return [name for name in review_order(self.rows()) if name not in done]
+        return [n for n in review_order(rows or self.rows()) if n not in done]
 
     def next(self) -> str | None:
         pending = self.pending()
@@ -176,65 +160,67 @@ class ReviewSession:
 
     # -- the user's steps ----------------------------------------------------------------
     def accept(self, name: str, mask: np.ndarray | None = None) -> Entry:
-        """Add the image and its mask (``mask``: the corrected one; default: the output
-        folder's) to the training set; a corrected mask also replaces the output mask."""
-        if name in self.state.accepted:
-            raise InputError(f"{name} was accepted already")
-        image = self.image(name)
-        if mask is None:
-            mask = self.mask(name)
-        entry = TrainingSet(self.state.project).add(image, mask, name)
-        mask_path = output_paths(self.out_dir, name)[0]
-        write_png(mask_path, np.asarray(mask) > 0, overwrite=True)  # the dataset of good masks
-        self._mark(name, self.state.accepted)
-        return entry
+        """Put the image and its mask (``mask``: the corrected one; default: the output
+        folder's) into the training set and the output folder. Idempotent: the same mask
+        again changes nothing; another one replaces the pair's mask (the old output mask is
+        kept, see :meth:`restore`)."""
+        with self._lock:
+            image = self.image(name)
+            mask = self.mask(name) if mask is None else np.asarray(mask) > 0
+            entry = TrainingSet(self.state.project).put(name, image, mask)
+            self._replace_output(name, mask, "accept")
+            self._mark(name, self.state.accepted)
+            return entry
+
+    def _replace_output(self, name: str, mask: np.ndarray, reason: str) -> None:
+        """``OUT/masks/<name>.png`` and its table row become ``mask``'s (the old kept)."""
+        path = output_paths(self.out_dir, name)[0]
+        if path.is_file() and np.array_equal(read_mask(path), mask):
+            return
+        rows = {row["name"]: row for row in self.rows()}
+        self.versions.keep([name], reason, {name: rows[name]} if name in rows else {})
+        write_png(path, mask, overwrite=True)
+        if name in rows:
+            truth = self.item(name).mask
+            size = int(read_summary(self.out_dir).get("model_size", 0))
+            new = mask_row(rows[name], mask, read_mask(truth) if truth else None, size)
+            write_rows(self.out_dir, {name: new}, self.state.threshold)
 
     def skip(self, name: str) -> None:
         self.item(name)
-        self._mark(name, self.state.skipped)
+        with self._lock:
+            self._mark(name, self.state.skipped)
+
+    def mark_edited(self, name: str) -> None:
+        """The user painted ``name``'s mask without accepting it: never segment it again."""
+        with self._lock:
+            if name not in self.state.edited:
+                self.state.edited.append(name)
+                self.save()
 
     def _mark(self, name: str, bucket: list[str]) -> None:
+        if name in bucket:
+            return  # idempotent: nothing to write
         for other in (self.state.accepted, self.state.skipped):
             if name in other:
                 other.remove(name)
         bucket.append(name)
         self.save()
 
-    def finetune_request(self, template: FinetuneRequest | None = None) -> FinetuneRequest:
-        """The dock's settings (``template``; default: the library's) on the accepted pairs,
-        from the current model, to a new name."""
-        pairs = TrainingSet(self.state.project)
-        if len(pairs.names()) < MIN_PAIRS:  # the fine-tune's own least, said before it starts
-            raise InputError(
-                f"accept at least {MIN_PAIRS} images before fine-tuning "
-                f"({len(pairs.names())} so far)"
-            )
-        pairs.tidy()
-        base = template or FinetuneRequest(data_dir="", base_model="", new_name="")
-        stem = self.state.models[0] if self.state.models else self.state.model
-        name = f"{stem.split('-review')[0]}-review{time.strftime('%Y%m%d-%H%M%S')}"
-        return dataclasses.replace(
-            base, data_dir=str(pairs.root), base_model=self.state.model, new_name=name
-        )
+    def restore(self, name: str) -> None:
+        """Bring back the mask ``name`` had before its last replace, and its row."""
+        with self._lock:
+            current = {row["name"]: row for row in self.rows()}.get(name)
+            row = self.versions.restore(name, current)
+            if row is not None:
+                write_rows(self.out_dir, {name: row}, self.state.threshold)
 
-    def adopt(self, model: str) -> None:
-        """From now on, masks not yet reviewed come from ``model``."""
-        self.state.model = model
-        self.state.models.append(model)
-        self.save()
-
-    def finetune_now(
-        self,
-        template: FinetuneRequest | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> FinetuneOutcome:
-        """Fine-tune on the accepted pairs and adopt the new model (if one was made)."""
-        request = self.finetune_request(template)
-        outcome = finetune(request, progress, cancel)
-        if outcome.installed is not None:
-            self.adopt(request.new_name)
-        return outcome
+    def undo_last_replace(self) -> list[str]:
+        """Bring back the masks the last segmenting-again replaced; returns their names."""
+        with self._lock:
+            names, rows = self.versions.undo_last({r["name"]: r for r in self.rows()})
+            write_rows(self.out_dir, rows, self.state.threshold)
+            return names
 
     def resegment(
         self,
@@ -243,35 +229,32 @@ class ReviewSession:
         cancel: CancelToken | None = None,
         segmenter=None,
     ) -> FolderReport | None:
-        """Segment the images not yet reviewed again with the current model; the reviewed
-        rows stay as they are. None when nothing is left."""
+        """Segment the images not yet reviewed nor edited again with the current model; the
+        masks replaced are kept (:meth:`undo_last_replace`). None when nothing is left."""
         from wavegms.inference.folder import run_folder
 
-        pending = set(self.pending())
-        items = [item for name, item in self.items().items() if name in pending]
+        rows = {row["name"]: row for row in self.rows()}
+        left = set(self.pending(list(rows.values()))) - set(self.state.edited)
+        items = [item for name, item in self.items().items() if name in left]
         if not items:
             return None
         if segmenter is None:
             from wavegms.inference.segmenter import Segmenter
 
             segmenter = Segmenter.load(self.state.model, device=device)
-        before = {row["name"]: row for row in self.rows()}
+        names = [item.name for item in items]
+        self.versions.keep(names, f"resegment with {self.state.model}", rows, batch=True)
         report = run_folder(
             segmenter, items, self.out_dir, threshold=self.state.threshold,
             batch_size=segmenter.batch_size, overwrite=True, progress=progress, cancel=cancel,
         )  # fmt: skip
-        self._merge_table(before, report)
+        self._merge_table(rows, report)
         return report
 
     def _merge_table(self, before: dict[str, dict], report: FolderReport) -> None:
-        """The run wrote a table of the images it segmented; put the reviewed rows back."""
-        fresh = {row["name"]: row for row in report.rows}
-        rows = [fresh.get(name, row) for name, row in before.items()]
-        scores = summarise_scores(rows) if report.scored else {}
-        with folder_lock(self.out_dir):
-            if report.scored:
-                record = summary_record(
-                    scores, len(rows), report.threshold, report.model_size, not report.cancelled
-                )
-                write_json(self.out_dir / SUMMARY_JSON, record)
-            write_text(self.out_dir / RESULTS_CSV, csv_text(rows, scores, report.scored))
+        """The run wrote a table of the images it segmented; put the other rows back."""
+        from wavegms.core.files import write_text
+        from wavegms.inference.folder_outputs import RESULTS_CSV, csv_text
+
+        write_text(self.out_dir / RESULTS_CSV, csv_text(list(before.values()), {}, report.scored))
+        write_rows(self.out_dir, {row["name"]: row for row in report.rows}, report.threshold)

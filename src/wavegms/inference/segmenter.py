@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wavegms.core.checks import check_threshold
 from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
 from wavegms.core.extras import one_line_reason
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -70,7 +71,6 @@ class Segmenter:
         device: str = "auto",
         threshold: float = 0.5,
         batch_size: int = 8,
-        traced: bool | None = None,
         backend: str = "auto",
         model_file: Path | None = None,
         calibration: Sequence[np.ndarray] | None = None,
@@ -85,8 +85,7 @@ class Segmenter:
         (the exported graph compiled by OpenVINO) are exact fp32 too; ``"int8"`` means
         ``precision="int8"``. A graph that cannot be built, or whose check against the eager
         model fails, warns once and the next one in line runs instead (eager last): never a
-        different answer. ``traced=False`` (older callers) means ``backend="eager"``,
-        ``traced=True`` means ``"traced"``.
+        different answer.
         ``model_file``: the model's weights file, whose sha256 names its cached graphs.
         ``calibration``: images the int8 graph is calibrated on (default: the ranges the model
         carries, else the bundled sample).
@@ -94,12 +93,11 @@ class Segmenter:
         masks as one at a time (see :attr:`side_by_side`)."""
         from wavegms.core.devices import resolve_device
 
-        if not 0 <= threshold <= 1:
-            raise InputError(f"threshold must be in [0, 1], got {threshold}")
+        check_threshold(threshold)
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
-        backend, precision = choose(backend, precision, traced, self.device.type)
+        backend, precision = choose(backend, precision, self.device.type)
         self.model = model.to(self.device).eval()
         self.threshold = threshold
         self.batch_size = batch_size
@@ -254,9 +252,7 @@ class Segmenter:
         or whose masks would not fit into the free memory, before the model runs; torch tensors
         are taken as their values. A soft mask that is not finite raises :class:`WaveGMSError`
         (never a mask)."""
-        threshold = self.threshold if threshold is None else threshold
-        if not 0 <= threshold <= 1:
-            raise InputError(f"threshold must be in [0, 1], got {threshold}")
+        threshold = check_threshold(self.threshold if threshold is None else threshold)
         planes, lead, rgb = split_planes(as_array(image), rgb)
         check_numeric(planes, "image")  # before any allocation, e.g. complex values
         n_planes, height, width = planes.shape[:3]

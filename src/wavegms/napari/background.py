@@ -46,15 +46,14 @@ class BackgroundTraining:
 
     def on_returned(self, outcome: dict) -> None:
         log_line(self.log.parent, TOLD)
-        if outcome["installed"] is None:
+        if outcome["best_model"] in (None, "None"):
             self.tell(f"background fine-tune of {self.name!r} stopped before an epoch ended: "
                       f"no model was made (record: {self.log})", warn=True)  # fmt: skip
             return
         self.tell(
-            f"background fine-tune {outcome_text(self.name, outcome)}; it is in the model "
-            f"list (record: {self.log})"
+            f"background fine-tune {outcome_text(self.name, outcome)}; not installed until "
+            f"you review it in the Fine-tune dock, its name stays reserved (record: {self.log})"
         )
-        refresh_model_lists(self.viewer)
 
     def on_errored(self, err: BaseException | str) -> None:
         log_line(self.log.parent, TOLD)

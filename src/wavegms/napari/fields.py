@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from magicgui.widgets import ComboBox, FileEdit
+from magicgui.widgets import ComboBox, Container, FileEdit
 from magicgui.widgets.bases import ValueWidget
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
@@ -135,3 +135,10 @@ def _typing_finished(line: QLineEdit, slot: Callable[[], None]) -> None:
     if line.isModified():  # leaving the field without typing is no edit
         line.setModified(False)
         slot()
+
+
+def button_row(*widgets) -> Container:
+    """Widgets side by side in one row without margins (buttons that belong together)."""
+    row = Container(widgets=list(widgets), layout="horizontal", labels=False)
+    row.margins = (0, 0, 0, 0)
+    return row

@@ -10,6 +10,7 @@ are never written to.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,24 +21,44 @@ from napari.utils.notifications import show_info, show_warning
 from wavegms.core.errors import InputError
 from wavegms.core.progress import Progress
 from wavegms.napari import background
+from wavegms.napari.adoption_panel import AdoptionPanel
 from wavegms.napari.close_guard import CloseGuard, ask_on_close, wait_until_idle
 from wavegms.napari.export_action import ExportForm
 from wavegms.napari.feedback import guarded, report_error
-from wavegms.napari.fields import LayerChoices, complete_device_list, on_edit_finished
-from wavegms.napari.finetune_fields import free_model_name, outcome_text, request_fields
+from wavegms.napari.fields import (
+    LayerChoices,
+    complete_device_list,
+    model_choices,
+    on_edit_finished,
+)
+from wavegms.napari.finetune_adoption import FinetuneAdoption
+from wavegms.napari.finetune_fields import free_model_name, request_fields
 from wavegms.napari.finetune_job import LOG_NAME, launch
+from wavegms.napari.finetune_jobs import open_runs_job, prepare_job
 from wavegms.napari.layers import LayerWatcher, current_plane
 from wavegms.napari.plot import LossPlot
-from wavegms.napari.runner import JobForm
-from wavegms.napari.settings import FinetuneSettings, SegmentSettings, load_settings, save_settings
-from wavegms.training.finetune import MIN_PAIRS, MIN_VAL_IMAGES, FinetuneRequest, new_run_dir
+from wavegms.napari.runner import JobForm, run_light
+from wavegms.napari.settings import FinetuneSettings, load_settings, save_settings
+from wavegms.training.finetune import FinetuneRequest, new_run_dir
 from wavegms.training.training_set import TrainingSet
 
 if TYPE_CHECKING:
     import napari
 
 
-class FinetuneWidget(JobForm):
+def _weakly(owner, method: str):
+    """``owner.method(result)`` while ``owner`` still exists (errors shown as usual)."""
+    ref = weakref.ref(owner)
+
+    def call(result) -> None:
+        target = ref()
+        if target is not None:
+            guarded(getattr(target, method), target.status)(result)
+
+    return call
+
+
+class FinetuneWidget(FinetuneAdoption, JobForm):
     cancel_message = "stopping after the current batch…"
     dock_title = "Fine-tune"
 
@@ -48,6 +69,8 @@ class FinetuneWidget(JobForm):
         self.request: FinetuneRequest | None = None  # of the running or last job
         self.run_dir: Path | None = None
         self.outcome: dict | None = None  # the last job's FinetuneOutcome, as sent
+        self.phase = ""  # "prepare", "train" or "judge": the step running
+        self._next_job = None  # started once the running job has ended
         self.image = ComboBox(label="image", choices=LayerChoices(viewer, Image))
         self.labels_layer = ComboBox(label="labels", choices=LayerChoices(viewer, Labels))
         self.project = LineEdit(label="project", value=self.settings.project)
@@ -58,15 +81,18 @@ class FinetuneWidget(JobForm):
         self.pairs.native.setMaximumHeight(110)  # the list scrolls; the dock stays short
         self.remove_button = PushButton(text="Remove selected pairs")
         self.fields = request_fields()
-        # Progress, status and plot first: in view while it trains, however short the dock.
-        self.add_rows(self.progress_bar, self.status)
+        # The Fine-tune button, progress, status, the choice of model and the plot first: in
+        # view however short the dock (issue 25: at 1280x800 it was scrolled out of sight).
+        self.adoption = AdoptionPanel(self.adopt, self.decline, self.status)
+        self.add_rows(self.buttons, self.progress_bar, self.status, self.adoption)
         self.add_rows(Label(value="<b>Training pairs</b>"))
         self.extend([self.image, self.labels_layer, self.project, self.add_button])
         self.extend([self.pairs, self.remove_button])
         self.add_rows(Label(value="<b>Fine-tuning</b>"))
         self.extend(list(self.fields.values()))
-        self.add_rows(self.buttons)
-        self.export_form = ExportForm(self.made_model)  # "Export..." of the model it made
+        self.export_model = ComboBox(label="export", choices=model_choices)  # every model
+        self.extend([self.export_model])
+        self.export_form = ExportForm(self.made_model)  # "Export..." of the model chosen
         self.add_rows(self.export_form)
         self.plot = LossPlot()  # under the status line (shown once a run has epochs)
         layout = self.content.layout()
@@ -83,6 +109,8 @@ class FinetuneWidget(JobForm):
         self.refresh_pairs()
         self.fill_new_name()
         background.tell_background_ends(self.status)  # runs that ended while napari was closed
+        # A weak reference: a form closed before the listing comes back is not kept alive.
+        run_light(open_runs_job, then=_weakly(self, "_show_open_runs"), status=self.status)
         self.finish_layout()
 
     def fill_new_name(self) -> None:
@@ -156,35 +184,35 @@ class FinetuneWidget(JobForm):
         self.refresh_pairs()
         self.status.value = f"removed {len(chosen)} pair(s)"
 
-    # -- training --------------------------------------------------------------------------
+    # -- training ------------------------------------------------------------------------
     def start(self) -> None:
-        from wavegms.store.catalogue import check_new_model_name
-
-        pairs = self.training_set()
-        if len(pairs.names()) < MIN_PAIRS:
-            raise InputError(
-                f"the training set {pairs.project!r} has {len(pairs.names())} pair(s); add at "
-                f"least {MIN_PAIRS} image/labels pairs first ({MIN_VAL_IMAGES} of them choose "
-                "the best epoch)"
-            )
+        """Check the form here; reserve the name, hold pairs out and snapshot the rest in a
+        worker (files), then start the child process."""
         if not self.fields["new_name"].value.strip():
             self.fill_new_name()
         request = self.form_request()
         if not request.base_model:
             raise InputError("choose a base model to fine-tune")
-        check_new_model_name(request.new_name)
-        pairs.tidy()
         self._save_settings()
-        self.run_dir = new_run_dir(request.new_name)
-        self.request = dataclasses.replace(
-            request, data_dir=str(pairs.root), out_dir=str(self.run_dir)
-        )
-        self.outcome = None
+        request = dataclasses.replace(request, out_dir=str(new_run_dir(request.new_name)))
+        self.outcome, self.phase = None, "prepare"
         self.export_form.refresh()
+        self.adoption.close_question()
+        self.run_button.enabled = False  # until the child has started
+        self.status.value = f"preparing to fine-tune {request.new_name}…"
+        launched = guarded(self._launch, self.status)
+        run_light(prepare_job, self.training_set(), request, then=launched,
+                  status=self.status, failed=self._prepare_failed)  # fmt: skip
+
+    def _prepare_failed(self) -> None:
+        self.phase, self.run_button.enabled = "", True
+
+    def _launch(self, request: FinetuneRequest) -> None:
+        self.request, self.run_dir, self.phase = request, Path(request.out_dir), "train"
         self.plot.clear()
         self.close_guard.watch(self.native.window())  # napari's window, when docked
         self.start_process(
-            launch, f"starting to fine-tune {request.new_name}…", self.request, request.epochs
+            launch, f"starting to fine-tune {request.new_name}…", request, request.epochs
         )
 
     def on_progress(self, report: Progress) -> None:
@@ -195,29 +223,16 @@ class FinetuneWidget(JobForm):
     def on_errored(self, err: BaseException | str) -> None:
         if isinstance(err, str):  # the child's message
             err = f"fine-tuning failed: {err}"
+        if self.phase == "judge":  # no figures: the user decides
+            self.adoption.ask(f"the models could not be compared ({err}); install it anyway?",
+                              "Install it")  # fmt: skip
+        self.phase = ""
         super().on_errored(err)
 
-    def on_returned(self, outcome: dict) -> None:
-        """Show what the library made (it installed the model) and select it in Segment."""
-        self.outcome = outcome
-        self.export_form.refresh()
-        if outcome["installed"] is None:
-            self.status.value = (
-                "stopped before the first epoch ended: no model was made (nothing written "
-                f"but the run folder {outcome['run_dir']})"
-            )
-            return
-        name = self.request.new_name
-        self.fields["base_model"].reset_choices()
-        segment = load_settings(SegmentSettings)  # the new model, selected in Segment
-        segment.model = name
-        save_settings(segment)
-        background.refresh_model_lists(self.viewer, select=name)
-        self.plot.mark_chosen(outcome["best_epoch"], outcome["val_images"])
-        self.status.value = outcome_text(name, outcome)
-        self.fill_new_name()  # the next run needs a new name
-
     def on_finished(self) -> None:
+        job, self._next_job = self._next_job, None
+        if job is not None:
+            return job()
         if not self.fields["new_name"].value.strip():
             self.fill_new_name()
 
@@ -248,7 +263,5 @@ class FinetuneWidget(JobForm):
         show_info(self.status.value)
 
     def made_model(self) -> str | None:
-        """The model the last fine-tune made (what "Export..." offers), or None."""
-        if self.request is None or not self.outcome or self.outcome["installed"] is None:
-            return None
-        return self.request.new_name
+        """The model "Export..." offers: the one chosen in the list of installed models."""
+        return self.export_model.value or None

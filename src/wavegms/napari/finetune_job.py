@@ -89,13 +89,14 @@ def log_line(run_dir: str | Path | None, line: str) -> None:
 
 def ended_line(request, outcome) -> str:
     """How a run ended, in the words of the dock's status line."""
-    if outcome.installed is None:
+    if outcome.best_model is None:
         return f"stopped before the first epoch ended: no model {request.new_name!r} was made"
-    how = "stopped; kept the best completed epoch" if outcome.cancelled else "done"
+    how = "stopped" if outcome.cancelled else "done"
     return (
-        f"{how}: model {request.new_name!r} installed from epoch {outcome.best_epoch} of "
+        f"{how}: model {request.new_name!r} ready from epoch {outcome.best_epoch} of "
         f"{outcome.epochs_done}, validation Dice {outcome.best_val_dice:.3f} on "
-        f"{outcome.val_images} image(s); it is in the model list"
+        f"{outcome.val_images} image(s); not installed until it is reviewed in napari (its "
+        "name stays reserved)"
     )
 
 
@@ -177,7 +178,9 @@ def main() -> int:
     link = Link(commands, messages, cancel, log)
     log(f"started: fine-tuning {request.new_name!r} from {request.base_model!r}")
     try:
-        outcome = finetune(request, progress=link, cancel=cancel)
+        # Nothing installed on its own: the dock installs once the user or the comparison
+        # with the current model has decided (inference.adoption).
+        outcome = finetune(request, progress=link, cancel=cancel, install=False)
     except Exception as err:
         log(f"failed: {error_text(err)}")
         link.send("error", error_text(err))

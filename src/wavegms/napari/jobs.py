@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wavegms.core.checks import check_threshold
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.progress import CancelToken, ProgressCallback, report
 from wavegms.inference.folder_outputs import (
@@ -100,6 +101,7 @@ class SegmentResult:
     soft: np.ndarray
     digest: str  # of ``labels``
     mask_edited: bool  # whether the mask layer the result would replace differs from ours
+    area: int = 0  # foreground pixels (counted here, not on the GUI thread)
 
 
 def segment_job(
@@ -120,15 +122,19 @@ def segment_job(
     (lazy arrays load now), converting the result, and comparing the mask layer that the result
     would replace (``mask_data``) with what the widget last wrote there (``mask_digest``).
     """
-    if not 0 <= threshold <= 1:
-        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    check_threshold(threshold)
+    # Said at once: the first click may wait for the model to load and its fast graph to be
+    # prepared (the warm-up holds the slot meanwhile), which takes seconds.
+    report(progress, "load", 0, 1, f"loading {model} and preparing its graph…")
     with slot.hold(model, device, progress) as segmenter:
+        report(progress, "segment", 0, 1, "segmenting…")
         binary, soft = segmenter.segment(
             np.asarray(data), rgb=rgb, progress=progress, cancel=cancel, threshold=threshold
         )
     labels = binary.astype(np.uint8)
     edited = mask_data is not None and array_digest(np.asarray(mask_data)) != mask_digest
-    return SegmentResult(labels, soft, array_digest(labels), edited)
+    area = int(np.count_nonzero(labels))
+    return SegmentResult(labels, soft, array_digest(labels), edited, area)
 
 
 def batch_job(

@@ -16,6 +16,11 @@ from napari.layers import Image, Labels
 from wavegms.napari.jobs import SegmentResult
 
 
+def _key(layer) -> str | None:
+    """What identifies a layer for as long as it exists, and never another one after it."""
+    return None if layer is None else layer.unique_id
+
+
 def mask_name(image: Image) -> str:
     return f"{image.name} mask"
 
@@ -29,8 +34,10 @@ class MaskLayers:
 
     def __init__(self, viewer) -> None:
         self.viewer = viewer
-        self._written: dict[int, str] = {}  # id(labels layer) -> digest of what we wrote
-        self._touched: set[int] = set()  # ids of our layers painted or set since we wrote
+        # Keyed by the layer's own ``unique_id``: a Python id() is reused once a layer is
+        # deleted, so a new layer could inherit a removed one's record.
+        self._written: dict[str, str] = {}  # layer unique_id -> digest of what we wrote
+        self._touched: set[str] = set()  # unique ids of our layers painted or set since
         self._writing = False  # our own writes are no user edits
         self._checked: Labels | None = None  # the layer the running job compares
         self._placeholder: Labels | None = None  # added empty while the model runs
@@ -50,10 +57,10 @@ class MaskLayers:
         """For a job about to segment ``image``: the data of the layer its result would
         replace and the digest of what we wrote there, for the worker to compare."""
         self._checked = layer = self.layer_for(image)
-        self._touched.discard(id(layer))  # edits until now show in the worker's comparison
+        self._touched.discard(_key(layer))  # edits until now show in the worker's comparison
         return {
             "mask_data": None if layer is None else layer.data,
-            "mask_digest": self._written.get(id(layer), ""),
+            "mask_digest": self._written.get(_key(layer), ""),
         }
 
     def prepare(self, image: Image, shape: tuple) -> None:
@@ -74,7 +81,7 @@ class MaskLayers:
         """Remove the empty layer :meth:`prepare` added if no result filled it (cancelled,
         failed), unless the user has painted in it meanwhile."""
         layer, self._placeholder = self._placeholder, None
-        if layer is not None and id(layer) not in self._touched and layer in self.viewer.layers:
+        if layer is not None and _key(layer) not in self._touched and layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
 
     def _add(self, image: Image, labels: np.ndarray) -> Labels:
@@ -89,8 +96,8 @@ class MaskLayers:
         """Whether ``layer`` holds anything but what we last wrote. A layer we never wrote
         is the user's."""
         if layer is self._placeholder:  # added empty for this result
-            return id(layer) in self._touched
-        if id(layer) not in self._written or id(layer) in self._touched:
+            return _key(layer) in self._touched
+        if _key(layer) not in self._written or _key(layer) in self._touched:
             return True
         return layer is not self._checked or result.mask_edited
 
@@ -116,8 +123,8 @@ class MaskLayers:
         finally:
             self._writing = False
         self._placeholder = None  # filled, or the user's (painted in): kept either way
-        self._written[id(layer)] = result.digest
-        self._touched.discard(id(layer))
+        self._written[_key(layer)] = result.digest
+        self._touched.discard(_key(layer))
         self._last[image] = layer
         return layer, kept
 
@@ -137,4 +144,4 @@ class MaskLayers:
 
     def _on_edit(self, event) -> None:
         if not self._writing:
-            self._touched.add(id(event.source))
+            self._touched.add(_key(event.source))

@@ -1,16 +1,18 @@
-"""The plugin's one job runner: a form that runs one job at a time, in a worker thread
-(Segment, the batch panel) or in a child process (fine-tuning), with one progress bar, one
-Cancel/Stop button and one way of showing errors.
+"""The plugin's one background mechanism: one job protocol (``process_job.JobHost``: typed
+:class:`~wavegms.core.progress.Progress` reports, a result, an error, the end; Cancel through
+a token or a "stop" frame) on two carriers, a worker thread (:class:`ThreadJob`) and a child
+process (``process_job.ProcessJob``, for training). A form runs one job at a time with one
+progress bar, one Cancel/Stop button and one way of showing errors; short file work of a dock
+(reading a pair, writing an Accept) runs as a :class:`LightJob` on the same thread carrier.
 
-A form subclasses :class:`JobForm`, builds its fields, calls :meth:`JobForm.add_job_controls`
-and starts work in :meth:`JobForm.start` with :meth:`JobForm.start_thread` or
-:meth:`JobForm.start_process`. Both backends report :class:`~wavegms.core.progress.Progress`
-objects and end the same way, in the GUI thread: :meth:`JobForm.on_returned` (the result) or
-:meth:`JobForm.on_errored`, then :meth:`JobForm.on_finished` once the form is idle again.
+A form subclasses :class:`JobForm`, calls :meth:`JobForm.add_job_controls` and starts work in
+:meth:`JobForm.start` (``start_thread`` or ``start_process``); both carriers end the same way,
+in the GUI thread: ``on_returned`` or ``on_errored``, then ``on_finished`` once idle again.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from magicgui.widgets import Container, ProgressBar, PushButton
@@ -23,7 +25,7 @@ from wavegms.core.progress import CancelToken, Progress
 from wavegms.napari.docking import fit_dock, unlabel
 from wavegms.napari.feedback import ProgressDisplay, StatusLabel, guarded, report_error
 from wavegms.napari.fields import after_build
-from wavegms.napari.process_job import ProcessJob
+from wavegms.napari.process_job import JobHost, ProcessJob
 
 #: The widest a dock insists on being: at 1280 px napari's own layer docks take about 330 px,
 #: and the canvas keeps at least half the window; wider rows scroll sideways.
@@ -155,7 +157,7 @@ class JobForm(Container):
     def start_thread(self, function: Callable, description: str, **kwargs) -> None:
         """Run ``function(**kwargs, progress=..., cancel=...)`` in a napari worker thread."""
         self._begin(description)
-        self.job = ThreadJob(self, function, kwargs)
+        self.job = ThreadJob(self, function, kwargs, self.relay)
 
     def start_process(
         self, launch: Callable, description: str, payload: object, epochs: int = 0
@@ -230,19 +232,69 @@ class ProgressRelay(QObject):
 
 
 class ThreadJob:
-    """The thread backend: a napari worker; Cancel sets a token the work checks."""
+    """The thread carrier: a napari worker; Cancel sets a token the work checks. It reports
+    to its host (a :class:`JobForm`, or a :class:`LightJob` for a short piece of file work)
+    through the same protocol as the process carrier (``process_job.JobHost``)."""
 
-    def __init__(self, form: JobForm, function: Callable, kwargs: dict) -> None:
+    def __init__(self, host: JobHost, function: Callable, kwargs: dict, relay=None) -> None:
         self.token = CancelToken()
         self.worker = create_worker(
-            function, **kwargs, progress=form.relay, cancel=self.token, _ignore_errors=True
+            function, **kwargs, progress=relay, cancel=self.token, _ignore_errors=True
         )
-        self.worker.returned.connect(lambda result: form._conclude(self, form.on_returned, result))
-        self.worker.errored.connect(lambda err: form._conclude(self, form.on_errored, err))
-        self.worker.finished.connect(lambda: form._finished(self))
+        self.worker.returned.connect(lambda result: host._conclude(self, host.on_returned, result))
+        self.worker.errored.connect(lambda err: host._conclude(self, host.on_errored, err))
+        self.worker.finished.connect(lambda: host._finished(self))
         self.worker.start()
 
     def cancel(self) -> None:
         self.token.cancel()
 
     kill = cancel  # a thread cannot be killed: it stops at its next check
+
+
+#: Light jobs running now (kept from garbage collection until they end).
+_LIGHT: set[LightJob] = set()
+
+
+class LightJob:
+    """A short piece of work off the GUI thread (reading a pair, writing an Accept, reading a
+    table) whose result goes to ``then`` and whose error to ``status``: the one job protocol
+    on the thread carrier, without a progress bar or the form's one-job-at-a-time rule."""
+
+    def __init__(
+        self, function: Callable, args: tuple, then: Callable, status, failed=None
+    ) -> None:
+        self.function, self.then, self.failed = function, then, failed
+        # Weak: a dock closed while its light job runs is not kept alive by it.
+        self._status = weakref.ref(status)
+        _LIGHT.add(self)
+        self.job = ThreadJob(self, self._call, {"args": args})
+
+    def _call(self, args: tuple, progress=None, cancel=None):
+        return self.function(*args)
+
+    def _report(self, report: Progress) -> None:
+        pass
+
+    status = property(lambda self: self._status())
+
+    def _conclude(self, job, slot: Callable, *args) -> None:
+        if self.status is not None:  # else its dock has gone: nobody to tell
+            guarded(slot, self.status)(*args)
+
+    def on_returned(self, result) -> None:
+        self.then(result)
+
+    def on_errored(self, err: BaseException | str) -> None:
+        report_error(self.status, err)
+        if self.failed is not None:
+            self.failed()
+
+    def _finished(self, job) -> None:
+        _LIGHT.discard(self)
+        self.function = self.then = self.failed = self.job = None  # hold no dock once done
+
+
+def run_light(function: Callable, *args, then: Callable, status, failed=None) -> LightJob:
+    """``function(*args)`` in a worker; ``then(result)`` (or ``failed()``) on the GUI thread."""
+    return LightJob(function, args, then, status, failed)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+#: The reference mask's colour: not the first label colour that a predicted mask gets.
+REFERENCE_COLOUR = "cyan"
+
 
 def ultrasound() -> list[tuple]:
     """An image layer and a labels layer (1 = lesion)."""
@@ -15,5 +18,13 @@ def ultrasound() -> list[tuple]:
         mask = read_mask(mask_path).astype("uint8")
     return [
         (image, {"name": "ultrasound"}, "image"),
-        (mask, {"name": "ultrasound lesion"}, "labels"),
+        (
+            mask,
+            {
+                "name": "ultrasound lesion",
+                "colormap": {0: "transparent", 1: REFERENCE_COLOUR, None: "transparent"},
+                "opacity": 0.6,
+            },
+            "labels",
+        ),
     ]

@@ -32,7 +32,7 @@ from wavegms.napari.jobs import ModelSlot, SegmentResult, segment_job
 from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
 from wavegms.napari.mask_layers import MaskLayers
 from wavegms.napari.runner import JobForm
-from wavegms.napari.settings import SegmentSettings, load_settings, save_settings
+from wavegms.napari.settings import SegmentChoices, load_settings, save_settings
 
 if TYPE_CHECKING:
     import napari
@@ -49,7 +49,7 @@ class SegmentWidget(JobForm):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__("Segment")
         self.viewer = viewer
-        self.settings = load_settings(SegmentSettings)
+        self.settings = load_settings(SegmentChoices)
         self.slot = ModelSlot()
         self._warming: threading.Thread | None = None
         self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
@@ -140,7 +140,7 @@ class SegmentWidget(JobForm):
             self.model.value = select
 
     def _save_settings(self, _value=None) -> None:
-        self.settings = SegmentSettings(
+        self.settings = SegmentChoices(
             model=self.model.value or "",
             device=self.device.value or "auto",
             threshold=float(self.threshold.value),
@@ -202,5 +202,4 @@ class SegmentWidget(JobForm):
         layer, kept = self.masks.write(image, result)
         if self.soft_mask.value:
             self.masks.write_soft(image, result.soft)
-        area = int(result.labels.sum())
-        self.status.value = f"done: {layer.name} ({area} foreground pixels){kept}"
+        self.status.value = f"done: {layer.name} ({result.area} foreground pixels){kept}"

@@ -23,7 +23,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class SegmentSettings:
+class SegmentChoices:
+    """What the Segment dock's fields were left at (not how segmenting runs: that is
+    ``inference.folder.SegmentSettings``, the one set of run settings)."""
+
     SECTION: ClassVar[str] = "segment"
     model: str = ""
     device: str = "auto"

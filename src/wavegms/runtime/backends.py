@@ -20,9 +20,9 @@ PRECISIONS = ("fp32", "int8")
 AUTO_ORDER = ("onnx",)
 
 
-def choose(backend: str, precision: str, traced: bool | None, device: str) -> tuple[str, str]:
+def choose(backend: str, precision: str, device: str) -> tuple[str, str]:
     """The (backend, precision) a Segmenter runs with when asked for ``backend`` and
-    ``precision`` (and, by older callers, ``traced``) on a ``device`` of that torch type:
+    ``precision`` on a ``device`` of that torch type:
     checked, with one-line errors. int8 off the CPU warns and runs exact fp32 there (the
     graphs here are CPU graphs)."""
     if backend not in BACKENDS:
@@ -33,8 +33,6 @@ def choose(backend: str, precision: str, traced: bool | None, device: str) -> tu
         backend, precision = "auto", "int8"
     if precision == "int8" and backend != "auto":
         raise InputError(f"int8 runs on ONNX Runtime only: leave the backend auto, not {backend}")
-    if traced is not None and backend == "auto" and precision == "fp32":
-        backend = "traced" if traced else "eager"
     if device != "cpu":
         if precision != "fp32":
             warnings.warn(

@@ -1,6 +1,6 @@
 """Scoring one segmented image against its ground truth, and the mean/std of a run.
 
-The protocol (DESIGN.md section 7): each image is scored twice,
+The protocol (the paper's, kept here as the one reference): each image is scored twice,
 
 * at model size (the paper's protocol): prediction = model-size soft mask > threshold, ground
   truth resized with nearest neighbour to model size, then >= 0.5;

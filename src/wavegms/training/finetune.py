@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +53,7 @@ class FinetuneOutcome:
     val_images: int
     cancelled: bool
     epochs_planned: int = 0  # the request's epochs (epochs_done < this: stopped early)
+    best_model: Path | None = None  # the run's best checkpoint (installed or not)
 
 
 #: Validation images a fine-tune keeps aside, at least. The model kept is the epoch with the
@@ -151,7 +152,7 @@ def install_model(run_dir: str | Path, name: str) -> Path:
     weights, config = model_paths(Path(run_dir) / "best")
     if not (weights.is_file() and config.is_file()):
         raise InputError("training stopped before its first epoch ended: no model to keep")
-    target_weights, target_config = model_paths(check_new_model_name(name))
+    target_weights, target_config = model_paths(check_new_model_name(name, reserved_by=run_dir))
     _check_finite(weights)
     for source, target in ((weights, target_weights), (config, target_config)):
         atomic_write(target, partial(shutil.copyfile, source), target.suffix)
@@ -162,26 +163,55 @@ def finetune(
     request: FinetuneRequest,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    install: bool = True,
 ) -> FinetuneOutcome:
     """Resolve base model, device and config once; train; install the best epoch as
-    ``request.new_name``. Stopped before the first epoch ended: nothing is installed."""
+    ``request.new_name``. Stopped before the first epoch ended: nothing is installed.
+
+    The new name is reserved for the run (``store.reservations``) while it trains. With
+    ``install=False`` (the napari docks: a new model is installed only once it has been
+    compared with the one it would replace) nothing is installed and the name stays
+    reserved, marked finished, until the user has decided."""
+    from wavegms.store.reservations import release_name, reserve_name
+
+    request = replace(request, out_dir=request.out_dir or str(new_run_dir(request.new_name)))
+    reserve_name(request.new_name, request.out_dir)  # refused before minutes of training
+    try:
+        outcome = _finetune(request, progress, cancel, install)
+    finally:
+        if install:
+            release_name(request.new_name)  # installed under it, or nothing to review
+    if not install:
+        from wavegms.store.reservations import mark_finished
+
+        mark_finished(request.new_name, {k: str(v) for k, v in asdict(outcome).items()})
+    return outcome
+
+
+def _finetune(
+    request: FinetuneRequest,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+    install: bool,
+) -> FinetuneOutcome:
     from wavegms.core.devices import resolve_device
-    from wavegms.store.catalogue import check_new_model_name, resolve_model
+    from wavegms.store.catalogue import resolve_model
     from wavegms.training.trainer import train
 
-    check_new_model_name(request.new_name)  # refuse before spending minutes on training
     base_path = resolve_model(request.base_model)
     device = str(resolve_device(request.device))
     result = train(_train_config(request, base_path, device), progress, cancel)
-    installed = None
+    installed = best = None
     if result.best_model is not None:
+        best = result.best_model
         if not result.best_val_dice > 0:
             raise InputError(
                 f"the fine-tuned model found nothing in the validation images (Dice "
                 f"{result.best_val_dice:g}), so it is not kept as {request.new_name!r}; check "
                 f"that the masks mark the structure in white (run folder {result.run_dir})"
             )
-        installed = install_model(result.run_dir, request.new_name)
+        if install:
+            installed = install_model(result.run_dir, request.new_name)
     return FinetuneOutcome(
         run_dir=result.run_dir,
         installed=installed,
@@ -192,4 +222,5 @@ def finetune(
         val_images=result.val_images,
         cancelled=result.cancelled,
         epochs_planned=request.epochs,
+        best_model=best,
     )

@@ -5,12 +5,19 @@ project on disk.
 ``manifest.json`` (one entry per pair, in the order they were added). Every file is written
 atomically as soon as a pair is added, so closing napari loses nothing. The folder is an
 ordinary dataset folder for training (no split file: all pairs).
+
+Every change of a project (add, put, remove, tidy, snapshot) holds the project's lock, so two
+Accept clicks, or an Accept while a fine-tune copies the pairs, never see the folder half
+changed: the manifest and the files agree after each. A fine-tune trains on a
+:meth:`TrainingSet.snapshot`, never on the folder the user keeps adding to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -25,6 +32,14 @@ from wavegms.data.masks import binarise_mask, merged_labels_message
 from wavegms.store.paths import data_dir
 
 MANIFEST = "manifest.json"
+_LOCKS: dict[Path, threading.RLock] = {}  # one per project folder, for this process
+_LOCKS_GUARD = threading.Lock()
+
+
+def project_lock(root: Path) -> threading.RLock:
+    """The lock of one project folder (made on first use, kept for the process's life)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(root.resolve(), threading.RLock())
 
 
 def projects_dir() -> Path:
@@ -75,6 +90,7 @@ class TrainingSet:
             raise InputError(f"{project!r} is not a usable project name (letters, digits, - and _)")
         self.project = project
         self.root = projects_dir() / project
+        self.lock = project_lock(self.root)
 
     @property
     def images_dir(self) -> Path:
@@ -111,6 +127,14 @@ class TrainingSet:
 
     def add(self, image: np.ndarray, labels: np.ndarray, source: str) -> Entry:
         """Add one 2D image (HxW or HxWxC) and its labels (HxW, any label > 0 is foreground)."""
+        rgb, mask = self._checked_pair(image, labels, source)
+        with self.lock:
+            return self._add(image, rgb, mask, source)
+
+    def _checked_pair(
+        self, image: np.ndarray, labels: np.ndarray, source: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The image as RGB in [0, 1] and the labels as a bool mask, their sizes checked."""
         image, labels = np.asarray(image), np.asarray(labels)
         if labels.ndim != 2:
             raise InputError(f"the labels must be one 2D plane, got shape {labels.shape}")
@@ -120,8 +144,9 @@ class TrainingSet:
                 f"({image.shape[0]}x{image.shape[1]}) differ in size; pick the labels drawn "
                 "on this image"
             )
-        rgb = to_rgb01(image)
-        mask = foreground(labels, f"the labels drawn on {source!r}")
+        return to_rgb01(image), foreground(labels, f"the labels drawn on {source!r}")
+
+    def _add(self, image: np.ndarray, rgb: np.ndarray, mask: np.ndarray, source: str) -> Entry:
         entries = self.entries()
         digests = pixels_digest(rgb), pixels_digest(mask)
         for e in entries:
@@ -134,31 +159,77 @@ class TrainingSet:
                 warnings.warn(
                     f"the same image is already in the training set as {e.name!r} with other "
                     "labels; remove that pair if this one is its correction",
-                    MaskWarning, stacklevel=2,
+                    MaskWarning, stacklevel=3,
                 )  # fmt: skip
         if not mask.any():
             warnings.warn(
                 f"the labels drawn on {source!r} are empty: this pair teaches the model that "
                 "the image shows nothing to segment",
-                MaskWarning, stacklevel=2,
+                MaskWarning, stacklevel=3,
             )  # fmt: skip
         name = self._new_name(source, {e.name for e in entries})
-        colour = image.ndim == 3 and image.shape[-1] in (3, 4)
-        files = [self.images_dir / f"{name}.png", self.masks_dir / f"{name}.png"]
+        files = self._write_files(name, image, rgb, mask)
         try:
-            write_png(files[0], rgb if colour else rgb[..., 0])
-            write_png(files[1], mask)
-            entry = Entry(
-                name, source, int(mask.shape[0]), int(mask.shape[1]), int(mask.sum()),
-                time.strftime("%Y-%m-%d %H:%M:%S"), *digests,
-            )  # fmt: skip
+            entry = self._entry(name, source, mask, digests)
             self._write_manifest([*entries, entry])
         except BaseException:
-            # The pair exists only once the manifest lists it: leave no half of it behind.
+            # The pair exists only once the manifest lists it: leave no half of it behind
+            # (the name was free under the lock: these files are this call's own).
             for path in files:
                 path.unlink(missing_ok=True)
             raise
         return entry
+
+    def _write_files(
+        self, name: str, image: np.ndarray, rgb: np.ndarray, mask: np.ndarray
+    ) -> list[Path]:
+        colour = np.asarray(image).ndim == 3 and np.asarray(image).shape[-1] in (3, 4)
+        files = [self.images_dir / f"{name}.png", self.masks_dir / f"{name}.png"]
+        write_png(files[0], rgb if colour else rgb[..., 0], overwrite=True)
+        write_png(files[1], mask, overwrite=True)
+        return files
+
+    @staticmethod
+    def _entry(name: str, source: str, mask: np.ndarray, digests: tuple[str, str]) -> Entry:
+        h, w = mask.shape
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        return Entry(name, source, int(h), int(w), int(mask.sum()), stamp, *digests)
+
+    def put(self, key: str, image: np.ndarray, labels: np.ndarray) -> Entry:
+        """The pair named after ``key`` (the review's image name), idempotent: the same
+        pixels again change nothing; another mask replaces the pair's files in place (each
+        atomically, the manifest last). Nothing is ever deleted."""
+        rgb, mask = self._checked_pair(image, labels, key)
+        name, digests = safe_name(key), (pixels_digest(rgb), pixels_digest(mask))
+        with self.lock:
+            entries = self.entries()
+            index = next((i for i, e in enumerate(entries) if e.name == name), None)
+            if index is None:
+                self._write_files(name, image, rgb, mask)
+                entry = self._entry(name, key, mask, digests)
+                self._write_manifest([*entries, entry])
+                return entry
+            old = entries[index]
+            if (old.image_digest, old.mask_digest) == digests:
+                return old
+            self._write_files(name, image, rgb, mask)
+            entries[index] = self._entry(name, key, mask, digests)
+            self._write_manifest(entries)
+            return entries[index]
+
+    def snapshot(self, names: list[str], dest: Path) -> Path:
+        """Copy the pairs ``names`` into ``dest/images`` and ``dest/masks`` (a dataset folder
+        for one fine-tune: later Accepts do not change what it trains on)."""
+        with self.lock:
+            listed = set(self.names())
+            missing = [n for n in names if n not in listed]
+            if missing:
+                raise InputError(f"the training set {self.project!r} has no pair {missing[0]!r}")
+            for folder in ("images", "masks"):
+                (dest / folder).mkdir(parents=True, exist_ok=True)
+                for file in (f"{name}.png" for name in names):
+                    shutil.copyfile(self.root / folder / file, dest / folder / file)
+        return dest
 
     def add_with_notes(
         self, image: np.ndarray, labels: np.ndarray, source: str
@@ -178,17 +249,19 @@ class TrainingSet:
 
     def tidy(self) -> None:
         """Remove files the manifest does not list (left by an interrupted add)."""
-        keep = {f"{name}.png" for name in self.names()}
-        for folder in (self.images_dir, self.masks_dir):
-            if folder.is_dir():
-                for path in folder.iterdir():
-                    if path.is_file() and path.name not in keep:
-                        path.unlink()
+        with self.lock:
+            keep = {f"{name}.png" for name in self.names()}
+            for folder in (self.images_dir, self.masks_dir):
+                if folder.is_dir():
+                    for path in folder.iterdir():
+                        if path.is_file() and path.name not in keep:
+                            path.unlink()
 
     def remove(self, names: list[str]) -> None:
         """Drop pairs by name: the manifest first, then their files."""
         drop = set(names)
-        self._write_manifest([e for e in self.entries() if e.name not in drop])
-        for name in drop:
-            for folder in (self.images_dir, self.masks_dir):
-                (folder / f"{name}.png").unlink(missing_ok=True)
+        with self.lock:
+            self._write_manifest([e for e in self.entries() if e.name not in drop])
+            for name in drop:
+                for folder in (self.images_dir, self.masks_dir):
+                    (folder / f"{name}.png").unlink(missing_ok=True)
