@@ -38,6 +38,10 @@ def parse_args(argv):
     parser.add_argument("--images", type=int, default=16, help="BUSI test images to review")
     parser.add_argument("--accept", type=int, default=8, help="images accepted per round")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--adopt", action="store_true",
+        help="take a model the dock recommends (then Undo batch); default: keep the current",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=int, help="default: the Fine-tune dock's")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per wait")
     return parser.parse_args(argv)
@@ -122,14 +126,21 @@ def finetune_round(replay: Replay, review) -> None:
     replay.wait(lambda: (review.phase != "finetuning" and not review.busy) or
                 review.adoption.asking, "the fine-tune and comparison")  # fmt: skip
     replay.wait(lambda: review.phase == "" or review.adoption.asking, "its end")
-    if review.adoption.asking:
-        print(f"        the dock asks: {review.adoption.text.value}", flush=True)
-        review.adoption.decline_button.native.click()  # the user keeps the current model
-        replay.wait(lambda: not review.session.state.candidate, "the decline")
-        replay.report("kept the current model (not better, or too few pairs to tell)")
-    else:
+    if not review.adoption.asking:
         print(f"        {review.status.value}", flush=True)
-        replay.report(f"adopted {review.session.state.model}; the rest segmented again")
+        return
+    print(f"        the dock asks: {review.adoption.text.value}", flush=True)
+    if replay.args.adopt and "' is better:" in review.adoption.text.value:
+        review.adoption.adopt_button.native.click()  # the user takes the recommendation
+        replay.wait(lambda: not review.busy and review.phase == "", "the re-segment")
+        replay.report(f"the user adopted {review.session.state.model}; the rest segmented again")
+        review.undo_button.native.click()  # and, if it lowered the masks, undoes it
+        replay.wait(lambda: not review.busy, "the undo")
+        replay.report("the user undid the batch (Undo batch)")
+        return
+    review.adoption.decline_button.native.click()  # the user keeps the current model
+    replay.wait(lambda: not review.session.state.candidate, "the decline")
+    replay.report("the user kept the current model")
 
 
 def main(argv=None) -> int:

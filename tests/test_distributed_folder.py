@@ -67,6 +67,23 @@ def _files(out) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in paths}
 
 
+def _assert_same_outputs(out, expected) -> None:
+    """Masks and table byte for byte; soft masks within one grey level. A soft mask is the
+    model's float output stored as 8 bits: the same eager model in another process may round
+    one pixel to the next level (seen once, after the napari tests ran in the same process),
+    while every binary mask and every figure of the table stay the same."""
+    from wavegms.data.images import read_image
+
+    got, want = _files(out), _files(expected)
+    assert got.keys() == want.keys()
+    for name in got:
+        if name.startswith("soft/") and got[name] != want[name]:
+            a, b = (read_image(d / name).astype(int) for d in (out, expected))
+            assert np.abs(a - b).max() <= 1, name
+        else:
+            assert got[name] == want[name], name
+
+
 def _run(client, images, model_file, out, threads, **kw):
     return run_folder_dask(
         model_file, folder_items(images), out, client, device="cpu", batch_size=4,
@@ -79,7 +96,7 @@ def test_two_workers_write_what_one_process_writes(client, images, model_file, l
     seen: list[Progress] = []
     out = tmp_path / "out"
     report = _run(client, images, model_file, out, threads, share_size=4, progress=seen.append)
-    assert _files(out) == _files(expected)
+    _assert_same_outputs(out, expected)
     assert len(_files(out)) == 2 * 12 + 1
     assert report.rows == local.rows and report.skipped == local.skipped
     assert [p.done for p in seen] == sorted(p.done for p in seen)
@@ -112,7 +129,7 @@ def test_resume_keeps_finished_masks_and_redoes_the_rest(
     (out / "results.csv").unlink()
     report = _run(client, images, model_file, out, threads, share_size=4, resume=True)
     assert report.kept == 10 and report.written == 12
-    assert _files(out) == _files(expected)
+    _assert_same_outputs(out, expected)
 
 
 def test_a_worker_killed_mid_run_costs_no_mask(client, images, model_file, local_run, tmp_path):
@@ -131,7 +148,7 @@ def test_a_worker_killed_mid_run_costs_no_mask(client, images, model_file, local
     report = _run(client, images, model_file, out, threads, share_size=4, progress=kill_one_worker)
     assert killed and killed[0] < 13  # killed while shares were left
     assert report.written == 12 and not report.cancelled
-    assert _files(out) == _files(expected)
+    _assert_same_outputs(out, expected)
 
 
 def test_cluster_options_are_checked_before_any_work(images, tmp_path, capsys, monkeypatch):

@@ -8,14 +8,16 @@ from wavegms.core.errors import InputError
 from wavegms.inference.review_flow import ACTIONS, MOVES, Event, ReviewFlow, Step
 
 
-def test_a_better_model_goes_straight_to_segmenting_again_and_back():
+def test_a_better_model_waits_for_the_user_before_anything_is_segmented_again():
     flow = ReviewFlow()
     for event, step in [
         (Event.OPEN, Step.OPENING), (Event.OPENED, Step.SHOWING),
         (Event.FINETUNE, Step.FINETUNING), (Event.TRAINED, Step.COMPARING),
-        (Event.BETTER, Step.RESEGMENTING), (Event.RESEGMENTED, Step.SHOWING),
+        (Event.BETTER, Step.DECIDING), (Event.ADOPT, Step.RESEGMENTING),
+        (Event.RESEGMENTED, Step.SHOWING),
     ]:  # fmt: skip
         assert flow.fire(event) is step
+    assert not any(step is Step.RESEGMENTING for (_, e), step in MOVES.items() if e is Event.BETTER)
 
 
 def test_a_model_not_better_waits_for_the_user_and_nothing_is_segmented_meanwhile():

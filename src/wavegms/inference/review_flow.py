@@ -3,7 +3,8 @@
 The dock renders :class:`ReviewFlow` (which buttons are enabled, what the status says) and
 forwards clicks to it; a click the state does not allow is refused with a one-line reason
 instead of starting work over work (an Accept during a fine-tune's comparison, a second
-Fine-tune, segmenting again before the user has decided about a model).
+Fine-tune, segmenting again before the user has decided about a model). No step replaces
+masks the user has not asked to replace: even a model found better waits for the user.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Event(enum.Enum):
     FINETUNE = "finetune"
     TRAINED = "trained"  # a model was made: compare it
     NO_MODEL = "no model"  # stopped before an epoch ended
-    BETTER = "better"  # adopt, then segment again
+    BETTER = "better"  # recommended: the user adopts it (and segments again) or not
     UNDECIDED = "undecided"  # not better, or too few pairs: the user decides
     ADOPT = "adopt"
     DECLINE = "decline"
@@ -49,7 +50,10 @@ MOVES: dict[tuple[Step, Event], Step] = {
     (Step.FINETUNING, Event.TRAINED): Step.COMPARING,
     (Step.FINETUNING, Event.NO_MODEL): Step.SHOWING,
     (Step.FINETUNING, Event.FAILED): Step.SHOWING,
-    (Step.COMPARING, Event.BETTER): Step.RESEGMENTING,
+    # Better on a few held-out pairs is a recommendation, not proof: those pairs are the
+    # hardest images (reviewed first), and a model better there replaced the easier images'
+    # masks with worse ones (issue 25 replay: mean DSC 94.51 -> 93.47). So the user decides.
+    (Step.COMPARING, Event.BETTER): Step.DECIDING,
     (Step.COMPARING, Event.UNDECIDED): Step.DECIDING,
     (Step.COMPARING, Event.FAILED): Step.DECIDING,
     (Step.DECIDING, Event.ADOPT): Step.RESEGMENTING,

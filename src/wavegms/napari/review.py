@@ -258,14 +258,11 @@ class ReviewWidget(JobForm):
     def _decide(self, comparison) -> None:
         from wavegms.inference.adoption import Verdict
 
-        if comparison.verdict is Verdict.BETTER and not self.stopped:
-            self.flow.fire(Event.BETTER)
-            self.status.value = comparison.text()
-            self._next_job = self._adopt_and_resegment
-            return
-        self.flow.fire(Event.UNDECIDED)
+        better = comparison.verdict is Verdict.BETTER and not self.stopped
+        self.flow.fire(Event.BETTER if better else Event.UNDECIDED)
         stopped = "the fine-tune was stopped early; " if self.stopped else ""
-        self.adoption.ask(stopped + comparison.text())
+        redo = "; using it segments the images not yet reviewed again (Undo batch restores them)"
+        self.adoption.ask(stopped + comparison.text() + redo)
         self.status.value = "choose below whether to use the new model"
 
     def adopt(self, _value=None) -> None:
