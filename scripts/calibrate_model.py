@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from wavegms.runtime.calibration import METADATA_KEY, calibration_record, dataset_images
+from wavegms.runtime.calibration import METADATA_KEY, dataset_images
+from wavegms.runtime.quantize import calibration_record
 from wavegms.store.catalogue import SHIPPED_DIR
 from wavegms.store.model_files import load_segmentation_model, save_model
 
@@ -50,8 +51,9 @@ def main() -> None:
 def add_check(name: str, model) -> None:
     """Record the int8 check of the stored ranges in the model's JSON (weights untouched)."""
     from wavegms.core.files import read_json, write_json
-    from wavegms.runtime.calibration import ranges_check, stored_ranges
+    from wavegms.runtime.calibration import stored_ranges
     from wavegms.runtime.onnx_graph import cached_onnx
+    from wavegms.runtime.quantize import ranges_check
 
     ranges = stored_ranges(model.metadata)
     if ranges is None:

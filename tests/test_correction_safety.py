@@ -19,7 +19,7 @@ from wavegms.inference.folder import run_folder
 from wavegms.inference.folder_items import folder_items
 from wavegms.inference.review import ReviewSession, read_results
 from wavegms.store import reservations
-from wavegms.store.catalogue import check_new_model_name
+from wavegms.store.reservations import check_new_model_name
 from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest
 from wavegms.training.training_set import TrainingSet
 

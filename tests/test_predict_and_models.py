@@ -14,8 +14,9 @@ from wavegms.core.errors import InputError, ModelFileError
 from wavegms.data.preprocess import split_planes
 from wavegms.inference.segmenter import Segmenter
 from wavegms.net.model import ModelConfig, WaveGMS
-from wavegms.store.catalogue import check_new_model_name, list_models, model_paths, resolve_model
+from wavegms.store.catalogue import list_models, model_paths, resolve_model
 from wavegms.store.model_files import load_model, save_model
+from wavegms.store.reservations import check_new_model_name
 
 
 def test_model_file_round_trip_is_exact(tmp_path):

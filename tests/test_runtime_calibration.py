@@ -17,13 +17,12 @@ from wavegms.inference.segmenter import Segmenter  # noqa: E402
 from wavegms.runtime.calibration import (  # noqa: E402
     METADATA_KEY,
     calibration_batches,
-    calibration_record,
     sample_images,
     stored_ranges,
 )
 from wavegms.runtime.onnx_graph import GRAPH_VERSION, cached_onnx  # noqa: E402
 from wavegms.runtime.onnx_session import OnnxSoftMask  # noqa: E402
-from wavegms.runtime.quantize import quantize_onnx  # noqa: E402
+from wavegms.runtime.quantize import calibration_record, quantize_onnx  # noqa: E402
 
 
 def with_metadata(model, metadata: dict):

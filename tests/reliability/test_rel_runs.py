@@ -240,7 +240,8 @@ def test_finetune_into_another_models_run_folder_is_refused(
     "training; a model file named x.v2 maps to x.v2.safetensors, never x.safetensors",
 )
 def test_a_model_name_with_a_dot_is_refused(tiny_model_file, tmp_path):
-    from wavegms.store.catalogue import check_new_model_name, model_paths
+    from wavegms.store.catalogue import model_paths
+    from wavegms.store.reservations import check_new_model_name
     from wavegms.training.finetune import FinetuneRequest, finetune
 
     request = FinetuneRequest(data_dir=str(tmp_path), base_model="tiny", new_name="tiny.v2")

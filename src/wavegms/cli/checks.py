@@ -43,7 +43,7 @@ def check_args(args: argparse.Namespace) -> None:
             raise InputError(f"--image {args.image} is not a file")
     new_name = getattr(args, "name", None) or getattr(args, "export", None)
     if new_name is not None:  # refused now, not after minutes of training
-        from wavegms.store.catalogue import check_new_model_name
+        from wavegms.store.reservations import check_new_model_name
 
         check_new_model_name(new_name)
     device = getattr(args, "device", None)

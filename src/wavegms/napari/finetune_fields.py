@@ -41,7 +41,7 @@ def request_fields() -> dict[str, ValueWidget]:
 def default_model_name(project: str, taken: Collection[str] = ()) -> str:
     """``<project>-ft<n>`` with the first ``n`` that names no model yet (nor one in
     ``taken``: being made in the background)."""
-    from wavegms.store.catalogue import check_new_model_name
+    from wavegms.store.reservations import check_new_model_name
 
     stem = (safe_name(project) or "model")[:48]
     for n in range(1, 10_000):
@@ -59,7 +59,7 @@ def default_model_name(project: str, taken: Collection[str] = ()) -> str:
 def free_model_name(typed: str, project: str, taken: Collection[str] = ()) -> str:
     """``typed`` if it names no model yet (nor one in ``taken``), else
     :func:`default_model_name`."""
-    from wavegms.store.catalogue import check_new_model_name
+    from wavegms.store.reservations import check_new_model_name
 
     if typed and typed not in taken:
         try:

@@ -97,30 +97,6 @@ def measure_ranges(fp32_path: Path, batches: Iterable[np.ndarray]) -> dict[str, 
     }
 
 
-def calibration_record(model, images: list[np.ndarray], source: str) -> dict:
-    """The :data:`METADATA_KEY` entry for ``model``: its activation ranges over ``images``
-    (as readers give them; preprocessed by the one preprocessing function), where the images
-    came from, and ``check``: how far the int8 graph of these ranges is from the fp32 model
-    on the bundled sample images, which every later build of it must reproduce
-    (:func:`wavegms.runtime.quantize.check_int8`)."""
-    from wavegms.runtime.onnx_graph import GRAPH_VERSION, cached_onnx
-
-    fp32 = cached_onnx(model)
-    ranges = measure_ranges(fp32, calibration_batches(images, model.config.image_size))
-    record = {"graph": GRAPH_VERSION, "images": len(images), "source": source, "ranges": ranges}
-    return {**record, "check": ranges_check(model, fp32, ranges)}
-
-
-def ranges_check(model, fp32: Path, ranges: dict[str, list[float]]) -> float:
-    """The sample difference of the int8 graph that ``ranges`` make of the export ``fp32``."""
-    from wavegms.runtime.onnx_session import OnnxSoftMask
-    from wavegms.runtime.quantize import quantize_onnx, sample_difference
-
-    with tempfile.TemporaryDirectory(prefix="wavegms-check-") as tmp:
-        int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", ranges=ranges)
-        return sample_difference(OnnxSoftMask(int8), model)
-
-
 def recorded_check(metadata: dict) -> float | None:
     """The ``check`` stored with a model's ranges, if it is a usable number."""
     record = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None

@@ -26,6 +26,7 @@ from wavegms.runtime.calibration import (
     QUANTISED_OPS,
     batch_reader,
     calibration_batches,
+    measure_ranges,
     recorded_check,
     sample_images,
     stored_ranges,
@@ -172,3 +173,28 @@ def build_int8_soft_mask(
     graph = OnnxSoftMask(int8)
     check_int8(graph, model, recorded_check(model.metadata) if stored is not None else None)
     return graph
+
+
+def calibration_record(model, images: list[np.ndarray], source: str) -> dict:
+    """The :data:`METADATA_KEY` entry for ``model``: its activation ranges over ``images``
+    (as readers give them; preprocessed by the one preprocessing function), where the images
+    came from, and ``check``: how far the int8 graph of these ranges is from the fp32 model
+    on the bundled sample images, which every later build of it must reproduce
+    (:func:`check_int8`)."""
+    from wavegms.runtime.onnx_graph import GRAPH_VERSION, cached_onnx
+
+    fp32 = cached_onnx(model)
+    ranges = measure_ranges(fp32, calibration_batches(images, model.config.image_size))
+    record = {"graph": GRAPH_VERSION, "images": len(images), "source": source, "ranges": ranges}
+    return {**record, "check": ranges_check(model, fp32, ranges)}
+
+
+def ranges_check(model, fp32: Path, ranges: dict[str, list[float]]) -> float:
+    """The sample difference of the int8 graph that ``ranges`` make of the export ``fp32``."""
+    import tempfile
+
+    from wavegms.runtime.onnx_session import OnnxSoftMask
+
+    with tempfile.TemporaryDirectory(prefix="wavegms-check-") as tmp:
+        int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", ranges=ranges)
+        return sample_difference(OnnxSoftMask(int8), model)

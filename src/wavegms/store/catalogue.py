@@ -164,23 +164,3 @@ def resolve_model(name_or_path: str | Path) -> Path:
         f"no model named or at {name!r}; available: {available} (a model file elsewhere is "
         f"given as a path, e.g. ./{name}.safetensors)"
     )
-
-
-def check_new_model_name(name: str, reserved_by: str | Path | None = None) -> Path:
-    """Where a new user model called ``name`` goes; refuses shipped names, existing models and
-    names reserved by a run (``store.reservations``) other than the one in ``reserved_by``,
-    so that nothing the user made, no shipped model and no running fine-tune's result is
-    ever overwritten."""
-    from wavegms.store.paths import user_models_dir
-    from wavegms.store.reservations import read_reservation
-
-    check_model_name(name)
-    if name in shipped_models():
-        raise InputError(f"{name!r} is the name of a shipped model; choose another name")
-    target = user_models_dir() / name
-    if any(p.exists() for p in model_paths(target)):
-        raise InputError(f"a model named {name!r} already exists in {target.parent}")
-    held = read_reservation(name)
-    if held is not None and (reserved_by is None or held.run_dir != str(Path(reserved_by))):
-        raise InputError(f"the model name {name!r} is reserved by a fine-tune ({held.describe()})")
-    return target

@@ -2,7 +2,7 @@
 
 A fine-tune reserves its new name when it starts: ``<models>/<name>.reserved``, a small JSON
 file created with ``O_CREAT | O_EXCL`` (of two runs asking at once exactly one gets it). A
-reserved name is refused as a new name (``catalogue.check_new_model_name``) to every run but
+reserved name is refused as a new name (:func:`check_new_model_name`) to every run but
 the one holding it, so a restart of napari or a second run can never take it or overwrite the
 model the first run installs. The file stays until the user has reviewed the run's outcome
 (adopted, declined or installed its model): :func:`open_runs` lists what is left after a
@@ -24,8 +24,16 @@ from pathlib import Path
 from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.core.files import read_json, write_json
 from wavegms.core.lock import pid_alive
+from wavegms.store.catalogue import check_model_name, model_paths, shipped_models
 
-__all__ = ["Reservation", "open_runs", "pid_alive", "release_name", "reserve_name"]
+__all__ = [
+    "Reservation",
+    "check_new_model_name",
+    "open_runs",
+    "pid_alive",
+    "release_name",
+    "reserve_name",
+]
 
 SUFFIX = ".reserved"
 RUNNING, FINISHED = "running", "finished"
@@ -74,11 +82,28 @@ def read_reservation(name: str) -> Reservation | None:
         return Reservation(name, "", -1, "", path.stat().st_mtime)
 
 
+def check_new_model_name(name: str, reserved_by: str | Path | None = None) -> Path:
+    """Where a new user model called ``name`` goes; refuses shipped names, existing models and
+    names reserved by a run other than the one in ``reserved_by``,
+    so that nothing the user made, no shipped model and no running fine-tune's result is
+    ever overwritten."""
+    from wavegms.store.paths import user_models_dir
+
+    check_model_name(name)
+    if name in shipped_models():
+        raise InputError(f"{name!r} is the name of a shipped model; choose another name")
+    target = user_models_dir() / name
+    if any(p.exists() for p in model_paths(target)):
+        raise InputError(f"a model named {name!r} already exists in {target.parent}")
+    held = read_reservation(name)
+    if held is not None and (reserved_by is None or held.run_dir != str(Path(reserved_by))):
+        raise InputError(f"the model name {name!r} is reserved by a fine-tune ({held.describe()})")
+    return target
+
+
 def reserve_name(name: str, run_dir: str | Path) -> Reservation:
     """Hold ``name`` for the run in ``run_dir`` (again, if that run holds it already);
     :class:`InputError` if the name is taken by a model or another run."""
-    from wavegms.store.catalogue import check_new_model_name
-
     check_new_model_name(name, reserved_by=run_dir)
     held = read_reservation(name)
     if held is not None:  # by this run (check_new_model_name refused any other)

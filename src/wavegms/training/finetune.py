@@ -147,7 +147,8 @@ def install_model(run_dir: str | Path, name: str) -> Path:
 
     Weights first, config last: a model is only listed once its config is in place.
     """
-    from wavegms.store.catalogue import check_new_model_name, model_paths
+    from wavegms.store.catalogue import model_paths
+    from wavegms.store.reservations import check_new_model_name
 
     weights, config = model_paths(Path(run_dir) / "best")
     if not (weights.is_file() and config.is_file()):
