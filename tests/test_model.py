@@ -58,6 +58,18 @@ def test_haar_levels_match_pywavelets_wavedec2():
         np.testing.assert_allclose(bands.numpy(), expected, atol=1e-12)
 
 
+def test_the_wavelet_transform_stays_fp32_under_bf16_autocast():
+    # mixed-precision training (CUDA amp, a bf16 CPU) must not feed bf16 to ptwt's next level
+    x = torch.rand(2, 3, 32, 32)
+    exact = haar_levels(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        levels = haar_levels(x)
+        mu, _ = WaveletEncoder(4)(x)
+    for a, b in zip(exact, levels, strict=True):
+        assert b.dtype == torch.float32 and torch.equal(a, b)
+    assert mu.dtype == torch.bfloat16  # the convolutions after it do run in bf16
+
+
 def test_logvar_is_clamped():
     enc = WaveletEncoder(4)
     with torch.no_grad():

@@ -194,6 +194,22 @@ def test_time_budget_fixes_the_epochs_from_measured_epoch_time(
     assert json.loads((tmp_path / "run" / "last.json").read_text())["planned_epochs"] == planned
 
 
+def test_a_cpu_budget_counts_cpu_seconds_not_wall_seconds(tiny_dataset, tmp_path, monkeypatch):
+    # wall time runs 20x faster than CPU time (a busy machine): the CPU clock decides
+    cpu, wall = FakeClock(5.0), FakeClock(100.0)
+    monkeypatch.setattr(trainer_module, "clock", wall)
+    monkeypatch.setattr(trainer_module.time, "process_time", cpu)
+
+    def both(p) -> None:
+        cpu.progress(p)
+        wall.progress(p)
+
+    run = config(tiny_dataset, tmp_path / "run", epochs=50, time_budget_s=45, budget_cpu=True)
+    result = train(run, progress=both)
+    assert result.epochs_done == 4 and not result.cancelled  # as 10 s epochs of wall time
+    assert result.history[-1]["cpu_seconds"] == pytest.approx(10.0)
+
+
 def test_a_resumed_budget_run_keeps_its_schedule(tiny_dataset, tmp_path, monkeypatch):
     fake = FakeClock(5.0)
     monkeypatch.setattr(trainer_module, "clock", fake)

@@ -15,7 +15,7 @@ from wavegms.training import carry, checkpoint
 from wavegms.training.config import TrainConfig
 from wavegms.training.ema import WeightAverage
 from wavegms.training.schedule import budget_epochs, rewarm_factor
-from wavegms.training.step import frozen_autocast
+from wavegms.training.step import frozen_autocast, trainable_autocast
 from wavegms.training.trainer import Trainer, train
 
 
@@ -120,3 +120,20 @@ def test_cpu_bf16_follows_the_cpu_flags(monkeypatch):
         assert torch.is_autocast_enabled("cpu")
     with frozen_autocast(cpu, TrainConfig(data_dir="d")):
         assert not torch.is_autocast_enabled("cpu")  # off unless asked for
+    with trainable_autocast(cpu, run):
+        assert not torch.is_autocast_enabled("cpu")  # cpu_bf16 is the decoder's alone
+    with trainable_autocast(cpu, TrainConfig(data_dir="d", cpu_bf16_ewave=True)):
+        assert torch.is_autocast_enabled("cpu")
+
+
+def test_a_bf16_run_trains_and_validates_the_exact_model(tiny_dataset, tmp_path, monkeypatch):
+    # bf16 arithmetic runs on any CPU (slowly without the units): pretend the units are there
+    monkeypatch.setattr(cpu_features, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    run = config(tiny_dataset, tmp_path / "run", epochs=1, cpu_bf16=True, cpu_bf16_ewave=True)
+    trainer = Trainer(run)
+    result = trainer.run()
+    row = result.history[0]
+    assert all(torch.isfinite(torch.tensor(row[k])) for k in ("loss", "seg", "latent", "align"))
+    # validation scores the fp32 model, whatever the training arithmetic
+    with torch.autocast("cpu", enabled=False):
+        assert trainer.validate() == row["val_dice"]

@@ -19,7 +19,10 @@ Curve = list[tuple[float, float]]  # (CPU-seconds since start, validation Dice) 
 
 
 def learning_curve(config: TrainConfig, budget_s: float, run_dir: Path) -> Curve:
-    """Train ``config`` for ``budget_s`` wall seconds in ``run_dir``; its curve."""
+    """Train ``config`` for ``budget_s`` CPU-seconds of this process in ``run_dir``; its curve.
+
+    The budget is counted on the same CPU clock as the curve (``budget_cpu``): a config does
+    not get fewer epochs because other work shared the machine while it ran."""
     from wavegms.training.trainer import train
 
     start, points = time.process_time(), []
@@ -28,7 +31,7 @@ def learning_curve(config: TrainConfig, budget_s: float, run_dir: Path) -> Curve
         if p.stage == "epoch":
             points.append((time.process_time() - start, float(p.metrics["val_dice"])))
 
-    run = dataclasses.replace(config, out_dir=str(run_dir), time_budget_s=budget_s)
+    run = dataclasses.replace(config, out_dir=str(run_dir), time_budget_s=budget_s, budget_cpu=True)
     train(run, progress=record)
     return points
 

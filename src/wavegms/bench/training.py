@@ -30,6 +30,7 @@ class StepVariant:
     name: str
     bf16: bool = False  # the frozen autoencoder under bf16 autocast (CPU bf16 units)
     channels_last: bool = False  # the frozen autoencoder's tensors in NHWC
+    bf16_ewave: bool = False  # E_wave and the LMM under bf16 autocast too (cpu_bf16_ewave)
 
 
 def step_variants() -> list[StepVariant]:
@@ -39,6 +40,7 @@ def step_variants() -> list[StepVariant]:
         variants += [
             StepVariant("bf16 AE", bf16=True),
             StepVariant("bf16 + channels_last AE", bf16=True, channels_last=True),
+            StepVariant("bf16 AE + E_wave", bf16=True, bf16_ewave=True),
         ]
     return variants
 
@@ -80,8 +82,10 @@ def time_step_parts(
             ae.encode(_layout(masks.expand(-1, 3, -1, -1) * 2 - 1, variant))
 
     def trainable() -> None:
-        out = model(images, sample=True)
-        (latent_loss(out, z_mask) + alignment_loss(out["z"], z_image)).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16_ewave):
+            out = model(images, sample=True)
+            loss = latent_loss(out, z_mask) + alignment_loss(out["z"], z_image)
+        loss.backward()
 
     latent = z_mask.clone().requires_grad_(True)
 

@@ -54,7 +54,11 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         metavar="CONFIG",
         help="with --train: learning curves of these training configs at the same --budget",
     )
-    train.add_argument("--budget", default="20m", help="wall-clock budget of each curve")
+    train.add_argument(
+        "--budget",
+        default="20m",
+        help="budget of each curve in the process's CPU-seconds (fair under load)",
+    )
     train.add_argument("--plot", help="with --curve: write the curves to this PNG")
     p.set_defaults(func=run_bench_command)
 

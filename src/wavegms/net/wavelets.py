@@ -27,6 +27,16 @@ def haar_levels(images: torch.Tensor) -> list[torch.Tensor]:
     The level-L coefficients of ``wavedec2(level=L)`` equal one Haar step applied to the
     level-(L-1) approximation (exactly, for even sizes), so three steps give all levels.
     """
+    # fp32 and outside any autocast: ptwt rejects bf16, and under autocast its convolutions
+    # would return bf16 for the next level (mixed-precision training on CUDA or a bf16 CPU).
+    # Checked first, so that exported and traced graphs see no autocast region.
+    if torch.is_autocast_enabled(images.device.type):
+        with torch.autocast(images.device.type, enabled=False):
+            return _levels(images.float())
+    return _levels(images)
+
+
+def _levels(images: torch.Tensor) -> list[torch.Tensor]:
     out = []
     approx = images
     for level in LEVELS:

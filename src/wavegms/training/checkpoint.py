@@ -35,7 +35,9 @@ STATE_KEY = "wavegms_train_state"  # the resume state's key in last.safetensors'
 IDENTITY_KEY = "identity"  # what the run was started with, in the resume state
 #: settings that say where, how or how long a run computes, not what it learns: they may
 #: change on resume (a finished run may be continued for more epochs, ``train --epochs``)
-RUNTIME_SETTINGS = ("device", "out_dir", "backend_path", "time_budget_s", "epochs")
+RUNTIME_SETTINGS = (
+    "device", "out_dir", "backend_path", "time_budget_s", "budget_cpu", "epochs"
+)  # fmt: skip
 #: settings recorded as entries of their own (paths as real paths, the base model as a hash)
 OWN_ENTRIES = ("data_dir", "split_file", "split", "init_model")
 

@@ -42,7 +42,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
 }
 _TEXTS = ("data_dir", "name", "backend", "device")
 _OPTIONAL_TEXTS = ("out_dir", "split_file", "split", "backend_path", "init_model")
-_FLAGS = ("amp", "augment", "cpu_bf16")
+_FLAGS = ("amp", "augment", "cpu_bf16", "cpu_bf16_ewave", "budget_cpu")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -72,6 +72,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
     # bf16 autocast for the frozen decoder on a CPU with bf16 units (detected at run time)
     cpu_bf16: bool = False
+    # the same for the trainable E_wave and LMM (weights and optimiser stay fp32; the wavelet
+    # transform runs in fp32 inside it)
+    cpu_bf16_ewave: bool = False
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seg_heads: tuple[str, ...] = SUPERVISED_HEADS  # heads decoded for the Dice loss
@@ -91,6 +94,9 @@ class TrainConfig:
     # runs over those. A resumed run keeps that number; one resumed before it was fixed
     # times its own first epochs against the whole budget again.
     time_budget_s: float | None = None
+    # count the budget in this process's CPU-seconds, not wall seconds: equal-budget learning
+    # curves stay fair when other work shares the machine
+    budget_cpu: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:

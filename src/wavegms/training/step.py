@@ -1,8 +1,8 @@
 """One optimisation step of a run: forward, the three losses, backward, optimiser, average.
 
-The frozen decoder dominates a step on a CPU (DESIGN.md section 10); with ``cpu_bf16`` it runs
-under bf16 autocast where the CPU has bf16 units (detected at run time). E_wave stays fp32:
-its wavelet transform (ptwt) rejects bf16.
+On a CPU with bf16 units (detected at run time), ``cpu_bf16`` runs the frozen decoder and
+``cpu_bf16_ewave`` the trainable E_wave and LMM under bf16 autocast; weights, gradients and the
+optimiser stay fp32, and so does the wavelet transform (ptwt rejects bf16).
 """
 
 from __future__ import annotations
@@ -23,6 +23,15 @@ def frozen_autocast(device: torch.device, config: TrainConfig):
     units with ``cpu_bf16``; fp32 otherwise."""
     if device.type == "cpu":
         enabled = config.cpu_bf16 and has_bf16_units()
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+    return autocast(device, config.amp)
+
+
+def trainable_autocast(device: torch.device, config: TrainConfig):
+    """The autocast for E_wave and the LMM: bf16 on CUDA with ``amp``, on a CPU with bf16 units
+    with ``cpu_bf16_ewave``; fp32 otherwise."""
+    if device.type == "cpu":
+        enabled = config.cpu_bf16_ewave and has_bf16_units()
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
     return autocast(device, config.amp)
 
@@ -50,7 +59,7 @@ class TrainStep:
 
     def __call__(self, batch: Batch, decode: bool) -> dict[str, float]:
         c = self.config
-        with autocast(self.device, c.amp):
+        with trainable_autocast(self.device, c):
             out = self.forward(batch.images, sample=True)
             check_cancel(self.cancel)  # before the segmentation loss decodes (the dearest part)
             l_lm = latent_loss(out, batch.z_mask)

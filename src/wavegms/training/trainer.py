@@ -29,14 +29,9 @@ from wavegms.training import checkpoint, run_state
 from wavegms.training.config import TrainConfig
 from wavegms.training.dataset import train_and_validation
 from wavegms.training.ema import WeightAverage
-from wavegms.training.schedule import (
-    budget_epochs,
-    clock,
-    lr_factor,
-    rewarm_factor,
-)
-from wavegms.training.step import TrainStep, frozen_autocast
-from wavegms.training.targets import frozen_targets
+from wavegms.training.schedule import budget_epochs, clock, lr_factor, rewarm_factor
+from wavegms.training.step import TrainStep
+from wavegms.training.targets import autocast, frozen_targets
 
 if TYPE_CHECKING:
     from wavegms.training.ranks import Ranks
@@ -68,7 +63,8 @@ class Trainer:
         config.validate()
         self.ranks = ranks  # None: one process; else this rank of a DDP run
         self.writes = ranks is None or ranks.main  # only rank 0 writes the run folder
-        self.started = clock()  # a time budget counts from here: loading data is part of it
+        self.budget_clock = time.process_time if config.budget_cpu else clock
+        self.started = self.budget_clock()  # loading data is part of a time budget
         self.config, self.progress, self.cancel = config, progress, cancel
         self.device = resolve_device(config.device)
         self.run_dir = config.run_dir()
@@ -171,7 +167,8 @@ class Trainer:
             check_cancel(self.cancel)  # Stop need not wait for the whole validation
             images = self.val_set.images[indices].float().div_(255).to(self.device)
             masks = self.val_set.masks[indices].to(self.device).bool()
-            with frozen_autocast(self.device, self.config):
+            # fp32 on a CPU, bf16 settings or not: the exact model is what is selected
+            with autocast(self.device, self.config.amp):
                 pred = self.model.predict_soft(images).float() > 0.5
             inter = (pred & masks).sum((1, 2, 3)).float()
             total = (pred.sum((1, 2, 3)) + masks.sum((1, 2, 3))).float()
@@ -201,7 +198,7 @@ class Trainer:
         if budget is None or self.planned_epochs is not None:
             return False
         planned = budget_epochs(
-            budget, clock() - self.started, loop_seconds, epochs_timed, self.epoch,
+            budget, self.budget_clock() - self.started, loop_seconds, epochs_timed, self.epoch,
             self.config.epochs,
         )  # fmt: skip
         if planned is None:
@@ -247,7 +244,7 @@ class Trainer:
         if not self._prepare():
             return self._result(cancelled=True)
         cancelled = False
-        loop_start, epochs_timed = clock(), 0
+        loop_start, epochs_timed = self.budget_clock(), 0
         while self.epoch < self.total_epochs:
             try:
                 row = self._one_epoch()
@@ -263,7 +260,7 @@ class Trainer:
                 with self.evaluated():
                     if self.writes:
                         run_state.save_best(self, row["val_dice"])
-            decided = self._fit_budget(row, epochs_timed, clock() - loop_start)
+            decided = self._fit_budget(row, epochs_timed, self.budget_clock() - loop_start)
             if self.ranks:  # one clock decides for every rank
                 self.planned_epochs = self.ranks.from_main(self.planned_epochs)
             last = self.epoch == self.total_epochs
