@@ -13,7 +13,8 @@ from PIL import Image
 from skimage.io import imsave
 
 from wavegms.cli import main
-from wavegms.inference.folder_records import RECORD_COLUMNS, precision_of, read_png_record
+from wavegms.inference.folder_records import RECORD_COLUMNS, read_png_record
+from wavegms.runtime.backends import precision_of
 
 from .cases import case
 

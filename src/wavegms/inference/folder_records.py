@@ -21,6 +21,7 @@ from typing import Any
 from wavegms.core.errors import InputError
 from wavegms.core.files import file_sha256
 from wavegms.data.clinical import file_stem
+from wavegms.runtime.backends import precision_of
 
 #: the provenance columns of results.csv, in order
 RECORD_COLUMNS = ("model", "model_sha256", "backend", "precision", "threshold", "input_sha256")
@@ -56,14 +57,6 @@ def model_record(predictor: Any) -> ModelRecord:
     if path is None:
         return ModelRecord()
     return ModelRecord(file_stem(path), digest(Path(path)))
-
-
-def precision_of(backend: str) -> str:
-    """The arithmetic a backend runs in: ``int8`` for the quantised graph, ``fp32`` for every
-    other (the exact graphs and the eager model); empty when the backend is not known."""
-    if not backend:
-        return ""
-    return "int8" if backend == "int8" else "fp32"
 
 
 def backend_of(predictor: Any) -> str:

@@ -32,6 +32,7 @@ from wavegms.runtime.backends import (  # noqa: F401  (BACKENDS, PRECISIONS: nam
     backend_line,
     build_graph,
     choose,
+    precision_of,
 )
 
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
@@ -182,7 +183,7 @@ class Segmenter:
     def running_precision(self) -> str:
         """``"int8"`` while the quantised graph runs, else ``"fp32"`` (also before the first
         image, and when int8 was asked for but could not be built)."""
-        return "int8" if self.graph_backend == "int8" else "fp32"
+        return precision_of(self.graph_backend or "eager")
 
     def provenance(self) -> dict[str, str]:
         """What makes this segmenter's masks, for results and model cards: the model's name

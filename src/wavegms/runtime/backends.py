@@ -20,6 +20,14 @@ PRECISIONS = ("fp32", "int8")
 AUTO_ORDER = ("onnx",)
 
 
+def precision_of(backend: str) -> str:
+    """The arithmetic a backend runs in: ``int8`` for the quantised graph, ``fp32`` for every
+    other (the exact graphs and the eager model); empty when the backend is not known."""
+    if not backend:
+        return ""
+    return "int8" if backend == "int8" else "fp32"
+
+
 def choose(backend: str, precision: str, device: str) -> tuple[str, str]:
     """The (backend, precision) a Segmenter runs with when asked for ``backend`` and
     ``precision`` on a ``device`` of that torch type:
