@@ -164,3 +164,25 @@ def test_cluster_options_are_checked_before_any_work(images, tmp_path, capsys, m
     assert main(["segment", str(images), out, "--workers", "2", "--device", "cpu"]) == 2
     assert "pip install 'napari-wavegms[distributed]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _loaded_models(dask_worker) -> list[str] | None:
+    """The model files a worker keeps loaded (None: it keeps no models)."""
+    from wavegms.inference.worker_models import NAME
+
+    plugin = dask_worker.plugins.get(NAME)
+    return None if plugin is None else sorted(m.path for m in plugin.loaded())
+
+
+def test_workers_keep_their_models_until_released(client, images, model_file, tmp_path):
+    from wavegms.inference.worker_models import release_workers
+
+    _run(client, images, model_file, tmp_path / "one", 1, share_size=4)
+    kept = client.run(_loaded_models)
+    assert kept and all(paths in ([], [str(model_file.resolve())]) for paths in kept.values())
+    assert any(kept.values())  # loaded by a share, and kept for the next run
+    _run(client, images, model_file, tmp_path / "two", 1, share_size=4)
+    again = client.run(_loaded_models)
+    assert all(again[worker] == paths for worker, paths in kept.items() if paths)  # not reloaded
+    release_workers(client)  # the plugin's teardown closes each worker's segmenters
+    assert all(paths is None for paths in client.run(_loaded_models).values())
