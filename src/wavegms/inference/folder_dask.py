@@ -120,10 +120,7 @@ def segment_on_cluster(
     task per share, gathered as they finish, merged into ``result`` in input order."""
     from distributed import as_completed
 
-    from wavegms.inference.worker_models import prepare_workers
-
     client, n = predictor.client, predictor.share_size
-    prepare_workers(client)  # each worker keeps its models in it
     shares = [items[i : i + n] for i in range(0, len(items), n)]
     run = uuid.uuid4().hex[:8]
     progress, cancel = settings.progress, settings.cancel
@@ -187,6 +184,7 @@ def run_folder_dask(
     """:func:`~wavegms.inference.folder.run_folder` over ``client``'s workers: the model
     file ``model`` (name or path) is checked here and loaded once on each worker.
     ``share_size``: images per task (default ``SHARE_BATCHES`` batches)."""
+    from wavegms.inference.worker_models import prepare_workers
     from wavegms.store.catalogue import resolve_model
     from wavegms.store.model_files import load_model
 
@@ -197,6 +195,7 @@ def run_folder_dask(
     size = load_model(path).config.image_size  # a damaged model is found before any task
     worker_model = WorkerModel(str(path), device, batch_size, torch_threads, backend)
     predictor = ClusterModel(client, worker_model, size, share_size)
+    prepare_workers(client)  # each worker keeps the models it loads in it
     return run_folder(
         predictor, items, out_dir, threshold=threshold, batch_size=batch_size,
         overwrite=overwrite, resume=resume, skip_unreadable=skip_unreadable, progress=progress,
