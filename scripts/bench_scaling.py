@@ -59,10 +59,10 @@ def main() -> None:
         dask_client,
         local_torch_threads,
         run_folder_dask,
-        warm_up,
     )
     from wavegms.inference.folder_items import folder_items
     from wavegms.inference.segmenter import Segmenter
+    from wavegms.inference.worker_models import warm_up
 
     with tempfile.TemporaryDirectory(prefix="wavegms-scaling-") as tmp:
         root = Path(tmp)
@@ -88,7 +88,7 @@ def main() -> None:
                 client.wait_for_workers(workers)
                 # every worker loads and traces the model the timed run will ask for
                 ready = WorkerModel(str(model.resolve()), "cpu", BATCH, threads)
-                client.run(warm_up, ready)
+                warm_up(client, ready)
                 started = time.perf_counter() - start
                 start = time.perf_counter()
                 run_folder_dask(

@@ -164,3 +164,27 @@ def test_cluster_options_are_checked_before_any_work(images, tmp_path, capsys, m
     assert main(["segment", str(images), out, "--workers", "2", "--device", "cpu"]) == 2
     assert "pip install 'napari-wavegms[distributed]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _loaded_models(dask_worker) -> set[tuple[str, int]] | None:
+    """The models a worker keeps loaded, as (file, id of its segmenter); None: it keeps none."""
+    from wavegms.inference.worker_models import NAME
+
+    plugin = dask_worker.plugins.get(NAME)
+    if plugin is None:
+        return None
+    return {(model.path, id(plugin.segmenter(model)[0])) for model in plugin.loaded()}
+
+
+def test_workers_keep_their_models_until_released(client, images, model_file, tmp_path):
+    from wavegms.inference.worker_models import release_workers
+
+    _run(client, images, model_file, tmp_path / "one", 1, share_size=4)
+    kept = client.run(_loaded_models)
+    path = str(model_file.resolve())
+    assert any(path in {p for p, _ in models} for models in kept.values())  # loaded by a share
+    _run(client, images, model_file, tmp_path / "two", 1, share_size=4)
+    again = client.run(_loaded_models)
+    assert all(models <= again[worker] for worker, models in kept.items())  # kept, not reloaded
+    release_workers(client)  # the plugin's teardown closes each worker's segmenters
+    assert all(models is None for models in client.run(_loaded_models).values())

@@ -20,9 +20,6 @@ def plain_install(monkeypatch):
     """No ONNX Runtime, no OpenVINO: their imports fail as on a plain ``pip install``."""
     for module in ("onnxruntime", "onnxruntime.quantization", "openvino"):
         monkeypatch.setitem(sys.modules, module, None)
-    from wavegms.runtime import onnx_session
-
-    monkeypatch.setattr(onnx_session, "_SESSIONS", {})
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -56,10 +56,9 @@ def test_a_damaged_entry_is_built_again_with_one_warning(tmp_path, damage):
     assert len(builds) == 2 and file_sha256(path)
 
 
-def test_a_damaged_onnx_export_is_rebuilt_and_gives_the_same_masks(tiny_model_file, monkeypatch):
+def test_a_damaged_onnx_export_is_rebuilt_and_gives_the_same_masks(tiny_model_file):
     pytest.importorskip("onnxruntime")
     from wavegms.inference.segmenter import Segmenter
-    from wavegms.runtime import onnx_graph
     from wavegms.runtime.graph_cache import graph_dir
 
     image = np.random.default_rng(0).random((30, 20, 3)).astype(np.float32)
@@ -67,7 +66,6 @@ def test_a_damaged_onnx_export_is_rebuilt_and_gives_the_same_masks(tiny_model_fi
     soft = first.predict_soft([image])
     (export,) = graph_dir().glob("*-onnx-*.onnx")
     export.write_bytes(export.read_bytes()[:1000])  # as a full disk or a killed copy leaves it
-    monkeypatch.setattr(onnx_graph, "_EXPORTED", {})  # a new process: only the files are left
     second = Segmenter.load("tiny", device="cpu")
     with pytest.warns(DamagedCacheWarning):
         again = second.predict_soft([image])

@@ -4,6 +4,7 @@ output folders checked before long work starts, and JSON read with a message nam
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +59,20 @@ def file_sha256(path: PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def known_sha256(path: PathLike) -> str:
+    """:func:`file_sha256`, remembered per path, size and modification time: a model file
+    read by every run, or a DICOM of 500 frames, is hashed once; a file written again is
+    another version, hashed again."""
+    stat = os.stat(path)
+    return _version_sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+# A bounded memo of facts about file versions (short strings): nothing to own or to close.
+@functools.lru_cache(maxsize=256)
+def _version_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def ensure_folder(folder: PathLike, what: str = "output folder") -> Path:

@@ -7,11 +7,12 @@ over the cluster: the checks, the output folder's lock, ``--resume``, the output
 table are the local run's. The images left to do are cut into shares of a few batches; each
 share is one dask task that runs :func:`~wavegms.inference.folder.segment_items` (the
 local run's per-image steps) on a worker and returns its rows. Each worker loads the model
-once, on its first share (a per-worker cache); the table is written once, by the client, when
-every share is in. A worker that dies has its shares run again elsewhere by the scheduler
-(``distributed.scheduler.allowed-failures`` times at most); progress is reported as shares
-finish. Input and output folders and the model file must be reachable from every worker at
-the same paths (a shared file system).
+once, on its first share, into its :class:`~wavegms.inference.worker_models.LoadedModels`
+(a worker plugin: the models are closed with the worker); the table is written once, by
+the client, when every share is in. A worker that dies has its shares run again elsewhere
+by the scheduler (``distributed.scheduler.allowed-failures`` times at most); progress is
+reported as shares finish. Input and output folders and the model file must be reachable
+from every worker at the same paths (a shared file system).
 
 dask is an optional dependency (``pip install "napari-wavegms[distributed]"``), imported only
 when a distributed run starts.
@@ -65,35 +66,11 @@ class WorkerModel:
     backend: str = "auto"  # the Segmenter's backend (auto: the fastest exact graph on CPU)
 
 
-_loaded: dict[WorkerModel, tuple[Segmenter, threading.Lock]] = {}
-_loading = threading.Lock()
-
-
 def worker_segmenter(model: WorkerModel) -> tuple[Segmenter, threading.Lock]:
-    """The worker's segmenter for ``model``, loaded on its first share and kept for the rest,
-    with a lock: a Segmenter is not thread-safe, so the shares of a worker with several
-    threads take turns (the model uses the cores through torch's own threads)."""
-    with _loading:
-        if model not in _loaded:
-            if model.torch_threads:
-                import torch
+    """This worker's segmenter for ``model`` (loaded on its first share) and its lock."""
+    from wavegms.inference.worker_models import worker_models
 
-                torch.set_num_threads(model.torch_threads)
-            from wavegms.inference.segmenter import Segmenter
-
-            segmenter = Segmenter.load(
-                model.path, model.device, batch_size=model.batch_size, backend=model.backend
-            )
-            _loaded[model] = (segmenter, threading.Lock())
-        return _loaded[model]
-
-
-def warm_up(model: WorkerModel) -> None:
-    """Load ``model`` on this worker and run it once (on CPU that builds its traced graph):
-    ``client.run(warm_up, model)`` readies every worker, e.g. before timing them."""
-    segmenter, lock = worker_segmenter(model)
-    with lock:
-        segmenter.predict_soft([np.zeros((8, 8), np.uint8)])
+    return worker_models().segmenter(model)
 
 
 def segment_share(
@@ -207,6 +184,7 @@ def run_folder_dask(
     """:func:`~wavegms.inference.folder.run_folder` over ``client``'s workers: the model
     file ``model`` (name or path) is checked here and loaded once on each worker.
     ``share_size``: images per task (default ``SHARE_BATCHES`` batches)."""
+    from wavegms.inference.worker_models import prepare_workers
     from wavegms.store.catalogue import resolve_model
     from wavegms.store.model_files import load_model
 
@@ -217,6 +195,7 @@ def run_folder_dask(
     size = load_model(path).config.image_size  # a damaged model is found before any task
     worker_model = WorkerModel(str(path), device, batch_size, torch_threads, backend)
     predictor = ClusterModel(client, worker_model, size, share_size)
+    prepare_workers(client)  # each worker keeps the models it loads in it
     return run_folder(
         predictor, items, out_dir, threshold=threshold, batch_size=batch_size,
         overwrite=overwrite, resume=resume, skip_unreadable=skip_unreadable, progress=progress,

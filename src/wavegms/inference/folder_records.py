@@ -11,15 +11,13 @@ again).
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wavegms.core.errors import InputError
-from wavegms.core.files import file_sha256
+from wavegms.core.files import known_sha256
 from wavegms.data.clinical import file_stem
 from wavegms.runtime.backends import precision_of
 
@@ -39,16 +37,9 @@ class ModelRecord:
     sha256: str = ""
 
 
-@functools.lru_cache(maxsize=256)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of one version of a file: a DICOM of 500 frames is hashed once, not 500 times."""
-    return file_sha256(Path(path))
-
-
 def digest(path: Path) -> str:
-    """The sha256 of ``path`` as it is now (cached per size and modification time)."""
-    st = os.stat(path)
-    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    """The sha256 of ``path`` as it is now (remembered per size and modification time)."""
+    return known_sha256(path)
 
 
 def model_record(predictor: Any) -> ModelRecord:

@@ -22,6 +22,7 @@ import torch
 from wavegms.core.checks import check_threshold
 from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
 from wavegms.core.extras import one_line_reason
+from wavegms.core.lifetime import Closable, close_if_owned
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.data.intensities import check_numeric
 from wavegms.data.preprocess import check_mask_memory, model_input, soft_to_shape, split_planes
@@ -62,9 +63,11 @@ def as_array(image: object) -> np.ndarray:
         ) from None
 
 
-class Segmenter:
+class Segmenter(Closable):
     """A loaded model plus the settings it runs with. Thread-compatible, not thread-safe:
-    use one Segmenter per worker."""
+    use one Segmenter per worker. It owns its compiled graph (a runtime session, built on
+    first use and reused by every later call): :meth:`close`, or the end of a ``with``
+    block, frees it."""
 
     def __init__(
         self,
@@ -202,6 +205,12 @@ class Segmenter:
             "backend": self.graph_backend or "eager",
             "precision": self.running_precision,
         }
+
+    def close(self) -> None:
+        """Free the compiled graph (its runtime session, threads and memory). The model stays:
+        used again, the segmenter builds its graph again."""
+        graph, self._graph, self.graph_backend = self._graph, None, None
+        close_if_owned(graph)
 
     def _reduce_batch(self, err: BaseException) -> None:
         """After running out of memory: halve the batch size for good, or give up at 1."""

@@ -20,6 +20,7 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QMessageBox
 
 from wavegms.core.errors import OutputExistsError
+from wavegms.napari.dock_lifetime import DockLifetime
 from wavegms.napari.docking import dock_of
 from wavegms.napari.feedback import report_error
 from wavegms.napari.fields import (
@@ -51,6 +52,7 @@ class BatchWidget(JobForm):
         self.viewer = viewer
         s = self.settings = load_settings(BatchSettings)
         self.slot = ModelSlot()
+        self.lifetime = DockLifetime(self.native, self.slot.close)  # frees the model with the dock
         self.error: BaseException | None = None
         self.result: BatchResult | None = None
         self.input_dir = FileEdit(label="input folder", mode="d", nullable=True)

@@ -19,7 +19,8 @@ from napari.layers import Image, Shapes
 from wavegms.core.errors import InputError
 from wavegms.inference.boxes import DEFAULT_MARGIN
 from wavegms.napari.box_jobs import box_job, rectangles_to_boxes
-from wavegms.napari.fields import device_choices, model_choices
+from wavegms.napari.dock_lifetime import DockLifetime
+from wavegms.napari.fields import complete_device_list, device_choices, model_choices
 from wavegms.napari.jobs import ModelSlot
 from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
 from wavegms.napari.runner import JobForm
@@ -42,6 +43,7 @@ class BoxSegmentWidget(JobForm):
         super().__init__("Segment in boxes")
         self.viewer = viewer
         self.slot = ModelSlot()
+        self.lifetime = DockLifetime(self.native, self.slot.close)  # frees the model with the dock
         self.target: Image | None = None
         self.target_shape: tuple = ()
         self.image = ComboBox(label="image", choices=self._layers(Image))
@@ -57,6 +59,7 @@ class BoxSegmentWidget(JobForm):
                      self.margin])  # fmt: skip
         self.add_job_controls()
         self.watcher = LayerWatcher(viewer, self.reset_choices)
+        complete_device_list(self.device, "auto")  # listed by a worker (torch)
         self.finish_layout()
 
     def _layers(self, kind):

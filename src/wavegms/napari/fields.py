@@ -1,8 +1,9 @@
 """The forms' fields: what their lists offer (models, devices, layers) and when an edit counts
 as done (settings are saved then, not on every keystroke).
 
-Torch-free: building a form must not import torch on napari's GUI thread, so the device list
-starts as ``auto``/``cpu`` and is completed by a worker thread once the event loop runs.
+Torch-free: building a form must not import torch on napari's GUI thread, so a device list
+starts as ``auto``/``cpu`` and is completed by a worker thread once the event loop runs. The
+list it finds is kept by that form's own combo box (nothing module-wide): it goes with the form.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from qtpy.QtWidgets import QAbstractSpinBox, QLineEdit
 
 from wavegms.napari.feedback import guarded
 
-_devices: list[str] | None = None  # this machine's devices, once a worker has listed them
-_waiting: list[Callable[[], None]] = []
+#: What a device list offers until a worker has listed the machine's devices.
+FIRST_DEVICES = ("auto", "cpu")
 
 
 def model_choices(_widget=None) -> list[str]:
@@ -30,9 +31,9 @@ def model_choices(_widget=None) -> list[str]:
 
 
 def device_choices(_widget=None) -> list[str]:
-    """``auto`` first, then the devices this machine has (``auto`` and ``cpu`` until
-    :func:`find_devices` has listed them)."""
-    return list(_devices or ("auto", "cpu"))
+    """``auto`` and ``cpu``: a device list's choices until :func:`complete_device_list`
+    has listed this machine's devices into it."""
+    return list(FIRST_DEVICES)
 
 
 def _list_devices() -> list[str]:
@@ -41,35 +42,21 @@ def _list_devices() -> list[str]:
     return available_devices()
 
 
-def _listed(names: list[str]) -> None:
-    global _devices
-    _devices = names
-    while _waiting:
-        _unless_closed(_waiting.pop(0))
-
-
-def find_devices(then: Callable[[], None]) -> None:
-    """List this machine's devices in a worker thread (that imports torch), then call
-    ``then`` in the GUI thread; at once if they are listed already."""
-    if _devices is not None:
-        _unless_closed(then)
-        return
-    _waiting.append(then)
-    if len(_waiting) == 1:  # one listing at a time; later callers wait for it
-        worker = create_worker(_list_devices, _ignore_errors=True)
-        worker.returned.connect(_listed)
-        worker.errored.connect(lambda _err: _waiting.clear())  # the lists keep auto and cpu
-        worker.start()
-
-
 def complete_device_list(combo: ComboBox, saved: str) -> None:
-    """Once the form is built, complete ``combo``'s devices (a worker lists them) and select
-    ``saved``, the device the user chose last time, if it was not listed before."""
-    after_build(lambda: find_devices(partial(_devices_listed, combo, saved)))
+    """Once the form is built, complete ``combo``'s devices (a worker lists them; the combo
+    keeps the list) and select ``saved``, the device the user chose last time, if it was not
+    listed before."""
+    after_build(lambda: _start_listing(combo, saved))
 
 
-def _devices_listed(combo: ComboBox, saved: str) -> None:
-    combo.reset_choices()
+def _start_listing(combo: ComboBox, saved: str) -> None:
+    worker = create_worker(_list_devices, _ignore_errors=True)  # on errors: auto and cpu
+    worker.returned.connect(lambda names: _unless_closed(partial(_listed, combo, saved, names)))
+    worker.start()
+
+
+def _listed(combo: ComboBox, saved: str, names: list[str]) -> None:
+    combo.choices = names  # a fixed list from now on: reset_choices keeps it
     if combo.value == "auto" and saved in combo.choices:
         combo.value = saved
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from wavegms.core.checks import check_threshold
-from wavegms.core.errors import InputError, WaveGMSError
+from wavegms.core.errors import Cancelled, InputError, WaveGMSError
+from wavegms.core.lifetime import Closable
 from wavegms.core.progress import CancelToken, ProgressCallback, report
 from wavegms.inference.folder_outputs import (
     FolderReport as BatchResult,  # torch-free: the one report
@@ -61,21 +62,47 @@ def load_segmenter(
     return loaded
 
 
-class ModelSlot:
+class ModelSlot(Closable):
     """The model a widget keeps loaded between runs, shared by its warm-up thread and its
     jobs: one of them uses it at a time, and it is reloaded only when the model or the device
-    changes."""
+    changes. The slot owns its segmenter (and so its graph's runtime session): a replaced one
+    is closed, and :meth:`close` (its dock closed) frees the one it holds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.loaded: LoadedModel | None = None
+        self.closed = False
 
     @contextmanager
     def hold(self, model: str, device: str, progress: ProgressCallback | None = None) -> Iterator:
         """The ``Segmenter`` for ``model`` on ``device``, held until the block ends."""
         with self._lock:
-            self.loaded = load_segmenter(self.loaded, model, device, progress)
-            yield self.loaded.segmenter
+            if self.closed:
+                raise Cancelled("the dock was closed")
+            loaded = load_segmenter(self.loaded, model, device, progress)
+            if self.loaded is not None and loaded is not self.loaded:
+                self.loaded.segmenter.close()  # the model it replaces: its session goes too
+            self.loaded = loaded
+            try:
+                yield loaded.segmenter
+            finally:
+                if self.closed:  # closed while in use: freed now that the job is done
+                    self._free()
+
+    def close(self) -> None:
+        """Free the loaded model: at once when no job holds it, else when that job ends (the
+        GUI thread never waits for a job here)."""
+        self.closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._free()
+            finally:
+                self._lock.release()
+
+    def _free(self) -> None:
+        loaded, self.loaded = self.loaded, None
+        if loaded is not None:
+            loaded.segmenter.close()
 
     def warm_up(self, model: str, device: str) -> None:
         """Load the model and run it once on a blank image, so that the first Segment click

@@ -33,7 +33,7 @@ from wavegms.napari.fields import (
 )
 from wavegms.napari.finetune_job import launch
 from wavegms.napari.review_jobs import MASK
-from wavegms.napari.review_layers import show_pair, show_soft
+from wavegms.napari.review_layers import prepare_layers, show_pair, show_soft
 from wavegms.napari.review_table import fill_table, review_table, table_names
 from wavegms.napari.runner import JobForm, run_light
 from wavegms.napari.settings import BatchSettings, FinetuneSettings, load_settings
@@ -117,7 +117,9 @@ class ReviewWidget(JobForm):
         self.flow.check("open")
         self.flow.fire(Event.OPEN)
         args = (out, folder(self.images_dir), self.model.value, self.project.value.strip())
-        opened, failed = guarded(self._opened, self.status), lambda: self.flow.fire(Event.FAILED)
+        drop_empty = prepare_layers(self.viewer)  # added while the table is read
+        opened = guarded(self._opened, self.status)
+        failed = lambda: (self.flow.fire(Event.FAILED), drop_empty())  # noqa: E731
         args = (*args, folder(self.gt_dir))
         run_light(jobs.open_job, *args, then=opened, status=self.status, failed=failed)
 

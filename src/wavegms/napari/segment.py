@@ -21,6 +21,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_warning
 
 from wavegms.core.errors import InputError
+from wavegms.napari.dock_lifetime import DockLifetime
 from wavegms.napari.fields import (
     after_build,
     complete_device_list,
@@ -51,6 +52,7 @@ class SegmentWidget(JobForm):
         self.viewer = viewer
         self.settings = load_settings(SegmentChoices)
         self.slot = ModelSlot()
+        self.lifetime = DockLifetime(self.native, self.slot.close)  # frees the model with the dock
         self._warming: threading.Thread | None = None
         self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
         self.target: Image | None = None

@@ -17,31 +17,15 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from wavegms.core.files import known_sha256 as file_sha256
 from wavegms.core.files import write_text
 
 #: Bumped whenever the exported graph changes, so stale cache entries are never reused.
 GRAPH_VERSION = 1
-_CHUNK = 1 << 20
-#: sha256 of files read by this process, by (path, size, modification time).
-_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 class DamagedCacheWarning(UserWarning):
     """A cached graph was damaged and has been built again."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (remembered per path, size and modification time)."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
 
 
 def model_digest(model, model_file: str | Path | None = None) -> str:

@@ -104,17 +104,11 @@ def model_key(model: WaveGMS, model_file: Path | None = None) -> str:
     return model_digest(model, model_file)
 
 
-#: Exports made by this process, by cache path: segmenters of the same model (and tests, whose
-#: cache folders differ) reuse the file instead of exporting again.
-_EXPORTED: dict[str, Path] = {}
-
-
 def cached_onnx(model: WaveGMS, model_file: Path | None = None) -> Path:
     """The ONNX export of ``model`` from the user cache, exported (atomically) if missing or
-    damaged. Named by the model's sha256, the graph version and torch's version."""
+    damaged. Named by the model's sha256, the graph version and torch's version. Whether the
+    file is there and intact is asked of the disk each time (its digest is remembered per
+    file version, :func:`~wavegms.runtime.graph_cache.file_sha256`): nothing of it is kept
+    in this process."""
     path = cache_path(model_key(model, model_file), "onnx", library_versions(), ".onnx")
-    known = _EXPORTED.get(str(path))
-    if known is not None and known.is_file():
-        return known
-    _EXPORTED[str(path)] = cached_file(path, lambda target: export_onnx(model, target))
-    return path
+    return cached_file(path, lambda target: export_onnx(model, target))

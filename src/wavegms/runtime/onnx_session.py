@@ -2,23 +2,24 @@
 by ONNX Runtime's CPU provider, which fuses and lays out the many small convolutions of this
 model itself. Optional: needs ``onnxruntime`` (``pip install napari-wavegms[cpu-fast]``).
 
-Sessions are shared within a process per graph file (ONNX Runtime's ``run`` is thread-safe),
-so segmenters of the same model pay for loading the graph once.
+Each :class:`OnnxSoftMask` owns its sessions (and the threads of :meth:`OnnxSoftMask.run_many`)
+and frees them on :meth:`OnnxSoftMask.close`; its owner, a
+:class:`~wavegms.inference.segmenter.Segmenter`, closes it with itself. Nothing is shared
+through the module: a segmenter of a model file written again never meets a session of the
+old file, and a closed segmenter leaves no session behind.
 """
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from wavegms.core.lifetime import Closable
 from wavegms.net.model import WaveGMS
 
-_SESSIONS: dict[tuple[str, int, int, int], object] = {}
-_LOCK = threading.Lock()
 #: Largest difference from the eager model accepted when a graph is built (soft masks lie in
 #: [0, 1]; exact paths differ by float rounding, about 1e-5).
 CHECK_TOLERANCE = 1e-3
@@ -28,29 +29,23 @@ SIDE_BY_SIDE_TOLERANCE = 1e-5
 
 
 def load_session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path`` with all graph optimisations, ``threads``
-    intra-op threads (default: torch's thread count, so both backends use the same cores)."""
+    """A new ONNX Runtime CPU session for ``path`` with all graph optimisations, ``threads``
+    intra-op threads (default: torch's thread count, so both backends use the same cores).
+    The caller owns it (ONNX Runtime frees it with the last reference)."""
     from wavegms.core.extras import require
 
     ort = require("onnxruntime", "the onnx and int8 backends")
-    threads = torch.get_num_threads() if threads is None else threads
-    stat = Path(path).stat()  # a file built again (a damaged cache entry) is a new session
-    key = (str(Path(path).resolve()), threads, stat.st_mtime_ns, stat.st_size)
-    with _LOCK:
-        if key not in _SESSIONS:
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3  # errors only: no notes on the console
-            _SESSIONS[key] = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        return _SESSIONS[key]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: no notes on the console
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxSoftMask:
-    """Callable like the traced graph: (N, 3, S, S) float tensor in [0, 1] -> (N, 1, S, S)."""
+class OnnxSoftMask(Closable):
+    """Callable like the traced graph: (N, 3, S, S) float tensor in [0, 1] -> (N, 1, S, S).
+    Owns its sessions: :meth:`close` frees them (a closed graph refuses to run)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         self.path = Path(path)
@@ -61,6 +56,8 @@ class OnnxSoftMask:
         self._pool: ThreadPoolExecutor | None = None
 
     def __call__(self, images: torch.Tensor, session=None) -> torch.Tensor:
+        if self.session is None:
+            raise RuntimeError(f"the ONNX Runtime graph {self.path.name} has been closed")
         batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         (soft,) = (session or self.session).run(None, {self.input_name: batch})
         return torch.from_numpy(soft)
@@ -77,6 +74,13 @@ class OnnxSoftMask:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="wavegms-onnx")
             check_same(self(images[0], self._single), self(images[0]), "the one-thread session")
         return list(self._pool.map(lambda image: self(image, self._single), images))
+
+    def close(self) -> None:
+        """Free the sessions and stop the side-by-side threads (after their current run)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self.session = self._single = None
 
 
 def check_same(side_by_side: torch.Tensor, one_at_a_time: torch.Tensor, what: str) -> None:

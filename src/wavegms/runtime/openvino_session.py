@@ -6,51 +6,47 @@ Inference precision is pinned to fp32: on CPUs with bf16 or fp16 units OpenVINO 
 otherwise pick those by itself, which is not the model's answer. Two compilations of one
 graph, both fp32: one for a single image at a time (LATENCY hint, all threads on it), one for
 folders (one stream per thread, images run side by side, see :meth:`OpenVinoSoftMask.run_many`).
-Compiled models are shared within a process per graph file and thread count.
+Each :class:`OpenVinoSoftMask` owns its compilations and frees them on
+:meth:`OpenVinoSoftMask.close` (its :class:`~wavegms.inference.segmenter.Segmenter` closes it);
+nothing is shared through the module.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from wavegms.core.lifetime import Closable
 from wavegms.net.model import WaveGMS
-
-_COMPILED: dict[tuple[str, int, str], object] = {}
-_LOCK = threading.Lock()
 
 
 def compile_graph(path: Path, threads: int | None = None, hint: str = "LATENCY"):
-    """``path`` (ONNX) compiled for the CPU in fp32 with ``threads`` inference threads
+    """``path`` (ONNX) compiled anew for the CPU in fp32 with ``threads`` inference threads
     (default: torch's thread count). ``hint``: ``"LATENCY"`` (one stream) or
-    ``"THROUGHPUT"`` (one stream per thread)."""
+    ``"THROUGHPUT"`` (one stream per thread). The caller owns the compiled model."""
     import openvino as ov
 
     threads = torch.get_num_threads() if threads is None else threads
-    key = (str(Path(path).resolve()), threads, hint)
-    with _LOCK:
-        if key not in _COMPILED:
-            config = {
-                "PERFORMANCE_HINT": hint,
-                "INFERENCE_PRECISION_HINT": "f32",  # never bf16/f16 behind our back
-                "INFERENCE_NUM_THREADS": threads,
-            }
-            if hint == "THROUGHPUT":
-                config["NUM_STREAMS"] = threads
-            core = ov.Core()
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-            precision = compiled.get_property("INFERENCE_PRECISION_HINT")
-            if precision != ov.Type.f32:
-                raise ValueError(f"OpenVINO runs this graph in {precision}, not fp32")
-            _COMPILED[key] = compiled
-        return _COMPILED[key]
+    config = {
+        "PERFORMANCE_HINT": hint,
+        "INFERENCE_PRECISION_HINT": "f32",  # never bf16/f16 behind our back
+        "INFERENCE_NUM_THREADS": threads,
+    }
+    if hint == "THROUGHPUT":
+        config["NUM_STREAMS"] = threads
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+    if precision != ov.Type.f32:
+        raise ValueError(f"OpenVINO runs this graph in {precision}, not fp32")
+    return compiled
 
 
-class OpenVinoSoftMask:
-    """Callable like the traced graph: (N, 3, S, S) float tensor in [0, 1] -> (N, 1, S, S)."""
+class OpenVinoSoftMask(Closable):
+    """Callable like the traced graph: (N, 3, S, S) float tensor in [0, 1] -> (N, 1, S, S).
+    Owns its compilations: :meth:`close` frees them (a closed graph refuses to run)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         self.path = Path(path)
@@ -59,6 +55,8 @@ class OpenVinoSoftMask:
         self._queue = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.request is None:
+            raise RuntimeError(f"the OpenVINO graph {self.path.name} has been closed")
         batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         soft = self.request.infer({0: batch})[0]
         return torch.from_numpy(np.array(soft, copy=True))
@@ -92,6 +90,12 @@ class OpenVinoSoftMask:
             self._queue.start_async({0: batch}, i)
         self._queue.wait_all()
         return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Free the compiled models and their requests (after the queue's current runs)."""
+        if self._queue is not None:
+            self._queue.wait_all()
+        self.request = self._queue = None
 
 
 def build_openvino_soft_mask(model: WaveGMS, model_file: Path | None = None) -> OpenVinoSoftMask:

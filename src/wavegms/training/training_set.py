@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,14 +33,20 @@ from wavegms.data.masks import binarise_mask, merged_labels_message
 from wavegms.store.paths import data_dir
 
 MANIFEST = "manifest.json"
-_LOCKS: dict[Path, threading.RLock] = {}  # one per project folder, for this process
+#: One lock per project folder in this process, owned by the TrainingSets of that folder (each
+#: holds it as ``lock``): weak values, so a project that no one has open holds no lock.
+_LOCKS: weakref.WeakValueDictionary[Path, threading.RLock] = weakref.WeakValueDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
 def project_lock(root: Path) -> threading.RLock:
-    """The lock of one project folder (made on first use, kept for the process's life)."""
+    """The lock of one project folder: the same object for every caller while any of them
+    keeps it, a new one once none does (no one can hold a lock that no one keeps)."""
     with _LOCKS_GUARD:
-        return _LOCKS.setdefault(root.resolve(), threading.RLock())
+        lock = _LOCKS.get(root.resolve())
+        if lock is None:
+            lock = _LOCKS[root.resolve()] = threading.RLock()
+        return lock
 
 
 def projects_dir() -> Path:
