@@ -42,8 +42,8 @@ KEEP = ("crop", "box", "touching", "largest")
 DEFAULT_KEEP = "largest"
 
 #: whether the crop's soft mask is averaged with the whole image's (one more inference per
-#: image, not per box)
-DEFAULT_WITH_WHOLE = True
+#: image, not per box): on held-out images the crop alone scored higher at every margin
+DEFAULT_WITH_WHOLE = False
 
 
 def keep_part(mask: np.ndarray, inside: np.ndarray, keep: str) -> np.ndarray:
