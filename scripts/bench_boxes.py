@@ -14,7 +14,11 @@ of the mask at the image's size against the ground truth), mean over images, in 
 (that mask cut to the box, or its largest part inside the box: what the box alone is worth),
 and ``m=<margin> <view> keep=<keep>`` for each margin, each view (the crop's soft mask alone,
 or averaged with the whole image's: ``segment_boxes(with_whole=True)``) and each of
-:data:`wavegms.inference.boxes.KEEP`.
+:data:`wavegms.inference.boxes.KEEP`. With ``--box-model`` the crops are segmented by that
+model (a crop-aware one): ``boxwhole`` is its whole-image score, ``crop+whole`` averages its
+crop with --model's whole image, ``crop+boxwhole`` with its own. ``--validation`` scores only
+the validation images carved from the split's names (for choosing settings on images that no
+model trained on that split has seen).
 """
 
 from __future__ import annotations
@@ -29,28 +33,20 @@ import numpy as np
 from wavegms.data.images import read_image
 from wavegms.data.intensities import intensity_range
 from wavegms.data.masks import read_mask
-from wavegms.data.pairs import dataset_pairs
+from wavegms.data.pairs import carve_validation, dataset_pairs
 from wavegms.inference.boxes import (
     KEEP,
     BoxWarning,
     check_box,
     clip_box,
+    jittered_box,
     keep_part,
     segment_crop,
 )
 from wavegms.inference.segmenter import Segmenter
 from wavegms.scoring.metrics import score
 
-
-def jittered_box(truth: np.ndarray, rng: np.random.Generator, jitter: int) -> list[float]:
-    """The ground truth's bounding box (pixel edges), each side moved out by 0..jitter px."""
-    rows = np.flatnonzero(truth.any(axis=1))
-    cols = np.flatnonzero(truth.any(axis=0))
-    grow = rng.integers(0, jitter + 1, size=4)
-    return [
-        float(cols[0] - grow[0]), float(rows[0] - grow[1]),
-        float(cols[-1] + 1 + grow[2]), float(rows[-1] + 1 + grow[3]),
-    ]  # fmt: skip
+VAL_FRACTION, VAL_SEED = 0.1, 2333  # the validation split of every shipped config
 
 
 def box_mask(box: list[float], shape: tuple[int, int]) -> np.ndarray:
@@ -65,20 +61,37 @@ def dsc(pred: np.ndarray, truth: np.ndarray) -> float:
     return 100.0 * score(pred, truth)["dsc"]
 
 
-def score_image(segmenter, image, truth, box, margins) -> dict[str, float]:
+def views_of(whole_soft, box_whole_soft) -> list[tuple[str, object]]:
+    """The soft masks a crop's is averaged with: the whole image's by --model and, where a
+    --box-model is given, by that model too (``+boxwhole``)."""
+    views = [("crop+whole", whole_soft)]
+    if box_whole_soft is not None:
+        views.append(("crop+boxwhole", box_whole_soft))
+    return views
+
+
+def score_image(segmenter, image, truth, box, margins, box_segmenter=None) -> dict[str, float]:
     """Every row's DSC for one image: one whole-image and one crop inference per margin,
-    every variant derived from those soft masks (as ``segment_boxes`` derives it)."""
+    every variant derived from those soft masks (as ``segment_boxes`` derives it). The crops
+    are segmented by ``box_segmenter`` where given (its whole-image row: ``boxwhole``)."""
     threshold = segmenter.threshold
     inside = box_mask(box, truth.shape)
     whole, whole_soft = segmenter.segment(image)
     out = {"whole": dsc(whole, truth)}
     for keep in ("box", "largest"):
         out[f"whole|{keep}"] = dsc(keep_part(whole, inside, keep), truth)
+    box_whole_soft = None
+    if box_segmenter is not None:
+        box_whole, box_whole_soft = box_segmenter.segment(image)
+        out["boxwhole"] = dsc(box_whole, truth)
+    cropper = box_segmenter or segmenter
     value_range = intensity_range(image)
     for margin in margins:
-        crop = segment_crop(segmenter, image, check_box(box), margin, value_range)
-        blended = (crop.soft + whole_soft[crop.rows, crop.cols]) / 2
-        for view, soft in (("crop", crop.soft), ("crop+whole", blended)):
+        crop = segment_crop(cropper, image, check_box(box), margin, value_range)
+        views = [("crop", crop.soft)]
+        for view, other in views_of(whole_soft, box_whole_soft):
+            views.append((view, (crop.soft + other[crop.rows, crop.cols]) / 2))
+        for view, soft in views:
             pasted = np.zeros(truth.shape, bool)
             pasted[crop.rows, crop.cols] = soft > threshold
             for keep in KEEP:
@@ -92,10 +105,17 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="train")
     parser.add_argument("--model", default="busi")
+    parser.add_argument("--box-model", help="the model that segments the crops (default: --model)")
     parser.add_argument("--backend", default="onnx", help="onnx: exact fp32 (the default here)")
     parser.add_argument("--margins", default="0.1", help="comma-separated shares of the box")
     parser.add_argument("--jitter", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="only the validation images a training run carves from this split (10 %%, seed "
+        "2333): images the models trained on that split never saw",
+    )
     parser.add_argument(
         "--sample", type=int, default=0, help="N images drawn with --seed (0: all, in order)"
     )
@@ -103,7 +123,13 @@ def main() -> None:
     args = parser.parse_args()
     margins = [float(m) for m in args.margins.split(",")]
     segmenter = Segmenter.load(args.model, device="cpu", backend=args.backend)
+    box_segmenter = None
+    if args.box_model:
+        box_segmenter = Segmenter.load(args.box_model, device="cpu", backend=args.backend)
     pairs = dataset_pairs(args.data, split=args.split)
+    if args.validation:
+        _, held_out = carve_validation([p.name for p in pairs], VAL_FRACTION, VAL_SEED)
+        pairs = [p for p in pairs if p.name in set(held_out)]
     rng = np.random.default_rng(args.seed)
     if args.sample:
         pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), args.sample, replace=False))]
@@ -117,10 +143,12 @@ def main() -> None:
         box = jittered_box(truth, rng, args.jitter)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BoxWarning)  # jitter past the border: clipped
-            rows.append(score_image(segmenter, read_image(pair.image), truth, box, margins))
+            image = read_image(pair.image)
+            rows.append(score_image(segmenter, image, truth, box, margins, box_segmenter))
     means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
     stds = {key: float(np.std([r[key] for r in rows])) for key in rows[0]}
-    print(f"{args.model} ({segmenter.graph_backend or 'eager'}) on {args.data} split "
+    crops_by = f", crops by {args.box_model}" if args.box_model else ""
+    print(f"{args.model}{crops_by} ({segmenter.graph_backend or 'eager'}) on {args.data} split "
           f"{args.split}: {len(rows)} images with a lesion ({empty} with an empty mask left "
           f"out), jitter 0-{args.jitter} px, seed {args.seed}, "
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip

@@ -16,18 +16,25 @@ with a one-line :class:`InputError`.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from wavegms.core.errors import InputError
-from wavegms.data.intensities import intensity_range, to_rgb01
 
-#: the margin around a box, as a share of its width (height) on each side; the three defaults
-#: here were chosen on BUSI train images (docs/performance.md, "Box prompts")
-DEFAULT_MARGIN = 1.0
+# The crop geometry is the data layer's (training cuts the same crops); its names are
+# re-exported here, where box mode's callers look for them.
+from wavegms.data.box_geometry import DEFAULT_MARGIN as DEFAULT_MARGIN
+from wavegms.data.box_geometry import Box as Box
+from wavegms.data.box_geometry import BoxWarning as BoxWarning
+from wavegms.data.box_geometry import box_window
+from wavegms.data.box_geometry import check_box as check_box
+from wavegms.data.box_geometry import clip_box as clip_box
+from wavegms.data.box_geometry import crop_window as crop_window
+from wavegms.data.box_geometry import jittered_box as jittered_box
+from wavegms.data.box_geometry import parse_box as parse_box
+from wavegms.data.intensities import intensity_range, to_rgb01
 
 #: what is kept of a crop's mask: everything in the crop, only what lies inside the box, the
 #: connected parts that reach into the box, or the largest connected part inside the box
@@ -35,84 +42,8 @@ KEEP = ("crop", "box", "touching", "largest")
 DEFAULT_KEEP = "largest"
 
 #: whether the crop's soft mask is averaged with the whole image's (one more inference per
-#: image, not per box)
-DEFAULT_WITH_WHOLE = True
-
-
-class BoxWarning(UserWarning):
-    """A box was usable, but not as given (it reached outside the image and was clipped)."""
-
-
-class Box(NamedTuple):
-    """A box in pixel-edge coordinates: columns ``x0 .. x1 - 1``, rows ``y0 .. y1 - 1``."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    def __str__(self) -> str:
-        return ",".join(f"{v:g}" for v in self)
-
-
-def check_box(box: Sequence[float]) -> Box:
-    """A box from four finite numbers; empty or inverted boxes raise :class:`InputError`."""
-    values = tuple(float(v) for v in box)
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise InputError(f"a box is four finite numbers x0,y0,x1,y1, not {box!r}")
-    b = Box(*values)
-    if b.x1 <= b.x0 or b.y1 <= b.y0:
-        raise InputError(
-            f"box {b} is empty or inverted: it needs x0 < x1 and y0 < y1 (x0,y0,x1,y1)"
-        )
-    return b
-
-
-def parse_box(text: str) -> Box:
-    """``"x0,y0,x1,y1"`` -> :class:`Box` (spaces allowed), else one-line :class:`InputError`."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise InputError(f"box {text!r} is not four numbers x0,y0,x1,y1") from None
-    if len(values) != 4:
-        raise InputError(f"box {text!r} has {len(values)} numbers; give four: x0,y0,x1,y1")
-    return check_box(values)
-
-
-def clip_box(box: Box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The whole pixels a box covers inside an image of ``shape`` (height, width), as
-    ``(row0, row1, col0, col1)``: edges rounded outwards, then clipped (with a
-    :class:`BoxWarning`). A box with no pixel inside the image raises :class:`InputError`."""
-    height, width = shape
-    col0, row0 = math.floor(box.x0), math.floor(box.y0)
-    col1, row1 = math.ceil(box.x1), math.ceil(box.y1)
-    clipped = (max(row0, 0), min(row1, height), max(col0, 0), min(col1, width))
-    if clipped[1] <= clipped[0] or clipped[3] <= clipped[2]:
-        raise InputError(f"box {box} lies outside the image ({width} x {height} pixels)")
-    if clipped != (row0, row1, col0, col1):
-        warnings.warn(
-            f"box {box} reaches outside the image ({width} x {height} pixels); clipped to "
-            f"{clipped[2]},{clipped[0]},{clipped[3]},{clipped[1]}",
-            BoxWarning,
-            stacklevel=3,
-        )
-    return clipped
-
-
-def crop_window(
-    pixels: tuple[int, int, int, int], shape: tuple[int, int], margin: float
-) -> tuple[slice, slice]:
-    """The crop around a box's pixels: ``margin`` of its height (width) added above and below
-    (left and right), at least one pixel where the margin is positive, clipped to the image."""
-    row0, row1, col0, col1 = pixels
-    pad_r = math.ceil(margin * (row1 - row0)) if margin > 0 else 0
-    pad_c = math.ceil(margin * (col1 - col0)) if margin > 0 else 0
-    height, width = shape
-    return (
-        slice(max(row0 - pad_r, 0), min(row1 + pad_r, height)),
-        slice(max(col0 - pad_c, 0), min(col1 + pad_c, width)),
-    )
+#: image, not per box): on held-out images the crop alone scored higher at every margin
+DEFAULT_WITH_WHOLE = False
 
 
 def keep_part(mask: np.ndarray, inside: np.ndarray, keep: str) -> np.ndarray:
@@ -148,8 +79,7 @@ def segment_crop(
     """The soft mask of the crop around ``box`` (normalised with the whole image's
     ``value_range``, see :func:`~wavegms.data.intensities.intensity_range`)."""
     shape = (int(image.shape[0]), int(image.shape[1]))
-    pixels = clip_box(box, shape)
-    rows, cols = crop_window(pixels, shape, margin)
+    rows, cols, pixels = box_window(box, shape, margin)
     crop = to_rgb01(image[rows, cols], value_range=value_range)
     _, soft = segmenter.segment(crop)
     inside = np.zeros(soft.shape, bool)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from wavegms.core.errors import InputError
+from wavegms.data.box_geometry import DEFAULT_MARGIN
 from wavegms.net.autoencoders import BACKENDS
 from wavegms.net.lmm import SUPERVISED_HEADS
 from wavegms.store.paths import runs_dir
@@ -39,6 +40,8 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "checkpoint_every": (int, 1, 1_000_000),
     "max_batches_per_epoch": (int, 1, 1_000_000_000),
     "time_budget_s": (float, 1e-3, 366 * 86_400.0),
+    "box_crops": (float, 0.0, 1.0),
+    "box_jitter": (int, 0, 100_000),
 }
 _TEXTS = ("data_dir", "name", "backend", "device")
 _OPTIONAL_TEXTS = ("out_dir", "split_file", "split", "backend_path", "init_model")
@@ -97,6 +100,13 @@ class TrainConfig:
     # count the budget in this process's CPU-seconds, not wall seconds: equal-budget learning
     # curves stay fair when other work shares the machine
     budget_cpu: bool = False
+    # Crop-and-rescale augmentation (training.box_crops), for box mode: the share of the
+    # augmented cached views (views 1..) that are crops around the lesion as box mode cuts
+    # them: the mask's box grown by 0..box_jitter px per side, a margin drawn from
+    # box_margins (shares of the box per side). Needs cached_views >= 2.
+    box_crops: float = 0.0
+    box_jitter: int = 20
+    box_margins: tuple[float, float] = (DEFAULT_MARGIN, DEFAULT_MARGIN)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
@@ -132,6 +142,8 @@ class TrainConfig:
             raw["augmentation"] = _augmentation(raw["augmentation"])
         if "seg_heads" in raw and (raw["seg_heads"] is None or isinstance(raw["seg_heads"], list)):
             raw["seg_heads"] = tuple(raw["seg_heads"] or ())
+        if isinstance(raw.get("box_margins"), list):
+            raw["box_margins"] = tuple(raw["box_margins"])
         config = cls(**raw)
         config.validate()
         return config
@@ -161,10 +173,26 @@ class TrainConfig:
         bad = set(heads) - set(SUPERVISED_HEADS)
         if bad:
             raise InputError(f"seg_heads must be among {SUPERVISED_HEADS}, not {sorted(bad)}")
+        self._validate_box_crops()
+
+    def _validate_box_crops(self) -> None:
+        margins = self.box_margins
+        if not isinstance(margins, tuple) or len(margins) != 2:
+            raise InputError(f"box_margins must be two numbers [low, high], not {margins!r}")
+        for value in margins:
+            _check_number("box_margins", value, float, 0.0, 10.0)
+        if margins[0] > margins[1]:
+            raise InputError(f"box_margins must be [low, high] with low <= high, not {margins}")
+        if self.box_crops > 0 and self.cached_views < 2:
+            raise InputError(
+                "box_crops needs cached_views >= 2: crops are made for the augmented cached "
+                f"views (view 0 stays the whole image), not with cached_views {self.cached_views}"
+            )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["seg_heads"] = list(self.seg_heads)
+        d["box_margins"] = list(self.box_margins)
         return d
 
     def run_dir(self) -> Path:

@@ -32,6 +32,7 @@ class InMemoryDataset(torch.utils.data.Dataset):
         if int(size) < 1:
             raise InputError(f"size must be a positive number of pixels, got {size}")
         self.size = int(size)
+        self.pairs: list[Pair] = list(pairs)  # where the images came from (crop views reread)
         self.names: list[str] = [p.name for p in pairs]
         n = len(pairs)
         self.images = torch.empty((n, 3, self.size, self.size), dtype=torch.uint8)

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -117,6 +118,8 @@ class CachedViews(_TargetsOf):
         and the augmentation. Views made for anything else are never reused."""
         c, digest = self.config, hashlib.sha256()
         what = [self.train_set.names, c.image_size, c.seed, c.augment, str(c.augmentation)]
+        if c.box_crops > 0:  # only then, so that views made before crops existed still fit
+            what.append([c.box_crops, c.box_jitter, list(c.box_margins)])
         digest.update(json.dumps(what).encode())
         digest.update(self.train_set.images.numpy().tobytes())
         digest.update(self.train_set.masks.numpy().tobytes())
@@ -145,30 +148,63 @@ class CachedViews(_TargetsOf):
                 "settings; encoding the views again",
                 stacklevel=2,
             )
-        c, n = self.config, len(self.train_set)
-        gen = torch.Generator().manual_seed(c.seed + 1)
-        keys = ("image", "mask", "z_image", "z_mask")
-        chunks: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
-        for view in range(c.cached_views):
-            for indices in torch.arange(n).split(c.batch_size):
-                check_cancel(cancel)
-                images = self.train_set.images[indices].float().div_(255)
-                masks = self.train_set.masks[indices].float()
-                if view > 0 and c.augment:
-                    images, masks = augment_batch(images, masks, c.augmentation, generator=gen)
-                z_image, z_mask = encode_targets(
-                    self.autoencoder, images.to(self.device), masks.to(self.device), c.amp
-                )
-                chunks["image"].append(images.mul(255).round().to(torch.uint8))
-                chunks["mask"].append(masks.to(torch.uint8))
-                chunks["z_image"].append(z_image.half().cpu())
-                chunks["z_mask"].append(z_mask.half().cpu())
-                done = view * n + int(indices[-1]) + 1
-                report(progress, "targets", done, c.cached_views * n, "encoding frozen targets")
-        views = {k: torch.cat(v) for k, v in chunks.items()}
+        gen = torch.Generator().manual_seed(self.config.seed + 1)
+        chunks = [
+            self.encode_view(view, gen, progress, cancel)
+            for view in range(self.config.cached_views)
+        ]
+        views = {k: torch.cat([chunk[k] for chunk in chunks]) for k in chunks[0]}
         header = {"fingerprint": fingerprint}
         atomic_write(self.path, lambda t: save_file(views, t, metadata=header), ".safetensors")
         self.views = views
+
+    def encode_view(
+        self,
+        view: int,
+        gen: torch.Generator,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> dict[str, torch.Tensor]:
+        """One view of every training image with its frozen targets (views in order share
+        ``gen``, which only augmented views draw from)."""
+        c, n = self.config, len(self.train_set)
+        source_images, source_masks = self._view_source(view)
+        chunks: dict[str, list[torch.Tensor]] = {
+            "image": [],
+            "mask": [],
+            "z_image": [],
+            "z_mask": [],
+        }
+        for indices in torch.arange(n).split(c.batch_size):
+            check_cancel(cancel)
+            images = source_images[indices].float().div_(255)
+            masks = source_masks[indices].float()
+            if view > 0 and c.augment:
+                images, masks = augment_batch(images, masks, c.augmentation, generator=gen)
+            z_image, z_mask = encode_targets(
+                self.autoencoder, images.to(self.device), masks.to(self.device), c.amp
+            )
+            chunks["image"].append(images.mul(255).round().to(torch.uint8))
+            chunks["mask"].append(masks.to(torch.uint8))
+            chunks["z_image"].append(z_image.half().cpu())
+            chunks["z_mask"].append(z_mask.half().cpu())
+            done = view * n + int(indices[-1]) + 1
+            report(progress, "targets", done, c.cached_views * n, "encoding frozen targets")
+        return {k: torch.cat(v) for k, v in chunks.items()}
+
+    def _view_source(self, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 images and masks view ``view`` is made from: the training set, or for an
+        augmented view with ``box_crops``, that share of crop views (training.box_crops), drawn
+        from a generator of the view's own (the same crops on every device and run)."""
+        c, data = self.config, self.train_set
+        if view == 0 or not c.augment or c.box_crops <= 0:
+            return data.images, data.masks
+        from wavegms.training.box_crops import crop_views
+
+        rng = np.random.default_rng([c.seed, view])
+        return crop_views(
+            data.pairs, data.images, data.masks, c.box_crops, rng, c.box_jitter, c.box_margins
+        )
 
     def batch(self, indices: torch.Tensor) -> Batch:
         view = torch.randint(self.config.cached_views, (len(indices),), generator=self.generator)
