@@ -81,7 +81,7 @@ def test_a_new_model_replaces_nothing_until_the_user_adopts_it(
 
     widget, out = review
     qtbot.waitUntil(lambda: widget.current is not None, timeout=WAIT_MS)
-    for _ in range(MIN_PAIRS + MIN_HELD_OUT):  # enough to hold some out
+    for _ in range(MIN_PAIRS + MIN_HELD_OUT):  # 8: judged by the k-fold check
         shown = widget.current
         widget.accept_button.native.click()
         qtbot.waitUntil(lambda s=shown: widget.current != s, timeout=WAIT_MS)
