@@ -12,7 +12,6 @@ import pytest
 
 from wavegms.core.files import write_json
 from wavegms.core.progress import CancelToken, Progress
-from wavegms.data.masks import read_mask
 from wavegms.inference import adoption
 from wavegms.inference.adoption import HOLD_OUT_JSON, Verdict, hold_out, judge_run
 from wavegms.inference.cross_validation import (
@@ -24,9 +23,6 @@ from wavegms.inference.cross_validation import (
     plan_folds,
     train_folds,
 )
-from wavegms.inference.folder import run_folder
-from wavegms.inference.folder_items import folder_items
-from wavegms.inference.review import ReviewSession
 from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest
 
 
@@ -153,30 +149,3 @@ def test_each_fold_model_trains_on_the_other_pairs_with_capped_epochs(
         )
     done = [(r.done, r.total) for r in reports if r.stage == "kfold"]
     assert done == [(k, FOLDS * FOLD_EPOCHS) for k in range(1, FOLDS * FOLD_EPOCHS + 1)]
-
-
-def test_finetune_now_with_few_pairs_judges_by_k_fold(
-    tiny_dataset, segmenter, tmp_path, tiny_model_file
-):
-    out = tmp_path / "out"
-    run_folder(segmenter, folder_items(tiny_dataset / "images"), out)
-    session = ReviewSession.open(out, tiny_dataset / "images", "tiny", project="p")
-    accepted = session.pending()[:MIN_PAIRS]
-    for name in accepted:
-        session.accept(name, read_mask(tiny_dataset / "masks" / f"{name}.png"))
-    reports = []
-    template = FinetuneRequest("", "", "", device="cpu", epochs=1, batch_size=2, augment=False)
-    outcome, comparison = session.finetune_now(template, progress=reports.append)
-    assert outcome.train_images + outcome.val_images == len(accepted)  # trained on all
-    assert comparison.folds == FOLDS and comparison.held_out == len(accepted)
-    assert comparison.verdict is not Verdict.UNDECIDED  # figures, not "too few to tell"
-    for value in (comparison.current_dsc, comparison.candidate_dsc):
-        assert 0.0 <= value <= 100.0
-    record = json.loads((outcome.run_dir / HOLD_OUT_JSON).read_text())
-    pair_names = sorted(p.stem for p in (outcome.run_dir / "pairs" / "images").glob("*.png"))
-    for i, fold in enumerate(record["folds"]):  # no fold model saw the pairs it is scored on
-        seen = {p.stem for p in (fold_dir(outcome.run_dir, i) / "pairs" / "images").iterdir()}
-        assert seen == set(pair_names) - set(fold)
-    kfold = [r for r in reports if r.stage == "kfold"]
-    assert kfold[-1].done == kfold[-1].total == FOLDS  # one epoch per fold model
-    assert "fold model 3 of 3" in kfold[-1].message
