@@ -59,7 +59,11 @@ def test_provenance_waits_for_the_graph_being_built(tiny_network, tiny_segmenter
 
     monkeypatch.setattr(segmenter_module, "build_graph", slow_build)
     segmenter = Segmenter(tiny_network, device="cpu")
-    segmenter.prepare_graph()
+    starter = threading.Thread(target=segmenter.prepare_graph, daemon=True)  # as a Qt worker
+    starter.start()
+    starter.join()
+    # Joined at exit even so: killed inside torch at exit, a daemon thread aborts the process.
+    assert segmenter.building_graph and not segmenter._builder.daemon
     threading.Timer(0.2, release.set).start()
     assert segmenter.provenance()["backend"] == "onnx"  # what runs from now on, waited for
     assert builds == ["onnx"]

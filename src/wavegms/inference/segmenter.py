@@ -12,6 +12,7 @@ would not is refused with :class:`InputError` before anything is allocated.
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
 from collections.abc import Sequence
@@ -158,20 +159,19 @@ class Segmenter:
         return [graph(image) for image in images]
 
     def prepare_graph(self) -> bool:
-        """Start building the compiled graph on a thread of its own (once); until it is
-        ready, :meth:`segment` runs the eager model, whose masks are the graph's (both exact
-        fp32), so a first image need not wait for an export (a minute on a busy machine).
-        Returns whether a graph is being built now."""
+        """Start building the compiled graph on a thread of its own (once), from a copy of
+        the model (the exporters trace, and swap the weights of, what they export); until it
+        is ready :meth:`segment` runs the eager model, whose masks are the graph's (both exact
+        fp32). Returns whether a graph is being built now."""
         if self.traced and self._graph is None and self._builder is None:
-            # Not a daemon: killed inside torch's C++ code at exit, a daemon aborts napari.
-            self._builder = threading.Thread(target=self._soft_mask_graph, name="wavegms-graph")
+            own = copy.deepcopy(self.model)  # Not a daemon: one killed in torch aborts napari.
+            self._builder = threading.Thread(None, self._soft_mask_graph, args=(own,), daemon=False)
             self._builder.start()
         return self.building_graph
 
     building_graph = property(lambda self: self._builder is not None and self._builder.is_alive())
 
-    def wait_for_graph(self, timeout: float | None = None) -> bool:
-        """Wait for the graph :meth:`prepare_graph` builds; whether it is done."""
+    def wait_for_graph(self, timeout: float | None = None) -> bool:  # whether it is done
         if self._builder is not None and self._builder is not threading.current_thread():
             self._builder.join(timeout)
         return not self.building_graph
@@ -179,17 +179,17 @@ class Segmenter:
     def _graph_now(self):  # None (the exact eager model) while the graph is being built
         return None if self.building_graph else self._soft_mask_graph()
 
-    def _soft_mask_graph(self):
+    def _soft_mask_graph(self, model=None):
         """The compiled graph, built on first use (a build :meth:`prepare_graph` started is
         waited for): the first backend in line that builds and passes its check; None (eager
         from then on) if none does."""
         elsewhere = self._builder not in (None, threading.current_thread())
         if self._graph is not None or (elsewhere and self.wait_for_graph()):
             return self._graph
-        line = backend_line(self.backend, self.precision)
+        model, line = model or self.model, backend_line(self.backend, self.precision)
         for backend in line:
             try:
-                self._graph = build_graph(backend, self.model, self.model_file, self.calibration)
+                self._graph = build_graph(backend, model, self.model_file, self.calibration)
             except Exception as err:  # a speed-up must never cost the result
                 if backend != "int8" and self.backend == "auto" and isinstance(err, ImportError):
                     continue  # an optional exact runtime that is not installed: eager is exact
