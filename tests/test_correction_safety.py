@@ -173,6 +173,17 @@ class _Empty:
         return np.zeros((len(inputs), self.real.image_size, self.real.image_size), np.float32)
 
 
+def _finished_folds(request, folds, progress=None, cancel=None) -> int:
+    """The k-fold check's fold models as files (their weights are never read here)."""
+    from wavegms.inference.cross_validation import FOLD_JSON, fold_dir
+
+    for i in range(len(folds)):
+        fold_dir(request.out_dir, i).mkdir(parents=True)
+        (fold_dir(request.out_dir, i) / "best.safetensors").write_bytes(b"")
+        (fold_dir(request.out_dir, i) / FOLD_JSON).write_text("{}")
+    return len(folds)
+
+
 def test_a_worse_model_is_not_adopted_nor_installed(session, monkeypatch):
     for name in session.pending()[: MIN_PAIRS + MIN_HELD_OUT]:
         session.accept(name, _mask(1))
@@ -182,9 +193,12 @@ def test_a_worse_model_is_not_adopted_nor_installed(session, monkeypatch):
         return [figures.get(str(model), 60.0)] * len(names)
 
     monkeypatch.setattr(adoption, "pair_dsc", scores)
+    monkeypatch.setattr(adoption, "train_folds", _finished_folds)  # scores are faked anyway
     template = FinetuneRequest("", "", "", device="cpu", epochs=1, batch_size=2)
     outcome, comparison = session.finetune_now(template)
-    assert comparison.verdict is Verdict.NOT_BETTER and comparison.held_out == MIN_HELD_OUT
+    # 8 pairs: the new model trains on all of them, judged by the k-fold check
+    assert comparison.verdict is Verdict.NOT_BETTER and comparison.held_out == 8
+    assert comparison.folds == 3
     assert (comparison.current_dsc, comparison.candidate_dsc) == (80.0, 60.0)
     assert session.state.model == "tiny" and session.state.candidate == ""
     assert outcome.best_model is not None and outcome.installed is None

@@ -110,7 +110,14 @@ def test_rank_refuses_a_folder_without_a_sound_table(tmp_path, capsys):
     assert "line 2: mask_area is no number: 'x'" in capsys.readouterr().err
 
 
-def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, tiny_model_file):
+def test_finetune_now_then_the_rest_is_segmented_again(
+    segmented, tiny_dataset, tiny_model_file, monkeypatch
+):
+    from wavegms.inference import adoption
+
+    # The k-fold check stopped before its fold models (tests/test_cross_validation.py runs
+    # it): no figures, the user decides.
+    monkeypatch.setattr(adoption, "train_folds", lambda *args, **kwargs: 0)
     session = ReviewSession.open(segmented, tiny_dataset / "images", "tiny", project="p")
     with pytest.raises(InputError, match=f"at least {MIN_PAIRS}"):
         session.finetune_request()
@@ -121,7 +128,7 @@ def test_finetune_now_then_the_rest_is_segmented_again(segmented, tiny_dataset, 
     before = {r["name"]: r for r in read_results(segmented)}
     template = FinetuneRequest("", "", "", device="cpu", epochs=1, batch_size=2)
     outcome, comparison = session.finetune_now(template)
-    assert comparison.verdict.name == "UNDECIDED"  # 5 pairs: none held out, the user decides
+    assert comparison.verdict.name == "UNDECIDED" and comparison.folds == 3  # the user decides
     assert outcome.best_model is not None and session.state.model == "tiny"
     new = session.adopt()
     assert session.state.model == new

@@ -81,7 +81,7 @@ def test_a_new_model_replaces_nothing_until_the_user_adopts_it(
 
     widget, out = review
     qtbot.waitUntil(lambda: widget.current is not None, timeout=WAIT_MS)
-    for _ in range(MIN_PAIRS + MIN_HELD_OUT):  # enough to hold some out
+    for _ in range(MIN_PAIRS + MIN_HELD_OUT):  # 8: judged by the k-fold check
         shown = widget.current
         widget.accept_button.native.click()
         qtbot.waitUntil(lambda s=shown: widget.current != s, timeout=WAIT_MS)
@@ -105,7 +105,9 @@ def test_a_new_model_replaces_nothing_until_the_user_adopts_it(
     widget.adoption.decline_button.native.click()
     qtbot.waitUntil(lambda: not widget.adoption.asking, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: reservations.open_runs() == [], timeout=WAIT_MS)
-    assert widget.session.state.model == "tiny" and widget.session.state.candidate == ""
+    # The decline's worker frees the name, then clears the candidate: wait for both.
+    qtbot.waitUntil(lambda: widget.session.state.candidate == "", timeout=WAIT_MS)
+    assert widget.session.state.model == "tiny"
 
 
 def test_a_reserved_name_survives_a_restart(make_napari_viewer, tiny_model, tmp_path, qtbot):

@@ -111,9 +111,15 @@ def test_bad_input_is_reported(viewer, tiny_model, shown_errors, qtbot):
     assert len(shown_errors) == 5
 
 
-def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
+def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot, monkeypatch):
+    from wavegms.inference import adoption
     from wavegms.store.catalogue import list_models
     from wavegms.store.paths import user_models_dir
+
+    def scores(model, root, names, *args, **kwargs):  # the fold models score lower
+        return [80.0 if model == "tiny" else 60.0] * len(names)
+
+    monkeypatch.setattr(adoption, "pair_dsc", scores)
 
     base = user_models_dir() / "tiny.safetensors"
     before = digest(base)
@@ -128,9 +134,13 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot):
     widget.run_button.native.click()
     assert not widget.run_button.enabled  # preparing (name reserved, pairs copied), then busy
     qtbot.waitUntil(lambda: widget.busy, timeout=60_000)
+    note = [widget.progress.note]  # shown with the training's progress
     wait_idle(qtbot, widget, "busy")
-    # 5 pairs: none can be held out to compare fairly; the dock says so and asks
-    assert widget.adoption.asking and "too few to tell" in widget.adoption.text.value
+    # 5 pairs: trained on all, judged by a 3-fold check (its cost said from the start);
+    # scores made worse here, so that the dock asks
+    assert widget.adoption.asking and "is not better" in widget.adoption.text.value
+    assert "3-fold check on all 5 accepted pairs" in widget.adoption.text.value
+    assert "3 more fine-tunes" in note[0]
     assert "default-ft1" not in list_models()  # nothing installed on its own
     widget.adoption.adopt_button.native.click()
     qtbot.waitUntil(lambda: "default-ft1" in list_models(), timeout=60_000)

@@ -5,7 +5,9 @@ against the model it would replace on accepted pairs it did not train on. Before
 :func:`hold_out` sets a share of the pairs aside (the fine-tune trains on a snapshot of the
 others); after it, :func:`compare_models` scores both models on the held-out pairs and
 :func:`decide` says what the figures allow: adopt (better), keep the current model (not
-better), or let the user choose (too few pairs held out to tell).
+better), or let the user choose (too few pairs to tell). With fewer than ten pairs nothing is
+held out: the new model trains on all of them and a k-fold check judges it
+(``inference.cross_validation``; :func:`train_run_folds`, then :func:`judge_run`).
 
 Qt-free; torch only through :class:`wavegms.inference.segmenter.Segmenter`, imported when
 models are scored.
@@ -17,7 +19,7 @@ import enum
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from wavegms.core.errors import InputError
 from wavegms.core.files import read_json, write_json
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from wavegms.inference.cross_validation import cost_text, fold_model, plan_folds, train_folds
 from wavegms.training.finetune import MIN_PAIRS, FinetuneRequest, new_run_dir
 from wavegms.training.training_set import TrainingSet
 
@@ -44,19 +47,23 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class Split:
-    """The pairs a fine-tune trains on and those held out to judge it."""
+    """The pairs a fine-tune trains on and those held out to judge it, or (few pairs: none
+    held out) the folds of its k-fold check."""
 
     train: list[str]
     held_out: list[str]
+    folds: list[list[str]] = field(default_factory=list)
 
 
 def hold_out(names: Sequence[str], seed: int = 0) -> Split:
     """Set :data:`HOLD_OUT_SHARE` of ``names`` aside (at least :data:`MIN_HELD_OUT`), when
-    enough are left to fine-tune on (:data:`MIN_PAIRS`); else hold none out."""
+    enough are left to fine-tune on (:data:`MIN_PAIRS`) and enough pairs for that
+    (``cross_validation.KFOLD_BELOW``); else hold none out and plan a k-fold check."""
     names = sorted(names)
+    folds = plan_folds(names, seed)
     count = max(MIN_HELD_OUT, round(HOLD_OUT_SHARE * len(names)))
-    if len(names) - count < MIN_PAIRS:
-        return Split(list(names), [])
+    if folds or len(names) - count < MIN_PAIRS:
+        return Split(list(names), [], folds)
     held = sorted(random.Random(seed).sample(names, count))
     return Split([n for n in names if n not in held], held)
 
@@ -69,10 +76,17 @@ class Comparison:
     candidate: str
     current_dsc: float | None  # None: not scored (no pair held out)
     candidate_dsc: float | None
-    held_out: int
+    held_out: int  # pairs scored (held out, or every pair of a k-fold check)
     verdict: Verdict
+    folds: int = 0  # a k-fold check's folds (0: held-out pairs)
 
     def text(self) -> str:
+        if self.verdict is Verdict.UNDECIDED and self.folds:
+            return (
+                f"the {self.folds}-fold check was stopped before every fold model was "
+                f"fine-tuned: no fair figures for {self.candidate!r} against "
+                f"{self.current!r}; choose yourself"
+            )
         if self.verdict is Verdict.UNDECIDED:
             return (
                 f"{self.held_out} accepted pair(s) held out: too few to tell whether "
@@ -84,6 +98,12 @@ class Comparison:
             f"on {self.held_out} held-out pairs, DSC {self.candidate_dsc:.1f}% "
             f"({self.candidate!r}) against {self.current_dsc:.1f}% ({self.current!r})"
         )
+        if self.folds:
+            figures = (
+                f"{self.folds}-fold check on all {self.held_out} accepted pairs (each scored "
+                f"by a model fine-tuned without it; {self.candidate!r} trained on all), DSC "
+                f"{self.candidate_dsc:.1f}% against {self.current_dsc:.1f}% ({self.current!r})"
+            )
         if self.verdict is Verdict.BETTER:
             return f"{self.candidate!r} is better: {figures}"
         return f"{self.candidate!r} is not better, {self.current!r} stays: {figures}"
@@ -121,7 +141,9 @@ def pair_dsc(
     from wavegms.inference.segmenter import Segmenter
     from wavegms.scoring.metrics import dice
 
-    segmenter = Segmenter.load(model, device=device)
+    # Eager: exact fp32 and no graph to build for the few pairs a model is scored on (a
+    # k-fold check scores four models).
+    segmenter = Segmenter.load(model, device=device, backend="eager")
     scores = []
     for name in names:
         check_cancel(cancel)
@@ -173,7 +195,8 @@ def prepare_run(pairs: TrainingSet, request: FinetuneRequest) -> FinetuneRequest
     reserve_name(request.new_name, run_dir)
     split = hold_out(names)
     pairs.snapshot(split.train, run_dir / "pairs")
-    record = {"project": pairs.project, "train": split.train, "held_out": split.held_out}
+    record = {"project": pairs.project, "train": split.train, "held_out": split.held_out,
+              "folds": split.folds}  # fmt: skip
     write_json(run_dir / HOLD_OUT_JSON, record)
     return replace(request, data_dir=str(run_dir / "pairs"), out_dir=str(run_dir))
 
@@ -192,7 +215,65 @@ def judge_run(
     from wavegms.store.catalogue import model_paths
 
     record = read_json(Path(run_dir) / HOLD_OUT_JSON)
+    if record.get("folds"):
+        return judge_folds(current, run_dir, record["folds"], name, device, threshold,
+                           progress, cancel)  # fmt: skip
     return compare_models(
         current, model_paths(Path(run_dir) / "best")[0], TrainingSet(record["project"]).root,
         record["held_out"], device, threshold, progress, cancel, name,
     )  # fmt: skip
+
+
+def train_run_folds(
+    request: FinetuneRequest,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> int:
+    """After a prepared run's fine-tune: its k-fold check's fold models, when
+    :func:`prepare_run` planned one (else nothing); returns how many finished."""
+    folds = _planned_folds(request)
+    return train_folds(request, folds, progress, cancel) if folds else 0
+
+
+def _planned_folds(request: FinetuneRequest) -> list[list[str]]:
+    path = Path(request.out_dir or "") / HOLD_OUT_JSON
+    return (read_json(path).get("folds") or []) if request.out_dir and path.is_file() else []
+
+
+def plan_text(request: FinetuneRequest) -> str:
+    """How a prepared run will be judged, and what that costs, in the user's words."""
+    folds = _planned_folds(request)
+    if folds:
+        return cost_text(sum(map(len, folds)), request.epochs)
+    path = Path(request.out_dir or "") / HOLD_OUT_JSON
+    held = read_json(path)["held_out"] if request.out_dir and path.is_file() else []
+    return f"{len(held)} pair(s) held out to judge it" if held else ""
+
+
+def judge_folds(
+    current: str,
+    run_dir: str | Path,
+    folds: Sequence[Sequence[str]],
+    name: str,
+    device: str = "auto",
+    threshold: float = 0.5,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Comparison:
+    """The k-fold verdict: each fold model scored on its own fold, ``current`` on the same
+    pairs (the run's snapshot of every pair), :func:`decide` on all the out-of-fold scores.
+    A fold without a finished model leaves the choice to the user."""
+    names = [n for fold in folds for n in fold]
+    models = [fold_model(run_dir, i) for i in range(len(folds))]
+    if None in models:
+        return Comparison(current, name, None, None, len(names), Verdict.UNDECIDED, len(folds))
+    root = Path(run_dir) / "pairs"
+    report(progress, "compare", 0, len(folds) + 1, f"scoring {current} on {len(names)} pairs")
+    before = pair_dsc(current, root, names, device, threshold, cancel)
+    after: list[float] = []
+    for i, (fold, model) in enumerate(zip(folds, models, strict=True)):
+        report(progress, "compare", i + 1, len(folds) + 1, f"scoring fold model {i + 1}")
+        after += pair_dsc(model, root, fold, device, threshold, cancel)
+    means = [float(np.mean(s)) for s in (before, after)]
+    verdict = decide(before, after)
+    return Comparison(current, name, means[0], means[1], len(names), verdict, len(folds))

@@ -51,11 +51,13 @@ def model_record(predictor: Any) -> ModelRecord:
 
 
 def backend_of(predictor: Any) -> str:
-    """What actually ran: a Segmenter's ``graph_backend`` once it has run (``eager`` when no
-    graph does); empty for a predictor that does not say (a test's fake)."""
+    """What actually ran the last batch: a Segmenter's ``last_backend`` (the eager model while
+    its graph is still being built, ``Segmenter.prepare_graph``), else its ``graph_backend``
+    once it has run (``eager`` when no graph does); empty for a predictor that does not say
+    (a test's fake)."""
     if not hasattr(predictor, "graph_backend"):
         return ""
-    return predictor.graph_backend or "eager"
+    return getattr(predictor, "last_backend", "") or predictor.graph_backend or "eager"
 
 
 def record(model: ModelRecord, backend: str, threshold: float, input_sha256: str) -> dict:

@@ -12,7 +12,13 @@ import time
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import CancelToken, ProgressCallback
-from wavegms.inference.adoption import Comparison, Verdict, judge_run, prepare_run
+from wavegms.inference.adoption import (
+    Comparison,
+    Verdict,
+    judge_run,
+    prepare_run,
+    train_run_folds,
+)
 from wavegms.training.finetune import MIN_PAIRS, FinetuneOutcome, FinetuneRequest, finetune
 from wavegms.training.training_set import TrainingSet
 
@@ -94,6 +100,8 @@ class AdoptionSteps:
         pairs were held out the decision is left (:meth:`adopt` or :meth:`decline`)."""
         request = self.finetune_request(template)
         outcome = finetune(request, progress, cancel, install=False)
+        if outcome.best_model is not None and not outcome.cancelled:
+            train_run_folds(request, progress, cancel)  # the k-fold check of few pairs
         self.finished(request, outcome)
         if not self.state.candidate:
             return outcome, None

@@ -12,6 +12,8 @@ would not is refused with :class:`InputError` before anything is allocated.
 
 from __future__ import annotations
 
+import copy
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,10 +43,9 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
-    if isinstance(err, _OUT_OF_MEMORY):
-        return True
     # MPS and some CUDA paths raise a plain RuntimeError with this text.
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    text = isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    return isinstance(err, _OUT_OF_MEMORY) or text
 
 
 def as_array(image: object) -> np.ndarray:
@@ -114,6 +115,8 @@ class Segmenter(Closable):
         #: False: run the eager model batch by batch (tests and callers may set it).
         self.traced = backend != "eager"
         self._graph = None
+        self._builder: threading.Thread | None = None  # see prepare_graph
+        self.last_backend = ""  # what ran the last batch: the graph's backend, or "eager"
         #: Run a batch's images side by side where the graph can (``run_many``: one inference
         #: stream per thread, for folders); False: one image at a time. Same masks either way.
         self.side_by_side = True
@@ -134,7 +137,8 @@ class Segmenter(Closable):
     def _run(self, images: Sequence[np.ndarray]) -> np.ndarray:
         chunk = [model_input(as_array(im), self.image_size) for im in images]
         batch = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(self.device)
-        graph = self._soft_mask_graph() if self.traced else None
+        graph = self._graph_now() if self.traced else None
+        self.last_backend = self.graph_backend if graph is not None else "eager"
         if graph is not None:
             with torch.no_grad():
                 soft = torch.cat(
@@ -158,15 +162,38 @@ class Segmenter(Closable):
                 warnings.warn(f"images are run one at a time: {err}", RuntimeWarning, stacklevel=5)
         return [graph(image) for image in images]
 
-    def _soft_mask_graph(self):
-        """The compiled graph, built on first use: the first backend in line that builds and
-        passes its check; None (eager from then on) if none does."""
-        if self._graph is not None:
+    def prepare_graph(self) -> bool:
+        """Start building the compiled graph on a thread of its own (once), from a copy of
+        the model (the exporters trace, and swap the weights of, what they export); until it
+        is ready :meth:`segment` runs the eager model, whose masks are the graph's (both exact
+        fp32). Returns whether a graph is being built now."""
+        if self.traced and self._graph is None and self._builder is None:
+            own = copy.deepcopy(self.model)  # Not a daemon: one killed in torch aborts napari.
+            self._builder = threading.Thread(None, self._soft_mask_graph, args=(own,), daemon=False)
+            self._builder.start()
+        return self.building_graph
+
+    building_graph = property(lambda self: self._builder is not None and self._builder.is_alive())
+
+    def wait_for_graph(self, timeout: float | None = None) -> bool:  # whether it is done
+        if self._builder is not None and self._builder is not threading.current_thread():
+            self._builder.join(timeout)
+        return not self.building_graph
+
+    def _graph_now(self):  # None (the exact eager model) while the graph is being built
+        return None if self.building_graph else self._soft_mask_graph()
+
+    def _soft_mask_graph(self, model=None):
+        """The compiled graph, built on first use (a build :meth:`prepare_graph` started is
+        waited for): the first backend in line that builds and passes its check; None (eager
+        from then on) if none does."""
+        elsewhere = self._builder not in (None, threading.current_thread())
+        if self._graph is not None or (elsewhere and self.wait_for_graph()):
             return self._graph
-        line = backend_line(self.backend, self.precision)
+        model, line = model or self.model, backend_line(self.backend, self.precision)
         for backend in line:
             try:
-                self._graph = build_graph(backend, self.model, self.model_file, self.calibration)
+                self._graph = build_graph(backend, model, self.model_file, self.calibration)
             except Exception as err:  # a speed-up must never cost the result
                 if backend != "int8" and self.backend == "auto" and isinstance(err, ImportError):
                     continue  # an optional exact runtime that is not installed: eager is exact

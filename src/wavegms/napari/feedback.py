@@ -107,16 +107,21 @@ STEP_WORDS = {
     "epoch": "epoch",
     "segment": "segmenting",
     "evaluate": "segmenting and scoring",
+    "graph": "preparing the fast graph",
+    "kfold": "checking the new model",
 }
+#: Stages whose reports carry their own words (``Progress.message``).
+SELF_TOLD = ("load", "graph", "kfold")
 
 
 def step_text(report: Progress) -> str:
-    """One report in plain words, e.g. 'segmenting: 3 of 20'."""
-    if report.stage == "load":
-        if report.total <= 1:
-            return report.message or "loading"
+    """One report in plain words, e.g. 'segmenting: 3 of 20'; a stage that says itself (its
+    ``message``: loading a model, preparing its graph, a k-fold check) in its own words."""
+    if report.stage == "load" and report.total > 1:
         return f"reading the training images: {report.done} of {report.total}"
     words = STEP_WORDS.get(report.stage, report.stage)
+    if report.stage in SELF_TOLD:
+        return report.message or words
     return f"{words}: {report.done} of {report.total}" if report.total else words
 
 
@@ -132,11 +137,15 @@ class ProgressDisplay:
         self.last: Progress | None = None
         self.epochs = 0  # a training's planned epochs (0: not a training)
         self.epochs_done = 0
+        self.note = ""
         self.clock = time.monotonic
         self.eta = Eta(self.clock)
 
-    def start(self, description: str, epochs: int = 0) -> None:
+    def start(self, description: str, epochs: int = 0, note: str = "") -> None:
+        """``note``: what the user should know throughout a training (e.g. what judging its
+        model will cost), shown after its progress."""
         self.close()
+        self.note = note
         self.bar = self.widget
         self.bar.setRange(0, 0)  # busy until the first report says how much there is
         self.bar.setFormat("")
@@ -165,7 +174,7 @@ class ProgressDisplay:
             dice = report.metrics.get("val_dice")
             if dice is not None:
                 words += f" (validation Dice {dice:.3f})"
-            return words
+            return f"{words}; {self.note}" if self.note else words
         return step_text(report)
 
     def show(self, report: Progress) -> None:

@@ -207,13 +207,13 @@ class FinetuneWidget(FinetuneAdoption, JobForm):
     def _prepare_failed(self) -> None:
         self.phase, self.run_button.enabled = "", True
 
-    def _launch(self, request: FinetuneRequest) -> None:
+    def _launch(self, prepared: tuple[FinetuneRequest, str]) -> None:
+        request, plan = prepared  # plan: how its model will be judged, at what cost
         self.request, self.run_dir, self.phase = request, Path(request.out_dir), "train"
         self.plot.clear()
         self.close_guard.watch(self.native.window())  # napari's window, when docked
-        self.start_process(
-            launch, f"starting to fine-tune {request.new_name}…", request, request.epochs
-        )
+        text = f"starting to fine-tune {request.new_name}…" + (f" ({plan})" if plan else "")
+        self.start_process(launch, text, request, request.epochs, note=plan)
 
     def on_progress(self, report: Progress) -> None:
         if report.stage == "epoch":

@@ -168,6 +168,7 @@ def main() -> int:
     request = read_frame(commands)
 
     from wavegms.core.progress import CancelToken
+    from wavegms.inference.adoption import train_run_folds
     from wavegms.napari.jobs import error_text
     from wavegms.training.finetune import finetune
 
@@ -181,6 +182,10 @@ def main() -> int:
         # Nothing installed on its own: the dock installs once the user or the comparison
         # with the current model has decided (inference.adoption).
         outcome = finetune(request, progress=link, cancel=cancel, install=False)
+        if outcome.best_model is not None and not outcome.cancelled:
+            folds = train_run_folds(request, progress=link, cancel=cancel)  # few pairs only
+            if folds:
+                log(f"k-fold check: {folds} fold model(s) fine-tuned")
     except Exception as err:
         log(f"failed: {error_text(err)}")
         link.send("error", error_text(err))

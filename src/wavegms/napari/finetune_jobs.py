@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wavegms.inference.adoption import Comparison, judge_run, prepare_run
+from wavegms.inference.adoption import Comparison, judge_run, plan_text, prepare_run
 from wavegms.training.finetune import FinetuneRequest
 from wavegms.training.training_set import TrainingSet
 
 
-def prepare_job(pairs: TrainingSet, request: FinetuneRequest) -> FinetuneRequest:
+def prepare_job(pairs: TrainingSet, request: FinetuneRequest) -> tuple[FinetuneRequest, str]:
+    """The prepared request, and how its model will be judged (and at what cost)."""
     pairs.tidy()  # files an interrupted add left behind
-    return prepare_run(pairs, request)
+    request = prepare_run(pairs, request)
+    return request, plan_text(request)
 
 
 def judge_job(current: str, request: FinetuneRequest, progress=None, cancel=None) -> Comparison:

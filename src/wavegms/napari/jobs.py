@@ -105,11 +105,14 @@ class ModelSlot(Closable):
             loaded.segmenter.close()
 
     def warm_up(self, model: str, device: str) -> None:
-        """Load the model and run it once on a blank image, so that the first Segment click
-        does not pay for importing torch, reading files and setting up the CPU kernels
-        (together seconds). Failures are left for that click to report."""
+        """Load the model, start building its fast graph in the background, and run the
+        exact eager model once on a blank image, so that the first Segment click does not pay
+        for importing torch, reading files and setting up the CPU kernels (together seconds),
+        nor wait for the graph (export and compile: a minute on a busy machine). Failures are
+        left for that click to report."""
         try:
             with self.hold(model, device) as segmenter:
+                segmenter.prepare_graph()
                 # Not the model size: the resizing code and its imports are warmed up too.
                 size = segmenter.image_size + 8
                 segmenter.segment(np.zeros((size, size), np.uint8))
@@ -129,6 +132,7 @@ class SegmentResult:
     digest: str  # of ``labels``
     mask_edited: bool  # whether the mask layer the result would replace differs from ours
     area: int = 0  # foreground pixels (counted here, not on the GUI thread)
+    backend: str = ""  # what made it: the graph's backend ("onnx"), or the eager model
 
 
 def segment_job(
@@ -150,18 +154,31 @@ def segment_job(
     would replace (``mask_data``) with what the widget last wrote there (``mask_digest``).
     """
     check_threshold(threshold)
-    # Said at once: the first click may wait for the model to load and its fast graph to be
-    # prepared (the warm-up holds the slot meanwhile), which takes seconds.
-    report(progress, "load", 0, 1, f"loading {model} and preparing its graph…")
+    # Said at once: the first click may wait for the model to load (the warm-up holds the
+    # slot meanwhile), which takes seconds.
+    report(progress, "load", 0, 1, f"loading the model {model}…")
     with slot.hold(model, device, progress) as segmenter:
-        report(progress, "segment", 0, 1, "segmenting…")
+        building = segmenter.prepare_graph()  # not waited for: eager gives the same masks
+        if building:
+            report(progress, "graph", 0, 1, GRAPH_WORDS)  # said while the image is segmented
+        else:
+            report(progress, "segment", 0, 1, "segmenting…")
         binary, soft = segmenter.segment(
             np.asarray(data), rgb=rgb, progress=progress, cancel=cancel, threshold=threshold
         )
+        backend = segmenter.last_backend
+        if building and backend == "eager":
+            backend = "exact eager model while the fast graph is prepared"
     labels = binary.astype(np.uint8)
     edited = mask_data is not None and array_digest(np.asarray(mask_data)) != mask_digest
     area = int(np.count_nonzero(labels))
-    return SegmentResult(labels, soft, array_digest(labels), edited, area)
+    return SegmentResult(labels, soft, array_digest(labels), edited, area, backend)
+
+
+GRAPH_WORDS = (
+    "preparing the fast graph in the background; segmenting with the exact model meanwhile "
+    "(the same mask)"
+)
 
 
 def batch_job(

@@ -226,12 +226,15 @@ class ReviewWidget(JobForm):
         template = load_settings(FinetuneSettings).request
         template = dataclasses.replace(template, device=self.device.value or "auto")
         self.flow.fire(Event.FINETUNE)  # the snapshot is taken in a worker, then it starts
-        run_light(self.session.finetune_request, template, then=guarded(self._launch, self.status),
+        run_light(jobs.prepare_finetune_job, self.session, template,
+                  then=guarded(self._launch, self.status),
                   status=self.status, failed=lambda: self.flow.fire(Event.FAILED))  # fmt: skip
 
-    def _launch(self, request) -> None:
-        self.request, self.stopped = request, False
-        self.start_process(launch, f"fine-tuning {request.new_name}", request, request.epochs)
+    def _launch(self, prepared) -> None:
+        (request, plan), self.stopped = prepared, False
+        self.request = request
+        text = f"fine-tuning {request.new_name}" + (f" ({plan})" if plan else "")
+        self.start_process(launch, text, request, request.epochs, note=plan)
 
     def on_returned(self, result) -> None:
         step = self.flow.step

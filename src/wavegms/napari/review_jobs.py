@@ -61,6 +61,14 @@ def table_job(session: ReviewSession, what: str, name: str | None) -> tuple[str,
     return f"brought back {len(names)} mask(s)", table_state(session)
 
 
+def prepare_finetune_job(session: ReviewSession, template) -> tuple[object, str]:
+    """The prepared fine-tune request, and how its model will be judged (at what cost)."""
+    from wavegms.inference.adoption import plan_text
+
+    request = session.finetune_request(template)
+    return request, plan_text(request)
+
+
 def compare_job(session: ReviewSession, device: str, progress=None, cancel=None):
     return session.compare(device, progress, cancel)
 

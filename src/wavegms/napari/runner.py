@@ -160,12 +160,12 @@ class JobForm(Container):
         self.job = ThreadJob(self, function, kwargs, self.relay)
 
     def start_process(
-        self, launch: Callable, description: str, payload: object, epochs: int = 0
+        self, launch: Callable, description: str, payload: object, epochs: int = 0, note: str = ""
     ) -> None:
-        """Run ``launch(payload)``'s child process (see
-        :class:`~wavegms.napari.process_job.ProcessJob`); ``epochs``: a
-        training's planned epochs, for its progress bar and time estimate."""
-        self._begin(description, epochs)
+        """Run ``launch(payload)``'s child process (``process_job.ProcessJob``); ``epochs``:
+        a training's planned epochs, for its progress bar and time estimate; ``note``: shown
+        with its progress (``ProgressDisplay.start``)."""
+        self._begin(description, epochs, note)
         self.job = ProcessJob(self, launch, payload)
 
     def cancel(self, _value=None) -> None:
@@ -199,8 +199,8 @@ class JobForm(Container):
             self._end()
             guarded(self.on_finished, self.status)()
 
-    def _begin(self, description: str, epochs: int = 0) -> None:
-        self.progress.start(description, epochs)
+    def _begin(self, description: str, epochs: int = 0, note: str = "") -> None:
+        self.progress.start(description, epochs, note)
         self.run_button.enabled, self.cancel_button.enabled = False, True
 
     def _end(self) -> None:

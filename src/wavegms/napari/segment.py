@@ -21,6 +21,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_warning
 
 from wavegms.core.errors import InputError
+from wavegms.core.progress import Progress
 from wavegms.napari.dock_lifetime import DockLifetime
 from wavegms.napari.fields import (
     after_build,
@@ -170,6 +171,11 @@ class SegmentWidget(JobForm):
             slot=self.slot,
             **self.masks.to_check(layer),
         )
+        # The first stage said and drawn at once: adding the layer below holds the GUI thread
+        # (napari builds its controls: seconds on a busy machine) before any worker report.
+        self._report(Progress("load", 0, 1, f"loading the model {self.model.value}…"))
+        for row in (self.status, self.progress_bar):
+            row.native.repaint()
         # Added while the worker runs (not after): a new layer's cost overlaps the model's.
         self.masks.prepare(layer, self.target_shape[:-1] if layer.rgb else self.target_shape)
 
@@ -204,4 +210,5 @@ class SegmentWidget(JobForm):
         layer, kept = self.masks.write(image, result)
         if self.soft_mask.value:
             self.masks.write_soft(image, result.soft)
-        self.status.value = f"done: {layer.name} ({result.area} foreground pixels){kept}"
+        ran = f"; {result.backend}" if result.backend else ""  # what made the mask
+        self.status.value = f"done: {layer.name} ({result.area} foreground pixels{ran}){kept}"

@@ -75,15 +75,16 @@ def count_pairs(data_dir: str | Path) -> int:
     return len(dataset_pairs(data_dir, None, None))
 
 
-def validation_fraction(requested: float, pairs: int) -> float:
-    """``requested``, raised so that at least :data:`MIN_VAL_IMAGES` pairs validate; refuses
-    fewer than :data:`MIN_PAIRS` pairs (two are left for training)."""
-    if pairs < MIN_PAIRS:
+def validation_fraction(requested: float, pairs: int, least: int = MIN_VAL_IMAGES) -> float:
+    """``requested``, raised so that at least ``least`` pairs validate; refuses fewer than
+    ``least + 2`` pairs (two are left for training). ``least`` is :data:`MIN_VAL_IMAGES` but
+    for the k-fold check's fold models (``inference.cross_validation``), which have too few."""
+    if pairs < least + 2:
         raise InputError(
-            f"fine-tuning needs at least {MIN_PAIRS} image/mask pairs ({MIN_VAL_IMAGES} to "
+            f"fine-tuning needs at least {least + 2} image/mask pairs ({least} to "
             f"choose the best epoch on, 2 to train on), found {pairs}; add more pairs"
         )
-    return max(float(requested), (MIN_VAL_IMAGES + 0.25) / pairs)
+    return max(float(requested), (least + 0.25) / pairs)
 
 
 def new_run_dir(name: str) -> Path:
@@ -92,8 +93,11 @@ def new_run_dir(name: str) -> Path:
     return runs_dir() / f"finetune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _train_config(request: FinetuneRequest, base_path: Path, device: str) -> TrainConfig:
-    """The training config for a request: the base model's size and backend, all pairs."""
+def train_config(
+    request: FinetuneRequest, base_path: Path, device: str, least_val: int = MIN_VAL_IMAGES
+) -> TrainConfig:
+    """The training config for a request: the base model's size and backend, all pairs, at
+    least ``least_val`` of them validating (see :func:`validation_fraction`)."""
     from wavegms.store.catalogue import read_config
     from wavegms.training.config import TrainConfig
 
@@ -103,7 +107,9 @@ def _train_config(request: FinetuneRequest, base_path: Path, device: str) -> Tra
         name=request.new_name,
         out_dir=request.out_dir or str(new_run_dir(request.new_name)),
         split=None,
-        val_fraction=validation_fraction(request.val_fraction, count_pairs(request.data_dir)),
+        val_fraction=validation_fraction(
+            request.val_fraction, count_pairs(request.data_dir), least_val
+        ),
         image_size=int(base["image_size"]),
         backend=str(base["backend"]),
         init_model=str(base_path),
@@ -205,7 +211,7 @@ def _finetune(
 
     base_path = resolve_model(request.base_model)
     device = str(resolve_device(request.device))
-    result = train(_train_config(request, base_path, device), progress, cancel)
+    result = train(train_config(request, base_path, device), progress, cancel)
     installed = best = None
     if result.best_model is not None:
         best = result.best_model
