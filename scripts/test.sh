@@ -10,4 +10,10 @@ export WAVEGMS_DATA="${WAVEGMS_DATA:-$(cd .. && pwd)/shared/data}"
 unset QT_QPA_PLATFORM  # napari needs a real (virtual) X server: pytest-xvfb starts one
 .venv/bin/ruff check src tests scripts
 .venv/bin/ruff format --check src tests scripts
-.venv/bin/python -m pytest -q "$@"
+# Both cores (pytest-xdist): one worker per core, at most 4 (each holds torch and napari);
+# WAVEGMS_TEST_WORKERS=N sets the count, 0 runs in this one process. Whole files go to one
+# worker (--dist loadfile), so a file's module fixtures (a built wheel, a dask cluster) are
+# made once. Each worker has its own virtual X server (pytest-xvfb) and temporary folders.
+workers="${WAVEGMS_TEST_WORKERS:-$(nproc)}"
+if [ "$workers" -gt 4 ]; then workers=4; fi
+.venv/bin/python -m pytest -q -n "$workers" --dist loadfile "$@"

@@ -42,12 +42,35 @@ def taef2_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def session_graphs(tmp_path_factory) -> Path:
+    """The compiled graphs of this test session (one folder per xdist worker)."""
+    return tmp_path_factory.mktemp("graphs")
+
+
+@pytest.fixture
+def share_graphs(request, session_graphs):
+    """``share_graphs(home)`` points ``home``'s graph cache at the session's, unless the test
+    is marked ``own_graph_cache``. A cached graph is named by the sha256 of its model and its
+    libraries and checked against the eager model whenever it is loaded, so sharing changes no
+    answer; it saves each test that runs a model the seconds of exporting its graph again."""
+
+    def link(home: Path) -> None:
+        if request.node.get_closest_marker("own_graph_cache") is None:
+            (home / "cache").mkdir(parents=True, exist_ok=True)
+            (home / "cache" / "graphs").symlink_to(session_graphs, target_is_directory=True)
+
+    return link
+
+
 @pytest.fixture(autouse=True)
-def isolated_user_dirs(tmp_path_factory, monkeypatch) -> Path:
+def isolated_user_dirs(tmp_path_factory, monkeypatch, share_graphs) -> Path:
     """Every test gets its own user data/cache folders, so no test reads or writes the real
-    user's models, settings or cache. TAEF2 comes from the package (or ``$WAVEGMS_TAEF2``)."""
+    user's models, settings or cache (compiled graphs excepted: see ``share_graphs``). TAEF2
+    comes from the package (or ``$WAVEGMS_TAEF2``)."""
     home = tmp_path_factory.mktemp("wavegms_home")
     monkeypatch.setenv("WAVEGMS_HOME", str(home))
+    share_graphs(home)
     return home
 
 

@@ -17,6 +17,9 @@ from wavegms.runtime.graph_cache import (
     library_versions,
 )
 
+# Tests of the graph cache itself: a cache of their own, not the session's shared one.
+pytestmark = pytest.mark.own_graph_cache
+
 
 def test_the_cache_name_holds_model_backend_graph_and_library_versions():
     import torch

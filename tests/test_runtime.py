@@ -17,6 +17,10 @@ from wavegms.runtime.decoder_rewrite import UpsampleConvPhases, rewrite_decoder
 from wavegms.runtime.graph_cache import graph_dir
 from wavegms.runtime.soft_mask import SoftMaskPath
 
+# Tests of the graph cache itself: a cache of their own, not the session's shared one.
+pytestmark = pytest.mark.own_graph_cache
+
+
 SAMPLE = Path(__file__).resolve().parents[1] / "src/wavegms/package_data/sample_data/images"
 
 

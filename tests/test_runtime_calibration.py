@@ -24,6 +24,9 @@ from wavegms.runtime.onnx_graph import GRAPH_VERSION, cached_onnx  # noqa: E402
 from wavegms.runtime.onnx_session import OnnxSoftMask  # noqa: E402
 from wavegms.runtime.quantize import calibration_record, quantize_onnx  # noqa: E402
 
+# Tests of the graph cache itself: a cache of their own, not the session's shared one.
+pytestmark = pytest.mark.own_graph_cache
+
 
 def with_metadata(model, metadata: dict):
     """The same network (weights shared) with other metadata."""

@@ -58,10 +58,12 @@ def taef2_dir() -> Path | None:
 
 
 @pytest.fixture(autouse=True)
-def wavegms_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own user data folder (models, settings, fine-tune projects)."""
+def wavegms_home(tmp_path, monkeypatch, share_graphs) -> Path:
+    """Every test gets its own user data folder (models, settings, fine-tune projects); the
+    compiled graphs are the session's (``share_graphs``)."""
     home = tmp_path / "home"
     monkeypatch.setenv("WAVEGMS_HOME", str(home))
+    share_graphs(home)
     return home
 
 

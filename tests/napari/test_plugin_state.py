@@ -42,6 +42,14 @@ def test_settings_round_trip_and_tolerate_bad_files():
     assert load_settings(SegmentChoices) == SegmentChoices()
 
 
+def test_a_saved_precision_is_one_of_the_choices_else_exact():
+    save_settings(SegmentChoices(precision="int8"))
+    assert load_settings(SegmentChoices).precision == "int8"  # the user's choice, kept
+    for hand_edited in ("int4", "INT8", 8):
+        settings_path().write_text(json.dumps({"segment": {"precision": hand_edited}}))
+        assert load_settings(SegmentChoices).precision == "fp32", hand_edited
+
+
 def test_training_set_add_remove_tidy(wavegms_home):
     pairs = TrainingSet("proj-1")
     rgb = np.random.default_rng(0).random((12, 10, 4)).astype(np.float32)

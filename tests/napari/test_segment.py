@@ -151,7 +151,13 @@ def test_settings_persist(viewer, tiny_model, qtbot):
     widget.device.value = "cpu"
     widget.soft_mask.value = True
     saved = json.loads(settings_path().read_text())["segment"]
-    assert saved == {"model": "tiny", "device": "cpu", "threshold": 0.3, "soft_mask": True}
+    assert saved == {
+        "model": "tiny",
+        "device": "cpu",
+        "threshold": 0.3,
+        "soft_mask": True,
+        "precision": "fp32",
+    }
     again = SegmentWidget(viewer)
     assert (again.threshold.value, again.device.value, again.soft_mask.value) == (0.3, "cpu", True)
 

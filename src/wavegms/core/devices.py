@@ -37,3 +37,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError("device 'mps' was asked for but MPS is not available")
     return device
+
+
+# torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device running out of memory (MPS and some CUDA paths raise a
+    plain RuntimeError with this text)."""
+    text = isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    return isinstance(err, _OUT_OF_MEMORY) or text

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from wavegms.core.checks import check_threshold
+from wavegms.core.devices import is_out_of_memory
 from wavegms.core.errors import NONFINITE_SOFT, InputError, ReducedBatchWarning, WaveGMSError
 from wavegms.core.extras import one_line_reason
 from wavegms.core.lifetime import Closable, close_if_owned
@@ -37,15 +38,6 @@ from wavegms.runtime.backends import (  # noqa: F401  (BACKENDS, PRECISIONS: nam
     choose,
     precision_of,
 )
-
-# torch.OutOfMemoryError is new in torch 2.5; torch.cuda's name for it is older.
-_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    # MPS and some CUDA paths raise a plain RuntimeError with this text.
-    text = isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-    return isinstance(err, _OUT_OF_MEMORY) or text
 
 
 def as_array(image: object) -> np.ndarray:
@@ -217,21 +209,19 @@ class Segmenter(Closable):
 
     def provenance(self) -> dict[str, str]:
         """What makes this segmenter's masks, for results and model cards: the model's name
-        (its file's stem, else the name in its metadata),
-        the sha256 of its file (of its weights when it has no file), the backend that runs
-        and the precision (the graph is built first, if it is not yet)."""
+        (its file's stem, else the name in its metadata), the sha256 of its file (of its
+        weights when it has no file), the backend and precision that ran the last batch (the
+        eager model while a graph was being built); before any batch, of the graph that will
+        run (built first)."""
         from wavegms.runtime.graph_cache import model_digest
 
-        if self.traced:
+        if self.traced and not self.last_backend:
             self._soft_mask_graph()
         name = Path(self.model_file).stem if self.model_file else None
         name = name or (getattr(self.model, "metadata", None) or {}).get("name") or "unnamed"
-        return {
-            "model": str(name),
-            "model_sha256": model_digest(self.model, self.model_file),
-            "backend": self.graph_backend or "eager",
-            "precision": self.running_precision,
-        }
+        ran, digest = self.last_backend or self.graph_backend or "eager", model_digest
+        return {"model": str(name), "model_sha256": digest(self.model, self.model_file),
+                "backend": ran, "precision": precision_of(ran)}  # fmt: skip
 
     def close(self) -> None:
         """Free the compiled graph (its runtime session, threads and memory). The model stays:
@@ -267,7 +257,7 @@ class Segmenter(Closable):
             try:
                 out.append(self._run(chunk))
             except Exception as err:
-                if not _is_out_of_memory(err):
+                if not is_out_of_memory(err):
                     raise
                 self._reduce_batch(err)
                 continue

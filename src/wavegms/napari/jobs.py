@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,18 @@ class LoadedModel:
     segmenter: object
     path: Path
     device: str
+    precision: str = "fp32"
 
 
 def load_segmenter(
-    current: LoadedModel | None, model: str, device: str, progress: ProgressCallback | None
+    current: LoadedModel | None,
+    model: str,
+    device: str,
+    progress: ProgressCallback | None,
+    precision: str = "fp32",
 ) -> LoadedModel:
-    """``current`` if it was loaded from this model and device, else a newly loaded one."""
+    """``current`` if it was loaded from this model and device with this ``precision``
+    (exact ``fp32``, or ``int8`` when the user chose it), else a newly loaded one."""
     from wavegms.inference.segmenter import Segmenter
     from wavegms.store.catalogue import resolve_model
 
@@ -54,10 +60,13 @@ def load_segmenter(
 
     path = resolve_model(model)
     target = str(resolve_device(device))  # "auto" and "cpu" are one model on a CPU machine
-    if current is not None and (current.path, current.device) == (path, target):
+    if current is not None and (current.path, current.device, current.precision) == (
+        path, target, precision,
+    ):  # fmt: skip
         return current
     report(progress, "load", 0, 1, f"loading model {model}")
-    loaded = LoadedModel(Segmenter.load(path, target), path, target)
+    segmenter = Segmenter.load(path, target, precision=precision)
+    loaded = LoadedModel(segmenter, path, target, precision)
     report(progress, "load", 1, 1, f"model {model} on {loaded.segmenter.device}")
     return loaded
 
@@ -65,8 +74,9 @@ def load_segmenter(
 class ModelSlot(Closable):
     """The model a widget keeps loaded between runs, shared by its warm-up thread and its
     jobs: one of them uses it at a time, and it is reloaded only when the model or the device
-    changes. The slot owns its segmenter (and so its graph's runtime session): a replaced one
-    is closed, and :meth:`close` (its dock closed) frees the one it holds."""
+    changes (or the precision the user chose). The slot owns its segmenter (and so its
+    graph's runtime session): a replaced one is closed, and :meth:`close` (its dock
+    closed) frees the one it holds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,12 +84,19 @@ class ModelSlot(Closable):
         self.closed = False
 
     @contextmanager
-    def hold(self, model: str, device: str, progress: ProgressCallback | None = None) -> Iterator:
-        """The ``Segmenter`` for ``model`` on ``device``, held until the block ends."""
+    def hold(
+        self,
+        model: str,
+        device: str,
+        progress: ProgressCallback | None = None,
+        precision: str = "fp32",
+    ) -> Iterator:
+        """The ``Segmenter`` for ``model`` on ``device`` in ``precision``, held until the block
+        ends."""
         with self._lock:
             if self.closed:
                 raise Cancelled("the dock was closed")
-            loaded = load_segmenter(self.loaded, model, device, progress)
+            loaded = load_segmenter(self.loaded, model, device, progress, precision)
             if self.loaded is not None and loaded is not self.loaded:
                 self.loaded.segmenter.close()  # the model it replaces: its session goes too
             self.loaded = loaded
@@ -104,14 +121,14 @@ class ModelSlot(Closable):
         if loaded is not None:
             loaded.segmenter.close()
 
-    def warm_up(self, model: str, device: str) -> None:
+    def warm_up(self, model: str, device: str, precision: str = "fp32") -> None:
         """Load the model, start building its fast graph in the background, and run the
         exact eager model once on a blank image, so that the first Segment click does not pay
         for importing torch, reading files and setting up the CPU kernels (together seconds),
         nor wait for the graph (export and compile: a minute on a busy machine). Failures are
         left for that click to report."""
         try:
-            with self.hold(model, device) as segmenter:
+            with self.hold(model, device, precision=precision) as segmenter:
                 segmenter.prepare_graph()
                 # Not the model size: the resizing code and its imports are warmed up too.
                 size = segmenter.image_size + 8
@@ -132,7 +149,9 @@ class SegmentResult:
     digest: str  # of ``labels``
     mask_edited: bool  # whether the mask layer the result would replace differs from ours
     area: int = 0  # foreground pixels (counted here, not on the GUI thread)
-    backend: str = ""  # what made it: the graph's backend ("onnx"), or the eager model
+    #: What made the mask (``Segmenter.provenance``: model, its sha256, backend, precision).
+    provenance: dict[str, str] = field(default_factory=dict)
+    while_building: bool = False  # the exact eager model ran while the graph was built
 
 
 def segment_job(
@@ -146,18 +165,21 @@ def segment_job(
     mask_digest: str = "",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    precision: str = "fp32",
 ) -> SegmentResult:
     """Segment one layer's data (2D, RGB(A), or a stack, plane by plane).
 
     Everything that reads or scans whole arrays happens here, in the worker: reading ``data``
     (lazy arrays load now), converting the result, and comparing the mask layer that the result
     would replace (``mask_data``) with what the widget last wrote there (``mask_digest``).
+    ``precision``: exact ``fp32`` (default) or ``int8``, the user's explicit choice; the
+    result's ``provenance`` says which precision and backend made the mask.
     """
     check_threshold(threshold)
     # Said at once: the first click may wait for the model to load (the warm-up holds the
     # slot meanwhile), which takes seconds.
     report(progress, "load", 0, 1, f"loading the model {model}…")
-    with slot.hold(model, device, progress) as segmenter:
+    with slot.hold(model, device, progress, precision) as segmenter:
         building = segmenter.prepare_graph()  # not waited for: eager gives the same masks
         if building:
             report(progress, "graph", 0, 1, GRAPH_WORDS)  # said while the image is segmented
@@ -166,13 +188,12 @@ def segment_job(
         binary, soft = segmenter.segment(
             np.asarray(data), rgb=rgb, progress=progress, cancel=cancel, threshold=threshold
         )
-        backend = segmenter.last_backend
-        if building and backend == "eager":
-            backend = "exact eager model while the fast graph is prepared"
+        made_by = segmenter.provenance()  # what ran: not waiting for a graph being built
     labels = binary.astype(np.uint8)
     edited = mask_data is not None and array_digest(np.asarray(mask_data)) != mask_digest
     area = int(np.count_nonzero(labels))
-    return SegmentResult(labels, soft, array_digest(labels), edited, area, backend)
+    while_building = building and made_by["backend"] == "eager"
+    return SegmentResult(labels, soft, array_digest(labels), edited, area, made_by, while_building)
 
 
 GRAPH_WORDS = (

@@ -3,8 +3,10 @@
 The model runs in a napari worker thread, which also reads the layer's (possibly lazy) data
 and compares the mask layer it would replace with what was last written there; the GUI thread
 only places the result (``mask_layers``). The loaded model stays on the widget (loaded and run
-once in the background once the form is built) and is reloaded only when the model or the
-device changes. Errors are shown, never raised into napari.
+once in the background once the form is built) and is reloaded only when the model, the
+device or the precision changes. Exact fp32 is the default; int8 (faster, not exact) runs
+only when the user picks it, and every mask layer's metadata and the status line say which
+precision and backend made it. Errors are shown, never raised into napari.
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ from wavegms.napari.settings import SegmentChoices, load_settings, save_settings
 if TYPE_CHECKING:
     import napari
 
+#: The precision field's choices: exact first (the default), int8 only by the user's choice.
+PRECISION_CHOICES = [("exact (fp32)", "fp32"), ("int8: faster, not exact", "int8")]
+
+
+def made_by(result: SegmentResult) -> str:
+    """``precision int8 on int8 (not exact)``: the precision and backend that made a mask."""
+    made = result.provenance
+    note = " (not exact)" if made.get("precision") == "int8" else ""
+    if result.while_building:
+        note = " (the exact eager model while the fast graph is prepared: the same mask)"
+    return f"precision {made.get('precision', '?')} on {made.get('backend', '?')}{note}"
+
 
 class SegmentWidget(JobForm):
     """Segment the chosen image layer with the chosen model."""
@@ -55,7 +69,7 @@ class SegmentWidget(JobForm):
         self.slot = ModelSlot()
         self.lifetime = DockLifetime(self.native, self.slot.close)  # frees the model with the dock
         self._warming: threading.Thread | None = None
-        self._wanted: tuple[str, str] = ("", "")  # (model, device) to warm up
+        self._wanted: tuple[str, str, str] = ("", "", "")  # (model, device, precision)
         self.target: Image | None = None
         self.target_shape: tuple = ()  # the target's data shape when the job started
         self.masks = MaskLayers(viewer)
@@ -66,15 +80,20 @@ class SegmentWidget(JobForm):
             label="threshold", min=0.0, max=1.0, step=0.05, value=self.settings.threshold
         )
         self.soft_mask = CheckBox(text="also add the soft mask", value=self.settings.soft_mask)
-        self.extend([self.image, self.model, self.device, self.threshold, self.soft_mask])
+        self.precision = ComboBox(
+            label="precision", choices=PRECISION_CHOICES, value=self.settings.precision
+        )
+        self.precision.tooltip = "exact fp32: the model's own answer; int8: faster, not exact"
+        fields = (self.model, self.device, self.threshold, self.soft_mask, self.precision)
+        self.extend([self.image, *fields])
         self.add_job_controls()
         self._restore_choices()
-        fields = (self.model, self.device, self.threshold, self.soft_mask)
         on_edit_finished(fields, self._save_settings, self.status)
         self.watcher = LayerWatcher(viewer, self._on_layers_changed)
         self._select_selected_image()
         self.model.changed.connect(self.warm_up)
         self.device.changed.connect(self.warm_up)
+        self.precision.changed.connect(self.warm_up)
         # Both import torch (in worker threads): started once the event loop runs, so that
         # building the form imports nothing heavy.
         after_build(self.warm_up)
@@ -118,7 +137,7 @@ class SegmentWidget(JobForm):
         opens and when the model or device changes, while the user is still looking."""
         if not self.model.value:
             return
-        self._wanted = (self.model.value, self.device.value)
+        self._wanted = (self.model.value, self.device.value, self.precision.value)
         if self._warming is not None and self._warming.is_alive():
             return  # the running warm-up picks up the new choice when it ends
         # Not a daemon: killed at interpreter exit inside torch's C++ code, a daemon thread
@@ -148,6 +167,7 @@ class SegmentWidget(JobForm):
             device=self.device.value or "auto",
             threshold=float(self.threshold.value),
             soft_mask=bool(self.soft_mask.value),
+            precision=self.precision.value,
         )
         save_settings(self.settings)
 
@@ -169,6 +189,7 @@ class SegmentWidget(JobForm):
             device=self.device.value,
             threshold=float(self.threshold.value),
             slot=self.slot,
+            precision=self.precision.value,
             **self.masks.to_check(layer),
         )
         # The first stage said and drawn at once: adding the layer below holds the GUI thread
@@ -208,7 +229,9 @@ class SegmentWidget(JobForm):
         """Write (or update) ``<image> mask`` and optionally ``<image> soft mask``; a mask
         layer the user has edited is kept, and the result goes to a new layer beside it."""
         layer, kept = self.masks.write(image, result)
+        layer.metadata["wavegms"] = dict(result.provenance)  # what made this mask
         if self.soft_mask.value:
             self.masks.write_soft(image, result.soft)
-        ran = f"; {result.backend}" if result.backend else ""  # what made the mask
-        self.status.value = f"done: {layer.name} ({result.area} foreground pixels{ran}){kept}"
+        self.status.value = (
+            f"done: {layer.name} ({result.area} foreground pixels; {made_by(result)}){kept}"
+        )

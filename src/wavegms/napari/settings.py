@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 from wavegms.core.errors import WaveGMSError
 from wavegms.core.files import read_json, write_json
+from wavegms.runtime.backends import PRECISIONS
 from wavegms.store.paths import data_dir
 from wavegms.training.finetune import FinetuneRequest
 
@@ -28,10 +29,12 @@ class SegmentChoices:
     ``inference.folder.SegmentSettings``, the one set of run settings)."""
 
     SECTION: ClassVar[str] = "segment"
+    CHOICES: ClassVar[dict[str, tuple]] = {"precision": PRECISIONS}
     model: str = ""
     device: str = "auto"
     threshold: float = 0.5
     soft_mask: bool = False
+    precision: str = "fp32"  # exact; "int8" only when the user picks it
 
 
 def blank_request() -> FinetuneRequest:
@@ -81,6 +84,15 @@ def _same_type(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _usable(settings: Any, name: str, value: Any) -> bool:
+    """Whether a saved ``value`` fits the field: its type, and one of the field's choices
+    where the dataclass lists them (``CHOICES``), so a hand-edited file picks nothing else."""
+    choices = getattr(settings, "CHOICES", {}).get(name)
+    if choices is not None and value not in choices:
+        return False
+    return _same_type(getattr(settings, name), value)
+
+
 def _fill(settings: Any, saved: dict) -> None:
     """Copy the usable values of ``saved`` into the dataclass ``settings``."""
     for f in dataclasses.fields(settings):
@@ -89,7 +101,7 @@ def _fill(settings: Any, saved: dict) -> None:
             inner = saved.get(f.name)
             # Older files kept a nested section's values flat, beside the others.
             _fill(default, inner if isinstance(inner, dict) else saved)
-        elif f.name in saved and _same_type(default, saved[f.name]):
+        elif f.name in saved and _usable(settings, f.name, saved[f.name]):
             value = saved[f.name]
             setattr(settings, f.name, float(value) if isinstance(default, float) else value)
 
