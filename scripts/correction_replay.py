@@ -78,11 +78,15 @@ class Replay:
         self.step = 0
         self.last = None
 
-    def wait(self, condition, what: str) -> None:
+    def wait(self, condition, what: str, dock=None) -> None:
         deadline = time.monotonic() + self.args.timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
+                state = "" if dock is None else (
+                    f" (the dock: phase {dock.phase!r}, busy {dock.busy}, "
+                    f"status {dock.status.value!r})"
+                )  # fmt: skip
+                raise TimeoutError(f"timed out waiting for {what}{state}")
             self.app.processEvents()
             time.sleep(0.02)
 
@@ -124,8 +128,8 @@ def accept_some(replay: Replay, review, viewer, n: int) -> None:
 def finetune_round(replay: Replay, review) -> None:
     review.run_button.native.click()
     replay.wait(lambda: (review.phase != "finetuning" and not review.busy) or
-                review.adoption.asking, "the fine-tune and comparison")  # fmt: skip
-    replay.wait(lambda: review.phase == "" or review.adoption.asking, "its end")
+                review.adoption.asking, "the fine-tune and comparison", review)  # fmt: skip
+    replay.wait(lambda: review.phase == "" or review.adoption.asking, "its end", review)
     if not review.adoption.asking:
         print(f"        {review.status.value}", flush=True)
         return

@@ -71,6 +71,25 @@ def provenance_lines(provenance: dict) -> list[str]:
     ]
 
 
+def box_lines(bench: dict, row: str) -> list[str]:
+    """The card's box-mode section from a ``scripts/bench_boxes.py --json`` run of the test
+    split: box mode's ``row`` against whole-image segmentation by ``--model``."""
+    whole, boxed = bench["mean"]["whole"], bench["mean"][row]
+    return [
+        "## Box mode (test split)",
+        "",
+        'Crops around a box drawn by the user (`wavegms segment --box`, the napari "Segment in '
+        f"boxes\" dock), MedSAM's protocol (`scripts/bench_boxes.py`: each of {bench['n']} test "
+        "images' ground-truth box enlarged by a uniform 0-20 px per side, seed 0):",
+        "",
+        "| | DSC % (native size) |",
+        "|---|---|",
+        f"| whole image, `busi` | {whole:.2f} ± {bench['std']['whole']:.2f} |",
+        f"| box mode with this model (`{row}`) | {boxed:.2f} ± {bench['std'][row]:.2f} "
+        f"({boxed - whole:+.2f}) |",
+    ]
+
+
 def card(
     name: str,
     config: dict,
@@ -79,6 +98,7 @@ def card(
     hardware: str,
     worst: list[str] | None = None,
     provenance: dict | None = None,
+    boxes: list[str] | None = None,
 ) -> str:
     meta = config["metadata"]
     train = meta["config"]
@@ -167,14 +187,18 @@ def card(
             f"split; this model scores {dsc:.2f} ({dsc - paper[0]:+.2f}) and {hd:.2f} "
             f"({hd - paper[1]:+.2f}).",
         ]
+    if boxes:
+        lines += ["", *boxes]
     if provenance:
         lines += ["", *provenance_lines(provenance)]
+    own = Path(f"configs/{name.replace('-', '_')}_cpu.yaml")  # a model with its own recipe
+    recipe = own if own.is_file() else Path(f"configs/{dataset}_cpu.yaml")
     lines += [
         "",
         "## Reproduce",
         "",
         "```bash",
-        f"wavegms train --config configs/{dataset}_cpu.yaml   # configs/{dataset}.yaml on a GPU",
+        f"wavegms train --config {recipe.as_posix()}   # configs/{dataset}.yaml on a GPU",
         f"python scripts/ship_model.py RUN_DIR {name}",
         f"wavegms evaluate --model {name} --data ../shared/data/{dataset} --split test --out EVAL",
         f"python scripts/model_card.py {name} EVAL {CARDS}/{name}.md",
@@ -202,6 +226,8 @@ def main() -> None:
         "--precision", choices=("fp32", "int8"), default="fp32",
         help="the precision EVAL_DIR was computed in (`wavegms evaluate --precision`)",
     )  # fmt: skip
+    parser.add_argument("--boxes", type=Path, help="a bench_boxes.py --json run of the test split")
+    parser.add_argument("--box-row", default="m=1.5 crop keep=largest", help="its box-mode row")
     args = parser.parse_args()
     from wavegms.runtime.graph_cache import file_sha256
 
@@ -211,7 +237,8 @@ def main() -> None:
     evaluation = read_json(args.eval_dir / "summary.json")
     paper = tuple(args.paper) if args.paper else None
     worst = worst_cases(args.eval_dir / "results.csv")
-    text = card(args.name, config, evaluation, paper, args.hardware, worst, provenance)
+    boxes = box_lines(read_json(args.boxes), args.box_row) if args.boxes else None
+    text = card(args.name, config, evaluation, paper, args.hardware, worst, provenance, boxes)
     write_text(args.out, text)
     print(f"wrote {args.out}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,16 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch, share_graphs) -> Path:
     monkeypatch.setenv("WAVEGMS_HOME", str(home))
     share_graphs(home)
     return home
+
+
+@pytest.fixture(autouse=True)
+def graph_builds_end_with_their_test():
+    """A graph build that a test started (``Segmenter.prepare_graph``: a thread) ends before
+    the next test begins: else it would run that test's monkeypatched graph builder."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == "wavegms-graph":
+            thread.join(timeout=300)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ them, closing the dock frees them, and the dock opened again gets its own."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -23,7 +24,6 @@ class CountedGraph(Closable):
 
     def __init__(self, model) -> None:
         self.model, self.closed = model, False
-        CountedGraph.built.append(self)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         assert not self.closed, "a closed graph ran"
@@ -34,12 +34,17 @@ class CountedGraph(Closable):
 
 
 @pytest.fixture
-def graphs(monkeypatch) -> list[CountedGraph]:
+def graphs(monkeypatch, wavegms_home) -> list[CountedGraph]:
     CountedGraph.built = []
-    monkeypatch.setattr(
-        "wavegms.inference.segmenter.build_graph",
-        lambda backend, model, model_file, calibration=None: CountedGraph(model),
-    )
+
+    def build(backend, model, model_file, calibration=None) -> CountedGraph:
+        graph = CountedGraph(model)
+        # Only this test's model counts: a dock an earlier test left open may build too.
+        if model_file is not None and Path(wavegms_home) in Path(model_file).parents:
+            CountedGraph.built.append(graph)
+        return graph
+
+    monkeypatch.setattr("wavegms.inference.segmenter.build_graph", build)
     return CountedGraph.built
 
 

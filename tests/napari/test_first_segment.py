@@ -77,7 +77,7 @@ def test_the_first_click_reports_at_once_and_segments_while_the_graph_is_built(
     widget.run_button.native.click()
     wait_idle(qtbot, widget)
     assert widget.status.value.startswith("done"), widget.status.value
-    assert "; onnx)" in widget.status.value  # the built graph made this mask
+    assert "on onnx)" in widget.status.value  # the built graph made this mask
     assert segmenter.last_backend == "onnx" == segmenter.provenance()["backend"]
     assert not any(stage == "graph" for _, stage, _ in rendered)  # nothing left to prepare
     assert builds == ["onnx"]  # built once

@@ -19,8 +19,16 @@ def segment(qtbot, widget: SegmentWidget, layer) -> tuple[dict, np.ndarray]:
     """Press Segment on ``layer`` once the form's warm-up has built the graph of the chosen
     precision (before that, the exact eager model answers); the mask layer's provenance and
     the soft mask."""
-    qtbot.waitUntil(lambda: widget._warming is None or not widget._warming.is_alive(),
-                    timeout=3 * WAIT_MS)  # fmt: skip
+
+    def warmed_up() -> bool:
+        loaded = widget.slot.loaded
+        return (
+            widget._warming is not None
+            and not widget._warming.is_alive()
+            and (loaded is not None and loaded.precision == widget.precision.value)
+        )
+
+    qtbot.waitUntil(warmed_up, timeout=3 * WAIT_MS)
     assert widget.slot.loaded.segmenter.wait_for_graph(3 * WAIT_MS / 1000)
     widget.image.value = layer
     widget.run_button.native.click()

@@ -83,11 +83,9 @@ class Segmenter(Closable):
         ``precision="int8"``. A graph that cannot be built, or whose check against the eager
         model fails, warns once and the next one in line runs instead (eager last): never a
         different answer.
-        ``model_file``: the model's weights file, whose sha256 names its cached graphs.
-        ``calibration``: images the int8 graph is calibrated on (default: the ranges the model
-        carries, else the bundled sample).
-        A batch (a folder's) runs its images side by side where the graph can, with the same
-        masks as one at a time (see :attr:`side_by_side`)."""
+        ``model_file``: the weights file, whose sha256 names its cached graphs; ``calibration``:
+        images the int8 graph is calibrated on (default: the model's ranges, else the sample).
+        A folder's batch runs side by side where the graph can (:attr:`side_by_side`)."""
         from wavegms.core.devices import resolve_device
 
         check_threshold(threshold)
@@ -109,8 +107,7 @@ class Segmenter(Closable):
         self._graph = None
         self._builder: threading.Thread | None = None  # see prepare_graph
         self.last_backend = ""  # what ran the last batch: the graph's backend, or "eager"
-        #: Run a batch's images side by side where the graph can (``run_many``: one inference
-        #: stream per thread, for folders); False: one image at a time. Same masks either way.
+        #: Side by side where the graph can (``run_many``), else one at a time: same masks.
         self.side_by_side = True
 
     @classmethod
@@ -160,8 +157,11 @@ class Segmenter(Closable):
         is ready :meth:`segment` runs the eager model, whose masks are the graph's (both exact
         fp32). Returns whether a graph is being built now."""
         if self.traced and self._graph is None and self._builder is None:
-            own = copy.deepcopy(self.model)  # Not a daemon: one killed in torch aborts napari.
-            self._builder = threading.Thread(None, self._soft_mask_graph, args=(own,), daemon=False)
+            own = copy.deepcopy(self.model)
+            # Not a daemon, whoever starts it: one killed inside torch at exit aborts napari.
+            self._builder = threading.Thread(
+                target=self._soft_mask_graph, name="wavegms-graph", args=(own,), daemon=False
+            )
             self._builder.start()
         return self.building_graph
 
