@@ -116,14 +116,21 @@ def run_segment(args: argparse.Namespace) -> int:
             report = _segment_on_cluster(args, src)
         else:
             segmenter = Segmenter.load(
-                model_name(args.model), device=args.device, threshold=args.threshold,
-                backend=args.backend, precision=args.precision,
+                model_name(args.model or _box_model(request)), device=args.device,
+                threshold=args.threshold, backend=args.backend, precision=args.precision,
             )  # fmt: skip
             report = clinical_options.segment(request, segmenter, args)
             print(ran_with(segmenter))
     print(report.summary())
     clinical_options.finish(request, report, args)
     return 1 if report.skipped and not report.written else 0
+
+
+def _box_model(request) -> str | None:
+    """Box prompts without a named model run the crop-aware default (``busi-box``)."""
+    from wavegms.store.catalogue import default_box_model
+
+    return default_box_model() if request.boxes is not None else None
 
 
 def _segment_on_cluster(args: argparse.Namespace, src: Path):

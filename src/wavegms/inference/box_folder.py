@@ -35,6 +35,7 @@ from wavegms.inference.folder_outputs import (
     refuse_existing,
     spacing_cells,
 )
+from wavegms.inference.folder_records import backend_of, digest, model_record, png_text, record
 from wavegms.scoring.uncertainty import uncertainty
 
 LABELS_FOLDER = "labels"
@@ -105,15 +106,18 @@ def _segment_one(
     image = read_image(item.image, page=item.page)
     result = segment_boxes(segmenter, image, boxes, **settings)
     binary = result.labels > 0
+    # What made the mask, as a folder run records it (results.csv and the mask PNG)
+    made = record(model_record(segmenter), backend_of(segmenter), segmenter.threshold,
+                  digest(item.image))  # fmt: skip
     mask_path, soft_path = output_paths(out_dir, item.name)
     write_png(soft_path, result.soft, overwrite=overwrite)
     write_png(labels_path(out_dir, item.name), result.labels, overwrite=overwrite)
-    write_png(mask_path, binary, overwrite=overwrite)
+    write_png(mask_path, binary, overwrite=overwrite, text=png_text(made))
     area = int(np.count_nonzero(binary))
     return {
         "name": item.name, "file": item.image.name, "height": binary.shape[0],
         "width": binary.shape[1], "mask_area": area, "uncertainty": uncertainty(result.soft),
-        **spacing_cells(item.spacing, area),
+        **spacing_cells(item.spacing, area), **made,
     }  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from wavegms.napari.fields import complete_device_list, device_choices, model_ch
 from wavegms.napari.jobs import ModelSlot
 from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
 from wavegms.napari.runner import JobForm
+from wavegms.store.catalogue import default_box_model
 
 if TYPE_CHECKING:
     import napari
@@ -60,6 +61,8 @@ class BoxSegmentWidget(JobForm):
         self.add_job_controls()
         self.watcher = LayerWatcher(viewer, self.reset_choices)
         complete_device_list(self.device, "auto")  # listed by a worker (torch)
+        if (crop_aware := default_box_model()) in self.model.choices:
+            self.model.value = crop_aware  # trained on crops as this dock cuts them
         self.finish_layout()
 
     def _layers(self, kind):
