@@ -112,6 +112,9 @@ def card(
         augment = f"{views - 1} augmented cached view(s) beside the plain one"
     else:
         augment = "on every batch" if train["augment"] else "off"
+    if train.get("box_crops"):
+        augment += (f", {train['box_crops']:.0%} of the augmented views cut around the lesion "
+                    f"as box mode cuts them (margins {train['box_margins']})")  # fmt: skip
     best = max(history, key=lambda row: row["val_dice"])
     dataset = Path(train["data_dir"]).name  # configs are named after their dataset folder
     lines = [

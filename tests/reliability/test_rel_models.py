@@ -298,8 +298,8 @@ def test_changed_weights_are_refused(model_file, tmp_path, capsys):
 
 @case(
     "MODEL-SHIPPED-DIGEST",
-    "The two shipped models (busi, kvasir-seg) loaded with the weights digest check",
-    "Their JSON files record the sha256 of their weights, which matches; both load",
+    "The shipped models (busi, kvasir-seg, busi-box) loaded with the weights digest check",
+    "Their JSON files record the sha256 of their weights, which matches; each loads",
 )
 @pytest.mark.shipped
 def test_shipped_model_digests():
@@ -307,7 +307,7 @@ def test_shipped_model_digests():
     from wavegms.store.model_files import WEIGHTS_SHA256
 
     models = shipped_models()
-    assert {"busi", "kvasir-seg"} <= set(models)
+    assert {"busi", "kvasir-seg", "busi-box"} <= set(models)
     for path in models.values():
         weights, config = model_paths(path)
         recorded = json.loads(config.read_text())[WEIGHTS_SHA256]
