@@ -196,7 +196,7 @@ def test_time_budget_fixes_the_epochs_from_measured_epoch_time(
 
 def test_a_cpu_budget_counts_cpu_seconds_not_wall_seconds(tiny_dataset, tmp_path, monkeypatch):
     # wall time runs 20x faster than CPU time (a busy machine): the CPU clock decides
-    cpu, wall = FakeClock(5.0), FakeClock(100.0)
+    cpu, wall = FakeClock(10.0), FakeClock(100.0)
     monkeypatch.setattr(trainer_module, "clock", wall)
     monkeypatch.setattr(trainer_module.time, "process_time", cpu)
 
@@ -206,8 +206,11 @@ def test_a_cpu_budget_counts_cpu_seconds_not_wall_seconds(tiny_dataset, tmp_path
 
     run = config(tiny_dataset, tmp_path / "run", epochs=50, time_budget_s=45, budget_cpu=True)
     result = train(run, progress=both)
-    assert result.epochs_done == 4 and not result.cancelled  # as 10 s epochs of wall time
-    assert result.history[-1]["cpu_seconds"] == pytest.approx(10.0)
+    # 20 CPU-s epochs: after 2, 5 s of the 45 are left, a third would not fit; by the wall
+    # clock (200 s epochs) the run would have stopped after the first, as over budget
+    assert result.epochs_done == 2 and not result.cancelled
+    assert result.history[-1]["cpu_seconds"] == pytest.approx(20.0)
+    assert result.history[-1]["planned_epochs"] == 2
 
 
 def test_a_resumed_budget_run_keeps_its_schedule(tiny_dataset, tmp_path, monkeypatch):

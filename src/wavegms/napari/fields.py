@@ -8,6 +8,7 @@ list it finds is kept by that form's own combo box (nothing module-wide): it goe
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -51,7 +52,14 @@ def complete_device_list(combo: ComboBox, saved: str) -> None:
 
 def _start_listing(combo: ComboBox, saved: str) -> None:
     worker = create_worker(_list_devices, _ignore_errors=True)  # on errors: auto and cpu
-    worker.returned.connect(lambda names: _unless_closed(partial(_listed, combo, saved, names)))
+    # A weak reference: the worker must not keep the form (and so napari's viewer) alive.
+    ref = weakref.ref(combo)
+
+    def listed(names: list[str]) -> None:
+        if (alive := ref()) is not None:
+            _unless_closed(partial(_listed, alive, saved, names))
+
+    worker.returned.connect(listed)
     worker.start()
 
 
