@@ -12,12 +12,26 @@ import os
 import re
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wavegms.core.errors import InputError, WaveGMSError
 
 if TYPE_CHECKING:
     from distributed import Client
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker of the cluster needs to load the model itself: its file (at a path every
+    worker sees), the device (``auto`` resolves on each worker) and the settings it runs
+    with."""
+
+    path: str
+    device: str = "auto"
+    batch_size: int = 8
+    torch_threads: int | None = None  # None: torch's default on that worker
+    backend: str = "auto"  # the Segmenter's backend (auto: the fastest exact graph on CPU)
 
 
 def import_distributed() -> Any:

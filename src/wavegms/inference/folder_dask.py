@@ -23,7 +23,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,7 @@ from wavegms.core.files import PathLike
 from wavegms.core.progress import CancelToken, ProgressCallback, report
 from wavegms.inference.cluster_progress import ClusterProgress, worker_progress
 from wavegms.inference.dask_cluster import (  # noqa: F401 (the cluster, for callers)
+    WorkerModel,
     dask_client,
     import_distributed,
     local_torch_threads,
@@ -52,18 +52,6 @@ if TYPE_CHECKING:
 #: A share is a whole number of batches, so a worker batches the images as the local run does
 #: (a model's output may differ in its last bits with the batch an image is in).
 SHARE_BATCHES = 4
-
-
-@dataclass(frozen=True)
-class WorkerModel:
-    """What a worker needs to load the model itself: its file (at a path every worker sees),
-    the device (``auto`` resolves on each worker) and the settings it runs with."""
-
-    path: str
-    device: str = "auto"
-    batch_size: int = 8
-    torch_threads: int | None = None  # None: torch's default on that worker
-    backend: str = "auto"  # the Segmenter's backend (auto: the fastest exact graph on CPU)
 
 
 def worker_segmenter(model: WorkerModel) -> tuple[Segmenter, threading.Lock]:

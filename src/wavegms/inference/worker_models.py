@@ -19,7 +19,7 @@ from distributed import WorkerPlugin, get_worker
 if TYPE_CHECKING:
     from distributed import Client
 
-    from wavegms.inference.folder_dask import WorkerModel
+    from wavegms.inference.dask_cluster import WorkerModel
     from wavegms.inference.segmenter import Segmenter
 
 #: The plugin's name on every worker.

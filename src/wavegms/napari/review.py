@@ -2,13 +2,11 @@
 
 A sortable table of the output folder (most uncertain first); a row shows the image and its
 mask, ready to paint. Accept puts the pair into the training set; Skip moves on; Fine-tune now
-trains on the accepted pairs less a held-out share (child process), compares the new model
-with the current one on them and adopts it only when better (else the user chooses); the
-images not yet reviewed are then segmented again, each replaced mask kept (Restore, Undo).
-
-The dock renders :class:`wavegms.inference.review_flow.ReviewFlow` and forwards clicks; the
-work is :class:`wavegms.inference.review.ReviewSession`'s, run through the plugin's one job
-runner (``runner``): files are read and written in worker threads, never on the GUI thread.
+trains (child process) and scores the new model against the current one on held-out pairs (a
+k-fold check for 5-9 pairs); the user decides, and only then are the images not yet reviewed
+segmented again, each replaced mask kept (Restore, Undo batch). The dock renders
+:class:`~wavegms.inference.review_flow.ReviewFlow` and forwards clicks; the work is
+:class:`~wavegms.inference.review.ReviewSession`'s, in worker threads (``runner``).
 """
 
 from __future__ import annotations
