@@ -219,8 +219,8 @@ class Segmenter(Closable):
             self._soft_mask_graph()
         name = Path(self.model_file).stem if self.model_file else None
         name = name or (getattr(self.model, "metadata", None) or {}).get("name") or "unnamed"
-        ran, digest = self.last_backend or self.graph_backend or "eager", model_digest
-        return {"model": str(name), "model_sha256": digest(self.model, self.model_file),
+        ran = self.last_backend or self.graph_backend or "eager"
+        return {"model": str(name), "model_sha256": model_digest(self.model, self.model_file),
                 "backend": ran, "precision": precision_of(ran)}  # fmt: skip
 
     def close(self) -> None:
