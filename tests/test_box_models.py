@@ -3,39 +3,15 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import shutil
-
-import numpy as np
 import pytest
-from skimage.io import imsave
 
-from wavegms.inference.folder_records import PNG_KEY, digest
+from box_pair import install, install_pair, records, scan_folder
 from wavegms.store.catalogue import NO_WHOLE, BoxModels, box_models
-from wavegms.store.paths import user_models_dir
-
-
-def install(name: str, source) -> None:
-    """The model file ``source`` (``.safetensors`` beside its ``.json``) as user model
-    ``name``."""
-    for suffix in (".safetensors", ".json"):
-        shutil.copyfile(source.with_suffix(suffix), user_models_dir() / f"{name}{suffix}")
 
 
 @pytest.fixture
-def pair(tiny_model_file):
-    """``busi-box`` (the tiny model) and ``busi`` (another tiny model, other weights)
-    installed as user models (the shipped ones are hidden from tests)."""
-    import torch
-
-    from wavegms.net.model import ModelConfig, WaveGMS
-    from wavegms.store.model_files import save_model
-
-    install("busi-box", tiny_model_file)
-    torch.manual_seed(1)
-    save_model(WaveGMS(ModelConfig(image_size=32)), user_models_dir() / "busi")
-    return {n: digest(user_models_dir() / f"{n}.safetensors") for n in ("busi-box", "busi")}
+def pair(tiny_model_file) -> dict[str, str]:
+    return install_pair(tiny_model_file)
 
 
 def test_the_defaults_pair_busi_box_crops_with_busis_whole_image(tiny_model_file):
@@ -54,54 +30,6 @@ def segment(*args: str) -> int:
     from wavegms.cli import main
 
     return main(["segment", *args, "--device", "cpu", "--backend", "eager", "--format", "png"])
-
-
-def scan_folder(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    imsave(src / "scan.png", np.random.default_rng(3).integers(0, 255, (40, 48), dtype=np.uint8))
-    return src
-
-
-def records(out) -> tuple[dict, dict]:
-    """The row of results.csv and the mask PNG's record of ``scan``."""
-    from PIL import Image
-
-    with open(out / "results.csv", newline="") as f:
-        (row,) = csv.DictReader(f)
-    with Image.open(out / "masks" / "scan.png") as im:
-        return row, json.loads(im.text[PNG_KEY])
-
-
-def test_the_cli_default_averages_with_busi_records_both_and_refuses_other_resumes(
-    tmp_path, pair, capsys
-):
-    from wavegms.data.images import read_image
-    from wavegms.inference.boxes import segment_boxes
-    from wavegms.inference.segmenter import Segmenter
-
-    src = scan_folder(tmp_path)
-    assert segment(str(src), str(tmp_path / "b"), "--box", "6,5,30,28") == 0
-    printed = capsys.readouterr().out
-    assert (
-        "masks by model busi-box" in printed and "whole image's soft mask by model busi" in printed
-    )
-    row, chunk = records(tmp_path / "b")
-    joined = f"{pair['busi-box']}+{pair['busi']}"
-    for made in (row, chunk):
-        assert (made["model"], made["model_sha256"]) == ("busi-box+busi", joined)
-        assert (made["backend"], made["precision"]) == ("eager", "fp32")
-    crops, whole = (Segmenter.load(n, device="cpu", backend="eager") for n in pair)
-    expected = segment_boxes(crops, read_image(src / "scan.png"), [(6, 5, 30, 28)], whole=whole)
-    np.testing.assert_array_equal(
-        read_image(tmp_path / "b" / "labels" / "scan.png"), expected.labels
-    )
-    capsys.readouterr()
-    for model in ("busi-box", "busi"):  # a resume with either model alone is another run
-        assert segment(str(src), str(tmp_path / "b"), "--resume", "--model", model) == 2
-        err = capsys.readouterr().err
-        assert "cannot resume" in err and "busi-box+busi" in err, err
-    assert records(tmp_path / "b")[0]["model"] == "busi-box+busi"  # nothing replaced
 
 
 @pytest.mark.parametrize(
