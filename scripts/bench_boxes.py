@@ -127,7 +127,7 @@ def score_image(segmenter, image, truth, box, margins, box_segmenter=None) -> di
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="train")
@@ -147,7 +147,32 @@ def main() -> None:
         "--sample", type=int, default=0, help="N images drawn with --seed (0: all, in order)"
     )
     parser.add_argument("--json", help="write the per-row means here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def report_rows(args: argparse.Namespace, rows: list[dict[str, float]], empty: int) -> None:
+    """Each row's mean and spread, its gain over ``whole``; box mode's default row marked
+    where --model and --box-model are the pair box mode runs with no model named."""
+    means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    stds = {key: float(np.std([r[key] for r in rows])) for key in rows[0]}
+    default = tuple(box_models()) == (args.box_model or args.model, args.model)
+    print(f"  box mode: segment_boxes, crops by {args.box_model or args.model}, each averaged "
+          f"with {args.model}'s whole image, margin {DEFAULT_MARGIN:g}, keep {DEFAULT_KEEP}"
+          f"{' (box mode without a named model)' if default else ''}")  # fmt: skip
+    for key, mean in means.items():
+        gain = mean - means["whole"]
+        mark = "  <- box mode's default" if default and key == DEFAULT_ROW else ""
+        print(f"  {key:24s} DSC {mean:6.2f} ± {stds[key]:5.2f}   {gain:+6.2f} vs whole{mark}")
+    if args.json:
+        found = {"n": len(rows), "empty": empty, "mean": means, "std": stds}
+        if default:
+            found["default_row"] = DEFAULT_ROW
+        with open(args.json, "w") as f:
+            json.dump(found, f, indent=1)
+
+
+def main() -> None:
+    args = parse_args()
     margins = [float(m) for m in args.margins.split(",")]
     segmenter = Segmenter.load(args.model, device="cpu", backend=args.backend)
     box_segmenter = None
@@ -172,27 +197,12 @@ def main() -> None:
             warnings.simplefilter("ignore", BoxWarning)  # jitter past the border: clipped
             image = read_image(pair.image)
             rows.append(score_image(segmenter, image, truth, box, margins, box_segmenter))
-    means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
-    stds = {key: float(np.std([r[key] for r in rows])) for key in rows[0]}
     crops_by = f", crops by {args.box_model}" if args.box_model else ""
     print(f"{args.model}{crops_by} ({segmenter.graph_backend or 'eager'}) on {args.data} split "
           f"{args.split}: {len(rows)} images with a lesion ({empty} with an empty mask left "
           f"out), jitter 0-{args.jitter} px, seed {args.seed}, "
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip
-    default = tuple(box_models()) == (args.box_model or args.model, args.model)
-    print(f"  box mode: segment_boxes, crops by {args.box_model or args.model}, each averaged "
-          f"with {args.model}'s whole image, margin {DEFAULT_MARGIN:g}, keep {DEFAULT_KEEP}"
-          f"{' (box mode without a named model)' if default else ''}")  # fmt: skip
-    for key, mean in means.items():
-        gain = mean - means["whole"]
-        mark = "  <- box mode's default" if default and key == DEFAULT_ROW else ""
-        print(f"  {key:24s} DSC {mean:6.2f} ± {stds[key]:5.2f}   {gain:+6.2f} vs whole{mark}")
-    if args.json:
-        found = {"n": len(rows), "empty": empty, "mean": means, "std": stds}
-        if default:
-            found["default_row"] = DEFAULT_ROW
-        with open(args.json, "w") as f:
-            json.dump(found, f, indent=1)
+    report_rows(args, rows, empty)
 
 
 if __name__ == "__main__":
