@@ -1,6 +1,9 @@
 """The "Segment in boxes" dock: rectangles drawn on a Shapes layer around lesions, the model
 run inside each, and a Labels layer ``<image> boxes`` with box ``k`` as label ``k``, at the
-image's scale (a DICOM or NIfTI image's mm spacing travels on).
+image's scale (a DICOM or NIfTI image's mm spacing travels on). As on the command line,
+busi-box segments the crops and busi the whole image by default ("whole image": the model
+each crop's soft mask is averaged with, or none; any other model's crops run alone unless a
+partner is chosen), the partner held in a slot of its own.
 
 The rectangles are read on the GUI thread (a few vertices, mapped through world coordinates
 so that layers of another scale still line up); the image is read and segmented in a worker
