@@ -3,7 +3,7 @@
     python scripts/bench_boxes.py --data ../shared/data/busi --split train \
         --margins 0,0.05,0.1,0.2,0.3,0.5          # tune on train
     python scripts/bench_boxes.py --data ../shared/data/busi --split test \
-        --margins 0.1 --keep box                  # the one test run
+        --margins 1.5 --box-model busi-box        # the one test run of box mode's default
 
 Each image's box is the bounding box of its ground-truth mask, every side moved outwards by a
 uniform random 0-20 pixels (``--jitter``, fixed ``--seed``; the same boxes for every
@@ -13,12 +13,18 @@ of the mask at the image's size against the ground truth), mean over images, in 
 ``whole`` (the whole image, as ``wavegms evaluate``), ``whole|box`` and ``whole|largest``
 (that mask cut to the box, or its largest part inside the box: what the box alone is worth),
 and ``m=<margin> <view> keep=<keep>`` for each margin, each view (the crop's soft mask alone,
-or averaged with the whole image's: ``segment_boxes(with_whole=True)``) and each of
+or averaged with a whole image's: ``segment_boxes(whole=...)``) and each of
 :data:`wavegms.inference.boxes.KEEP`. With ``--box-model`` the crops are segmented by that
 model (a crop-aware one): ``boxwhole`` is its whole-image score, ``crop+whole`` averages its
-crop with --model's whole image, ``crop+boxwhole`` with its own. ``--validation`` scores only
-the validation images carved from the split's names (for choosing settings on images that no
-model trained on that split has seen).
+crop with --model's whole image, ``crop+boxwhole`` with its own. Every mask is thresholded at
+--model's threshold. The row ``box mode`` is
+:func:`~wavegms.inference.boxes.segment_boxes` itself at its defaults (margin, keep), crops by
+--box-model (else --model), each averaged with --model's whole image: what ``wavegms segment
+--box`` gives when no model is named, where --model and --box-model are
+``catalogue.box_models()``'s pair (busi, busi-box; the derived row it equals is marked
+``<- box mode's default``). ``--validation`` scores only the validation images carved from
+the split's names (for choosing settings on images that no model trained on that split has
+seen).
 """
 
 from __future__ import annotations
@@ -35,16 +41,23 @@ from wavegms.data.intensities import intensity_range
 from wavegms.data.masks import read_mask
 from wavegms.data.pairs import carve_validation, dataset_pairs
 from wavegms.inference.boxes import (
+    DEFAULT_KEEP,
+    DEFAULT_MARGIN,
     KEEP,
     BoxWarning,
     check_box,
     clip_box,
     jittered_box,
     keep_part,
+    segment_boxes,
     segment_crop,
 )
 from wavegms.inference.segmenter import Segmenter
 from wavegms.scoring.metrics import score
+from wavegms.store.catalogue import box_models
+
+#: the derived row that box mode's default computes (with busi-box's crops, busi's whole image)
+DEFAULT_ROW = f"m={DEFAULT_MARGIN:g} crop+whole keep={DEFAULT_KEEP}"
 
 VAL_FRACTION, VAL_SEED = 0.1, 2333  # the validation split of every shipped config
 
@@ -70,9 +83,21 @@ def views_of(whole_soft, box_whole_soft) -> list[tuple[str, object]]:
     return views
 
 
+class Known:
+    """A whole-image partner for ``segment_boxes`` that answers with a soft mask already
+    computed by the same model for the same image (deterministic: no second inference)."""
+
+    def __init__(self, soft: np.ndarray) -> None:
+        self.soft = soft
+
+    def segment(self, image):
+        return None, self.soft
+
+
 def score_image(segmenter, image, truth, box, margins, box_segmenter=None) -> dict[str, float]:
     """Every row's DSC for one image: one whole-image and one crop inference per margin,
-    every variant derived from those soft masks (as ``segment_boxes`` derives it). The crops
+    every variant derived from those soft masks (as ``segment_boxes`` derives it), and the
+    ``box mode`` row from ``segment_boxes`` itself (one more crop inference). The crops
     are segmented by ``box_segmenter`` where given (its whole-image row: ``boxwhole``)."""
     threshold = segmenter.threshold
     inside = box_mask(box, truth.shape)
@@ -97,10 +122,12 @@ def score_image(segmenter, image, truth, box, margins, box_segmenter=None) -> di
             for keep in KEEP:
                 name = f"m={margin:g} {view} keep={keep}"
                 out[name] = dsc(keep_part(pasted, inside, keep), truth)
+    made = segment_boxes(cropper, image, [box], threshold=threshold, whole=Known(whole_soft))
+    out["box mode"] = dsc(made.labels > 0, truth)
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="train")
@@ -120,7 +147,32 @@ def main() -> None:
         "--sample", type=int, default=0, help="N images drawn with --seed (0: all, in order)"
     )
     parser.add_argument("--json", help="write the per-row means here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def report_rows(args: argparse.Namespace, rows: list[dict[str, float]], empty: int) -> None:
+    """Each row's mean and spread, its gain over ``whole``; box mode's default row marked
+    where --model and --box-model are the pair box mode runs with no model named."""
+    means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    stds = {key: float(np.std([r[key] for r in rows])) for key in rows[0]}
+    default = tuple(box_models()) == (args.box_model or args.model, args.model)
+    print(f"  box mode: segment_boxes, crops by {args.box_model or args.model}, each averaged "
+          f"with {args.model}'s whole image, margin {DEFAULT_MARGIN:g}, keep {DEFAULT_KEEP}"
+          f"{' (box mode without a named model)' if default else ''}")  # fmt: skip
+    for key, mean in means.items():
+        gain = mean - means["whole"]
+        mark = "  <- box mode's default" if default and key == DEFAULT_ROW else ""
+        print(f"  {key:24s} DSC {mean:6.2f} ± {stds[key]:5.2f}   {gain:+6.2f} vs whole{mark}")
+    if args.json:
+        found = {"n": len(rows), "empty": empty, "mean": means, "std": stds}
+        if default:
+            found["default_row"] = DEFAULT_ROW
+        with open(args.json, "w") as f:
+            json.dump(found, f, indent=1)
+
+
+def main() -> None:
+    args = parse_args()
     margins = [float(m) for m in args.margins.split(",")]
     segmenter = Segmenter.load(args.model, device="cpu", backend=args.backend)
     box_segmenter = None
@@ -145,19 +197,12 @@ def main() -> None:
             warnings.simplefilter("ignore", BoxWarning)  # jitter past the border: clipped
             image = read_image(pair.image)
             rows.append(score_image(segmenter, image, truth, box, margins, box_segmenter))
-    means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
-    stds = {key: float(np.std([r[key] for r in rows])) for key in rows[0]}
     crops_by = f", crops by {args.box_model}" if args.box_model else ""
     print(f"{args.model}{crops_by} ({segmenter.graph_backend or 'eager'}) on {args.data} split "
           f"{args.split}: {len(rows)} images with a lesion ({empty} with an empty mask left "
           f"out), jitter 0-{args.jitter} px, seed {args.seed}, "
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip
-    for key, mean in means.items():
-        gain = mean - means["whole"]
-        print(f"  {key:24s} DSC {mean:6.2f} ± {stds[key]:5.2f}   {gain:+6.2f} vs whole")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"n": len(rows), "empty": empty, "mean": means, "std": stds}, f, indent=1)
+    report_rows(args, rows, empty)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from wavegms.core.errors import InputError
+from wavegms.core.errors import InputError, WaveGMSError
 from wavegms.inference.boxes import (
     BoxWarning,
     clip_box,
@@ -41,9 +41,7 @@ def two_squares() -> np.ndarray:
 
 def test_each_box_gets_its_own_label_inside_it():
     seg = BrightSegmenter()
-    result = segment_boxes(
-        seg, two_squares(), [(5, 5, 25, 25), (45, 25, 75, 55)], margin=0.1, with_whole=False
-    )
+    result = segment_boxes(seg, two_squares(), [(5, 5, 25, 25), (45, 25, 75, 55)], margin=0.1)
     expected = np.zeros((60, 80), np.uint16)
     expected[10:20, 10:20] = 1
     expected[30:50, 50:70] = 2
@@ -72,14 +70,53 @@ def test_a_lesion_outside_the_box_is_left_out_unless_asked():
     assert largest[10:20, 10:20].all() and largest.sum() == 100
 
 
-def test_with_whole_averages_the_crop_with_the_whole_image():
+class ConstantSegmenter:
+    """A crop model whose soft mask is 0.7 wherever it looks."""
+
+    threshold = 0.5
+
+    def segment(self, image, threshold=None):
+        soft = np.full(np.shape(image)[:2], 0.7, np.float32)
+        return soft > 0.5, soft
+
+
+class PatchSegmenter:
+    """A whole-image model: 0.9 on rows 10-19 x columns 10-14, 0.35 on columns 15-19 of
+    those rows, 0.1 elsewhere; records the images it is given."""
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+
+    def segment(self, image, threshold=None):
+        self.images.append(image)
+        soft = np.full(np.shape(image)[:2], 0.1, np.float32)
+        soft[10:20, 10:15], soft[10:20, 15:20] = 0.9, 0.35
+        return soft > 0.5, soft
+
+
+def test_whole_averages_each_crop_with_the_partners_whole_image():
     image = np.zeros((40, 40), np.uint8)
-    image[10:20, 10:20] = 160  # 0.63 in the crop, 0.63 / 255 * 255 in the fake's whole view
-    seg = BrightSegmenter()
-    result = segment_boxes(seg, image, [(5, 5, 25, 25)], with_whole=True, margin=0)
-    assert len(seg.crops) == 2 and seg.crops[0].shape == (40, 40)  # the whole image first
-    assert result.soft[15, 15] == pytest.approx(160 / 255)
-    assert result.labels[10:20, 10:20].all() and result.labels.sum() == 100
+    boxes = [(5, 5, 25, 25), (30, 30, 38, 38)]
+    alone = segment_boxes(ConstantSegmenter(), image, boxes, margin=0, keep="box").labels
+    partner = PatchSegmenter()
+    paired = segment_boxes(ConstantSegmenter(), image, boxes, margin=0, keep="box", whole=partner)
+    # the crop alone: all of each box (0.7); the partner alone: columns 10-14 (0.9);
+    # averaged: columns 10-19 ((0.7 + 0.35) / 2 = 0.525), nothing else ((0.7 + 0.1) / 2)
+    assert (alone == 1).sum() == 400 and (alone == 2).sum() == 64
+    expected = np.zeros((40, 40), np.uint16)
+    expected[10:20, 10:20] = 1
+    np.testing.assert_array_equal(paired.labels, expected)
+    assert paired.soft[15, 12] == pytest.approx(0.8) and paired.soft[15, 17] == pytest.approx(0.525)
+    assert len(partner.images) == 1 and partner.images[0].shape == (40, 40)  # once per image
+
+
+def test_a_whole_image_model_that_answers_wrongly_is_refused():
+    class Wrong:
+        def segment(self, image):
+            return None, np.full((3, 3), 0.5, np.float32)
+
+    with pytest.raises(WaveGMSError, match="whole-image model gave a"):
+        segment_boxes(ConstantSegmenter(), np.zeros((20, 20)), [(0, 0, 5, 5)], whole=Wrong())
 
 
 def test_the_crop_is_normalised_with_the_whole_images_range():
@@ -87,7 +124,7 @@ def test_the_crop_is_normalised_with_the_whole_images_range():
     image[0, 0] = 4000  # the image's maximum, outside the box
     image[20:30, 20:30] = 1000  # dark in the whole image: 0.25
     seg = BrightSegmenter()
-    labels = segment_boxes(seg, image, [(15, 15, 35, 35)], margin=0, with_whole=False).labels
+    labels = segment_boxes(seg, image, [(15, 15, 35, 35)], margin=0).labels
     assert seg.crops[0].max() == pytest.approx(0.25)
     assert labels.sum() == 0  # not stretched into a bright lesion
 
@@ -111,9 +148,7 @@ def test_boxes_outside_the_image_are_clipped_with_a_warning():
         clip_box(parse_box("40,0,50,5"), (20, 30))
     seg = BrightSegmenter()
     with pytest.warns(BoxWarning):
-        labels = segment_boxes(
-            seg, two_squares(), [(-10, -10, 25, 25)], margin=0, with_whole=False
-        ).labels
+        labels = segment_boxes(seg, two_squares(), [(-10, -10, 25, 25)], margin=0).labels
     assert labels.shape == (60, 80) and labels[10:20, 10:20].all()
     assert seg.crops[0].shape == (25, 25, 3)
 
@@ -159,18 +194,19 @@ def test_a_real_segmenter_paints_only_inside_the_crop(segmenter):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
     result = segment_boxes(
-        segmenter, image, [(10, 5, 30, 25)], margin=0.1, keep="crop", with_whole=False,
-        threshold=0.0,
-    )  # fmt: skip
+        segmenter, image, [(10, 5, 30, 25)], margin=0.1, keep="crop", threshold=0.0
+    )
     assert result.labels.shape == (50, 70) and result.labels.dtype == np.uint16
     assert result.labels[3:27, 8:32].all()  # threshold 0: the whole crop (2 px margin)
     outside = np.ones((50, 70), bool)
     outside[3:27, 8:32] = False
     assert not result.labels[outside].any()
     assert np.isfinite(result.soft).all() and 0 <= result.soft.min() <= result.soft.max() <= 1
-    # the defaults (train-chosen): the crop averaged with the whole image, the largest part
-    # inside the box; threshold 0: the whole box
-    default = segment_boxes(segmenter, image, [(10, 5, 30, 25)], threshold=0.0).labels
+    # the defaults (the largest part inside the box), the crop averaged with a real
+    # segmenter's soft mask of the whole (RGB) image; threshold 0: the whole box
+    default = segment_boxes(
+        segmenter, image, [(10, 5, 30, 25)], threshold=0.0, whole=segmenter
+    ).labels
     inside = np.zeros((50, 70), bool)
     inside[5:25, 10:30] = True
     np.testing.assert_array_equal(default > 0, inside)

@@ -41,6 +41,38 @@ def test_a_rectangle_on_a_shapes_layer_gives_labels_inside_it(viewer, qtbot, tin
     assert set(np.unique(labels.data)) == {0, 1}
 
 
+def test_the_dock_pairs_busi_box_with_busi_and_runs_both(viewer, qtbot, tiny_model):
+    """As the CLI: busi-box's crops averaged with busi's whole image unless another model is
+    chosen; the whole-image model is loaded (in the worker) into its own slot."""
+    import shutil
+
+    from wavegms.store.paths import user_models_dir
+
+    folder = user_models_dir()
+    for name in ("busi-box", "busi"):  # the tiny model under the shipped models' names
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(folder / f"tiny{suffix}", folder / f"{name}{suffix}")
+    image = viewer.add_image(speckle((48, 60)), name="us")
+    shapes = viewer.add_shapes([np.array([[9.5, 19.5], [29.5, 44.5]])], shape_type="rectangle")
+    widget = BoxSegmentWidget(viewer)
+    assert (widget.model.value, widget.whole.value) == ("busi-box", "busi")
+    widget.model.value = "tiny"
+    assert widget.whole.value == "none"  # a model of the user's choice: its crops alone
+    widget.model.value = "busi-box"
+    assert widget.whole.value == "busi"
+    widget.image.value, widget.shapes.value = image, shapes
+    widget.threshold.value, widget.margin.value = 0.0, 0.0
+    widget.run_button.native.click()
+    wait_idle(qtbot, widget)
+    labels = viewer.layers["us boxes"]
+    assert isinstance(labels, Labels) and "done" in widget.status.value
+    inside = np.zeros((48, 60), bool)
+    inside[10:30, 20:45] = True
+    np.testing.assert_array_equal(labels.data > 0, inside)  # threshold 0: the whole box
+    assert widget.slot.loaded.path.stem == "busi-box"
+    assert widget.whole_slot.loaded.path.stem == "busi"
+
+
 def test_no_rectangle_is_a_one_line_error(viewer, qtbot, tiny_model, shown_errors):
     viewer.add_image(speckle((20, 20)), name="us")
     viewer.add_shapes(name="empty")

@@ -42,6 +42,7 @@ def add_clinical_options(p: argparse.ArgumentParser) -> None:
     from wavegms.cli.options import Bounded
     from wavegms.inference.boxes import DEFAULT_KEEP, DEFAULT_MARGIN, KEEP, parse_box
     from wavegms.inference.source_geometry import FORMATS, parse_formats
+    from wavegms.store.catalogue import NO_WHOLE
 
     p.add_argument(
         "--box", action="append", type=_checked(parse_box), metavar="X0,Y0,X1,Y1",
@@ -52,6 +53,12 @@ def add_clinical_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--box-margin", type=Bounded(float, 0.0, 10.0), default=DEFAULT_MARGIN,
         help="context around each box, as a share of its size per side",
+    )  # fmt: skip
+    p.add_argument(
+        "--whole-model", metavar="NAME",
+        help="with boxes: the model whose whole-image soft mask each crop's is averaged with, "
+        f"or {NO_WHOLE} for the crops alone (default: busi when neither --model nor this is "
+        "given and busi-box segments the crops; none when --model is given)",
     )  # fmt: skip
     p.add_argument(
         "--box-keep", choices=KEEP, default=DEFAULT_KEEP,
@@ -99,18 +106,21 @@ def prepare(args: argparse.Namespace, src: Path) -> SegmentRequest:
         if args.resume or getattr(args, "workers", None) or getattr(args, "scheduler", None):
             raise InputError("box prompts run in this process, without --resume or a cluster")
         boxes_by_item(items, boxes)  # names that are no image of the input: refused now
+    elif args.whole_model is not None:
+        raise InputError("--whole-model goes with box prompts (--box or --boxes)")
     return SegmentRequest(items, boxes)
 
 
-def segment(request: SegmentRequest, segmenter, args: argparse.Namespace):
-    """The run itself: inside the boxes, or the ordinary folder run of the whole images."""
+def segment(request: SegmentRequest, segmenter, args: argparse.Namespace, whole=None):
+    """The run itself: inside the boxes (each crop averaged with ``whole``'s soft mask of the
+    whole image, where given), or the ordinary folder run of the whole images."""
     from wavegms.core.progress import TextProgressBar
 
     if request.boxes:
         from wavegms.inference.box_folder import run_box_folder
 
         return run_box_folder(
-            segmenter, request.items, request.boxes, Path(args.output),
+            segmenter, request.items, request.boxes, Path(args.output), whole=whole,
             margin=args.box_margin, keep=args.box_keep, overwrite=args.overwrite,
             progress=TextProgressBar(),
         )  # fmt: skip
@@ -130,7 +140,10 @@ def finish(request: SegmentRequest, report, args: argparse.Namespace) -> None:
 
     if not report.rows:
         return
-    model = f"Wave-GMS {Path(model_name(args.model)).stem}"
+    # The models that made the masks, as results.csv names them (box mode: busi-box+busi
+    # when no model was named), else the one named.
+    made_by = report.rows[0].get("model") or Path(model_name(args.model)).stem
+    model = f"Wave-GMS {made_by}"
     print(f"lesions: {write_lesions(report, request.items)}")
     try:
         written, problems = write_source_outputs(

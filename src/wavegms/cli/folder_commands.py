@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,22 +116,30 @@ def run_segment(args: argparse.Namespace) -> int:
         if args.workers or args.scheduler:
             report = _segment_on_cluster(args, src)
         else:
-            segmenter = Segmenter.load(
-                model_name(args.model or _box_model(request)), device=args.device,
-                threshold=args.threshold, backend=args.backend, precision=args.precision,
+            crops, whole = _models(args, request)
+            load = functools.partial(
+                Segmenter.load, device=args.device, threshold=args.threshold,
+                backend=args.backend, precision=args.precision,
             )  # fmt: skip
-            report = clinical_options.segment(request, segmenter, args)
+            segmenter = load(model_name(crops))
+            partner = load(whole) if whole else None
+            report = clinical_options.segment(request, segmenter, args, partner)
             print(ran_with(segmenter))
+            if partner is not None:
+                print(ran_with(partner, "each crop averaged with the whole image's soft mask by"))
     print(report.summary())
     clinical_options.finish(request, report, args)
     return 1 if report.skipped and not report.written else 0
 
 
-def _box_model(request) -> str | None:
-    """Box prompts without a named model run the crop-aware default (``busi-box``)."""
-    from wavegms.store.catalogue import default_box_model
+def _models(args: argparse.Namespace, request) -> tuple[str | None, str | None]:
+    """The model that segments (the crops, with box prompts) and the whole-image model its
+    crops are averaged with (box prompts only): ``catalogue.box_models``'s defaults."""
+    from wavegms.store.catalogue import box_models
 
-    return default_box_model() if request.boxes is not None else None
+    if request.boxes is None:
+        return args.model, None
+    return box_models(args.model, args.whole_model)
 
 
 def _segment_on_cluster(args: argparse.Namespace, src: Path):
@@ -149,13 +158,13 @@ def _segment_on_cluster(args: argparse.Namespace, src: Path):
         )  # fmt: skip
 
 
-def ran_with(segmenter) -> str:
+def ran_with(segmenter, what: str = "masks by") -> str:
     """One line saying what made the masks: model, its file's sha256, backend, precision
     (int8 said to be not exact, since it was asked for and differs from fp32)."""
     p = segmenter.provenance()
     note = " (not exact: asked for with --precision int8)" if p["precision"] == "int8" else ""
     return (
-        f"masks by model {p['model']} (sha256 {p['model_sha256'][:12]}), backend "
+        f"{what} model {p['model']} (sha256 {p['model_sha256'][:12]}), backend "
         f"{p['backend']}, precision {p['precision']}{note}"
     )
 

@@ -35,7 +35,7 @@ from wavegms.inference.folder_outputs import (
     refuse_existing,
     spacing_cells,
 )
-from wavegms.inference.folder_records import backend_of, digest, model_record, png_text, record
+from wavegms.inference.folder_records import backend_of, digest, joined_record, png_text, record
 from wavegms.scoring.uncertainty import uncertainty
 
 LABELS_FOLDER = "labels"
@@ -106,9 +106,11 @@ def _segment_one(
     image = read_image(item.image, page=item.page)
     result = segment_boxes(segmenter, image, boxes, **settings)
     binary = result.labels > 0
-    # What made the mask, as a folder run records it (results.csv and the mask PNG)
-    made = record(model_record(segmenter), backend_of(segmenter), segmenter.threshold,
-                  digest(item.image))  # fmt: skip
+    # What made the mask, as a folder run records it (results.csv and the mask PNG): both
+    # models where a whole-image one was averaged in
+    models = [segmenter, *([settings["whole"]] if settings["whole"] is not None else [])]
+    made = record(joined_record(models), "+".join(dict.fromkeys(map(backend_of, models))),
+                  segmenter.threshold, digest(item.image))  # fmt: skip
     mask_path, soft_path = output_paths(out_dir, item.name)
     write_png(soft_path, result.soft, overwrite=overwrite)
     write_png(labels_path(out_dir, item.name), result.labels, overwrite=overwrite)
@@ -127,13 +129,16 @@ def run_box_folder(
     boxes: dict[str, list[Box]] | Sequence[Box],
     out_dir: Path,
     *,
+    whole=None,
     margin: float = DEFAULT_MARGIN,
     keep: str = DEFAULT_KEEP,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> FolderReport:
-    """Segment ``items`` inside their ``boxes`` into ``out_dir`` (see the module docstring).
+    """Segment ``items`` inside their ``boxes`` into ``out_dir`` (see the module docstring),
+    each crop averaged with ``whole``'s soft mask of the whole image where a ``whole`` model
+    is given (:func:`~wavegms.inference.boxes.segment_boxes`; the records name both models).
     Refused before any work like a folder run: outputs over inputs, existing outputs unless
     ``overwrite``, a folder in use; an image that cannot be read is listed as skipped."""
     items, out_dir = list(items), Path(out_dir)
@@ -146,7 +151,7 @@ def run_box_folder(
     with folder_lock(out_dir):
         if not overwrite:
             refuse_existing(items, out_dir)
-        settings = {"margin": margin, "keep": keep}
+        settings = {"margin": margin, "keep": keep, "whole": whole}
         for done, item in enumerate(items):
             if cancel is not None and cancel.cancelled:
                 result.cancelled = True

@@ -6,7 +6,9 @@ napari or given to MedSAM does. Each box is cropped with a margin (a share of it
 side, so that the model sees the lesion's border and some tissue around it), the crop is
 segmented by the ordinary :class:`~wavegms.inference.segmenter.Segmenter` and its mask pasted
 back; box ``k`` (in the order given) gets label ``k``. The crop is normalised with the whole
-image's intensity range, so a dark crop is not stretched into a bright one.
+image's intensity range, so a dark crop is not stretched into a bright one. Optionally a
+second model segments the whole image once, and each crop's soft mask is averaged with it
+(``segment_boxes(whole=...)``).
 
 Boxes that reach outside the image are clipped to it with a :class:`BoxWarning`; a box that is
 empty or inverted (``x1 <= x0`` or ``y1 <= y0``), or lies wholly outside the image, is refused
@@ -21,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wavegms.core.errors import InputError
+from wavegms.core.errors import InputError, WaveGMSError
 
 # The crop geometry is the data layer's (training cuts the same crops); its names are
 # re-exported here, where box mode's callers look for them.
@@ -40,10 +42,6 @@ from wavegms.data.intensities import intensity_range, to_rgb01
 #: connected parts that reach into the box, or the largest connected part inside the box
 KEEP = ("crop", "box", "touching", "largest")
 DEFAULT_KEEP = "largest"
-
-#: whether the crop's soft mask is averaged with the whole image's (one more inference per
-#: image, not per box): on held-out images the crop alone scored higher at every margin
-DEFAULT_WITH_WHOLE = False
 
 
 def keep_part(mask: np.ndarray, inside: np.ndarray, keep: str) -> np.ndarray:
@@ -110,6 +108,19 @@ def _check_request(image: np.ndarray, boxes, margin: float, keep: str) -> list[B
     return checked
 
 
+def whole_soft_mask(whole, image: np.ndarray) -> np.ndarray:
+    """``whole``'s soft mask of the whole image, checked: the image's size, finite, in [0, 1]
+    (a partner that answered otherwise would shift every crop's mask in silence)."""
+    soft = np.asarray(whole.segment(image)[1], np.float32)
+    if soft.shape != image.shape[:2]:
+        raise WaveGMSError(
+            f"the whole-image model gave a {soft.shape} mask for a {image.shape[:2]} image"
+        )
+    if not np.isfinite(soft).all() or soft.min() < 0 or soft.max() > 1:
+        raise WaveGMSError("the whole-image model gave a soft mask outside [0, 1]")
+    return soft
+
+
 def segment_boxes(
     segmenter,
     image: np.ndarray,
@@ -118,14 +129,17 @@ def segment_boxes(
     margin: float = DEFAULT_MARGIN,
     keep: str = DEFAULT_KEEP,
     threshold: float | None = None,
-    with_whole: bool = DEFAULT_WITH_WHOLE,
+    whole=None,
 ) -> BoxResult:
     """Segment a 2D image (H x W or H x W x C) inside each of ``boxes``: crop with ``margin``,
     segment the crop with ``segmenter`` (a :class:`Segmenter` or anything with its
-    ``threshold`` and ``segment(image)``), threshold it, keep what ``keep`` says
-    (:data:`KEEP`) and paste it back. ``with_whole``: the crop's soft mask is averaged with
-    that of the whole image (segmented once), two views of the lesion instead of one.
-    Where crops overlap, a pixel goes to the box whose soft mask is highest there."""
+    ``threshold`` and ``segment(image)``), threshold it (``threshold``, else the segmenter's),
+    keep what ``keep`` says (:data:`KEEP`) and paste it back. ``whole``: a second segmenter
+    (anything with ``segment(image)``) that segments the whole image once (not once per box);
+    each crop's soft mask is then averaged with that whole-image soft mask over the crop, two
+    views of the lesion instead of one (which models the CLI and the dock pair by default:
+    :func:`wavegms.store.catalogue.box_models`). Where crops overlap, a pixel goes to the box
+    whose soft mask is highest there."""
     image = np.asarray(image)
     checked = _check_request(image, boxes, margin, keep)
     threshold = segmenter.threshold if threshold is None else threshold
@@ -133,13 +147,13 @@ def segment_boxes(
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
     shape = (int(image.shape[0]), int(image.shape[1]))
     value_range = intensity_range(image)
-    whole = segmenter.segment(image)[1] if with_whole else None
+    whole_soft = None if whole is None else whole_soft_mask(whole, image)
     labels = np.zeros(shape, np.uint16)
     best = np.zeros(shape, np.float32)  # the soft mask of the label each pixel has
     for label, box in enumerate(checked, start=1):
         crop = segment_crop(segmenter, image, box, margin, value_range)
         rows, cols = crop.rows, crop.cols
-        soft = crop.soft if whole is None else (crop.soft + whole[rows, cols]) / 2
+        soft = crop.soft if whole_soft is None else (crop.soft + whole_soft[rows, cols]) / 2
         mask = keep_part(soft > threshold, crop.inside, keep)
         won = mask & ((labels[rows, cols] == 0) | (soft > best[rows, cols]))
         labels[rows, cols][won] = label

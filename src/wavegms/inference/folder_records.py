@@ -50,6 +50,14 @@ def model_record(predictor: Any) -> ModelRecord:
     return ModelRecord(file_stem(path), digest(Path(path)))
 
 
+def joined_record(predictors: list) -> ModelRecord:
+    """One record for masks that several models made together (box mode: the crops' model,
+    then the whole image's): names and digests joined with ``+``, in that order, so that a
+    resume with another model, another partner or none refuses to mix the runs."""
+    records = [model_record(p) for p in predictors]
+    return ModelRecord("+".join(r.name for r in records), "+".join(r.sha256 for r in records))
+
+
 def backend_of(predictor: Any) -> str:
     """What actually ran the last batch: a Segmenter's ``last_backend`` (the eager model while
     its graph is still being built, ``Segmenter.prepare_graph``), else its ``graph_backend``
@@ -61,12 +69,15 @@ def backend_of(predictor: Any) -> str:
 
 
 def record(model: ModelRecord, backend: str, threshold: float, input_sha256: str) -> dict:
-    """One mask's record: the values of :data:`RECORD_COLUMNS`."""
+    """One mask's record: the values of :data:`RECORD_COLUMNS`. ``backend`` may name several
+    models' backends joined with ``+`` (:func:`joined_record`); each one's precision is then
+    said, once each (``fp32``, ``int8+fp32``)."""
+    precisions = dict.fromkeys(precision_of(b) for b in backend.split("+")) if backend else {}
     return {
         "model": model.name,
         "model_sha256": model.sha256,
         "backend": backend,
-        "precision": precision_of(backend),
+        "precision": "+".join(precisions),
         "threshold": float(threshold),
         "input_sha256": input_sha256,
     }

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 
 from wavegms.core.errors import InputError
 from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from wavegms.inference.boxes import Box, segment_boxes
+from wavegms.store.catalogue import NO_WHOLE
 
 
 def rectangles_to_boxes(
@@ -50,23 +52,30 @@ def box_job(
     threshold: float,
     margin: float,
     slot,
+    whole: str = NO_WHOLE,
+    whole_slot=None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Labels shaped like the layer (without its colour axis): in each plane that has boxes,
-    box ``k`` of the rectangles as label ``k`` (numbered over the whole layer)."""
+    box ``k`` of the rectangles as label ``k`` (numbered over the whole layer). ``whole``:
+    the model (held in ``whole_slot``) whose soft mask of each plane every crop's is
+    averaged with, or :data:`~wavegms.store.catalogue.NO_WHOLE`."""
     array = np.asarray(data)
     shape = array.shape[:-1] if rgb else array.shape
     labels = np.zeros(shape, np.uint16)
     first = 1
-    with slot.hold(model, device, progress) as segmenter:
+    paired = bool(whole) and whole != NO_WHOLE
+    partner = whole_slot.hold(whole, device, progress) if paired else nullcontext()
+    with slot.hold(model, device, progress) as segmenter, partner as whole_segmenter:
         for done, (plane, plane_boxes) in enumerate(sorted(boxes.items())):
             check_cancel(cancel)
             if any(not 0 <= p < n for p, n in zip(plane, shape, strict=False)):
                 raise InputError(f"a rectangle lies on plane {plane}, outside the image")
             result = segment_boxes(
-                segmenter, array[plane], plane_boxes, margin=margin, threshold=threshold
-            )
+                segmenter, array[plane], plane_boxes, margin=margin, threshold=threshold,
+                whole=whole_segmenter,
+            )  # fmt: skip
             found = result.labels > 0
             labels[plane][found] = result.labels[found] + (first - 1)
             first += len(plane_boxes)

@@ -1,6 +1,9 @@
 """The "Segment in boxes" dock: rectangles drawn on a Shapes layer around lesions, the model
 run inside each, and a Labels layer ``<image> boxes`` with box ``k`` as label ``k``, at the
-image's scale (a DICOM or NIfTI image's mm spacing travels on).
+image's scale (a DICOM or NIfTI image's mm spacing travels on). As on the command line,
+busi-box segments the crops and busi the whole image by default ("whole image": the model
+each crop's soft mask is averaged with, or none; any other model's crops run alone unless a
+partner is chosen), the partner held in a slot of its own.
 
 The rectangles are read on the GUI thread (a few vertices, mapped through world coordinates
 so that layers of another scale still line up); the image is read and segmented in a worker
@@ -24,10 +27,15 @@ from wavegms.napari.fields import complete_device_list, device_choices, model_ch
 from wavegms.napari.jobs import ModelSlot
 from wavegms.napari.layers import LayerWatcher, data_shape, layer_source
 from wavegms.napari.runner import JobForm
-from wavegms.store.catalogue import default_box_model
+from wavegms.store.catalogue import NO_WHOLE, box_models
 
 if TYPE_CHECKING:
     import napari
+
+
+def whole_choices(_widget=None) -> list[str]:
+    """No whole-image model, or any model."""
+    return [NO_WHOLE, *model_choices()]
 
 
 def boxes_name(image: Image) -> str:
@@ -44,26 +52,44 @@ class BoxSegmentWidget(JobForm):
         super().__init__("Segment in boxes")
         self.viewer = viewer
         self.slot = ModelSlot()
-        self.lifetime = DockLifetime(self.native, self.slot.close)  # frees the model with the dock
+        self.whole_slot = ModelSlot()  # the whole-image model, loaded beside the crops' one
+        # frees both models with the dock
+        self.lifetime = DockLifetime(self.native, self.slot.close, self.whole_slot.close)
         self.target: Image | None = None
         self.target_shape: tuple = ()
         self.image = ComboBox(label="image", choices=self._layers(Image))
         self.shapes = ComboBox(label="boxes", choices=self._layers(Shapes))
         self.model = ComboBox(label="model", choices=model_choices)
+        self.whole = ComboBox(
+            label="whole image", choices=whole_choices,
+            tooltip="the model whose whole-image soft mask each crop's is averaged with "
+            f"({NO_WHOLE}: the crops alone)",
+        )  # fmt: skip
         self.device = ComboBox(label="device", choices=device_choices)
         self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1.0, step=0.05, value=0.5)
         self.margin = FloatSpinBox(
             label="margin", min=0.0, max=10.0, step=0.05, value=DEFAULT_MARGIN,
             tooltip="context around each box, as a share of its size on each side",
         )  # fmt: skip
-        self.extend([self.image, self.shapes, self.model, self.device, self.threshold,
-                     self.margin])  # fmt: skip
+        self.extend([self.image, self.shapes, self.model, self.whole, self.device,
+                     self.threshold, self.margin])  # fmt: skip
         self.add_job_controls()
         self.watcher = LayerWatcher(viewer, self.reset_choices)
         complete_device_list(self.device, "auto")  # listed by a worker (torch)
-        if (crop_aware := default_box_model()) in self.model.choices:
+        if (crop_aware := box_models().crops) in self.model.choices:
             self.model.value = crop_aware  # trained on crops as this dock cuts them
+        self.default_whole()
+        self.model.changed.connect(self.default_whole)
         self.finish_layout()
+
+    def default_whole(self, _model=None) -> None:
+        """The whole-image model the chosen model pairs with, as the CLI pairs them
+        (:func:`~wavegms.store.catalogue.box_models`): busi-box's crops with busi's whole
+        image; any other model's crops alone."""
+        default = box_models()
+        chosen = None if self.model.value == default.crops else self.model.value
+        partner = box_models(chosen).whole
+        self.whole.value = partner if partner in self.whole.choices else NO_WHOLE
 
     def _layers(self, kind):
         def choices(_widget=None):
@@ -94,7 +120,8 @@ class BoxSegmentWidget(JobForm):
             box_job, f"segmenting {image.name} in {sum(map(len, boxes.values()))} box(es)",
             data=layer_source(image), rgb=bool(image.rgb), boxes=boxes, model=self.model.value,
             device=self.device.value, threshold=float(self.threshold.value),
-            margin=float(self.margin.value), slot=self.slot,
+            margin=float(self.margin.value), slot=self.slot, whole=self.whole.value,
+            whole_slot=self.whole_slot,
         )  # fmt: skip
 
     def on_returned(self, labels: np.ndarray) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from wavegms.core.errors import InputError, ModelFileError
 
@@ -145,15 +146,45 @@ def default_model() -> str | None:
     return next(iter(models), None)
 
 
-#: The model box mode runs when none is named: trained on crops cut as box mode cuts them
-#: (docs/performance.md, BUSI test split: box mode 81.97 DSC with it, 79.23 with busi's own
-#: crops).
+#: The model box mode runs on the crops when none is named: trained on crops cut as box mode
+#: cuts them (docs/performance.md "Box prompts").
 DEFAULT_BOX_MODEL = "busi-box"
+
+#: what ``--whole-model`` takes for "no whole-image model": the crops' soft masks alone
+NO_WHOLE = "none"
 
 
 def default_box_model() -> str | None:
     """The model for box prompts when the user names none: the crop-aware one if installed."""
     return DEFAULT_BOX_MODEL if DEFAULT_BOX_MODEL in list_models() else default_model()
+
+
+class BoxModels(NamedTuple):
+    """Box mode's models: the one that segments each box's crop, and the one (if any) whose
+    whole-image soft mask each crop's is averaged with."""
+
+    crops: str | None
+    whole: str | None
+
+
+def box_models(model: str | None = None, whole: str | None = None) -> BoxModels:
+    """Which models box mode runs. Nothing named and busi-box installed: busi-box's crops
+    averaged with the default model's (busi's) whole image, where busi is installed. Why: on
+    the 52 BUSI validation images (never trained on) that pair scored 82.54 DSC against 81.21
+    for busi-box's crops alone, 81.38 averaged with busi-box's own whole image and 74.22 for
+    busi on the whole image (docs/performance.md "Box prompts"). A ``model`` the user names
+    segments the crops alone, since nothing was measured for its pairing, unless ``whole``
+    names a whole-image model too; ``whole`` = :data:`NO_WHOLE` turns the partner off."""
+    if model is None:
+        crops = default_box_model()
+        models = list_models()
+        paired = crops == DEFAULT_BOX_MODEL and DEFAULT_MODEL in models
+        partner = DEFAULT_MODEL if paired else None
+    else:
+        crops, partner = model, None
+    if whole is not None:
+        partner = None if whole == NO_WHOLE else whole
+    return BoxModels(crops, partner)
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
