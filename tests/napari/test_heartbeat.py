@@ -103,10 +103,8 @@ def _timed(beat, qtbot, gaps, action, click, done) -> None:
     gaps[action] = beat.gap()
 
 
-#: Steps that add napari layers: adding a layer builds its Qt controls and vispy visuals on the
-#: GUI thread (napari's own cost: 0.2 s a labels layer on an idle machine, 0.4-0.6 s on a busy
-#: one, whatever adds it; docs/architecture.md). Each such step adds at most one layer per
-#: turn of the event loop; they are measured and printed, not held to the limit.
+#: Steps that add napari layers: napari builds a layer's visual and controls on the GUI thread;
+#: the plugin adds each layer in short turns of the event loop (``napari.layer_turns``).
 ADDS_LAYERS = ("segment 4096x4096 (adds the mask layer)", "open a review (adds 2 layers)")
 #: The Segment dock's warm-up after the docks open, once per model file and library versions:
 #: its first graph export holds the GIL in torch's tracer and in the import of onnx (1-2 s at a
@@ -133,7 +131,11 @@ def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp
         SegmentWidget(viewer), FinetuneWidget(viewer), ReviewWidget(viewer)
     )  # fmt: skip
     beat, gaps = Heartbeat(), {}
-    warmed = lambda: segment.loaded is not None and not segment._warming.is_alive()  # noqa: E731
+    warmed = lambda: (  # noqa: E731
+        segment.loaded is not None
+        and not segment._warming.is_alive()
+        and not segment.loaded.segmenter.building_graph  # its export holds the GIL at times
+    )
     _timed(beat, qtbot, gaps, WARM_UP, lambda: None, warmed)  # the graph is ready after it
     _warm_napari(viewer, qtbot)
     big = viewer.add_image(speckle((4096, 4096), seed=1), name="big")
@@ -142,6 +144,9 @@ def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp
     segmented = lambda: not segment.busy and "big mask" in viewer.layers  # noqa: E731
     for action in (ADDS_LAYERS[0], "segment 4096x4096 again"):
         _timed(beat, qtbot, gaps, action, segment.run_button.native.click, segmented)
+    mask = viewer.layers["big mask"]  # added in turns: whole, where the image is, selected
+    assert mask.data.shape == (4096, 4096) and mask.data.dtype == np.uint8
+    assert viewer.layers.selection.active is mask and mask.metadata["wavegms"]["model"] == "tiny"
 
     review.out_dir.value, review.images_dir.value = out, images
     review.model.value = "tiny"
@@ -165,5 +170,5 @@ def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp
         beat.dump()
     for action, gap in gaps.items():
         print(f"heartbeat: largest gap while {action}: {1000 * gap:.0f} ms")
-    held = {a: g for a, g in gaps.items() if a not in (*ADDS_LAYERS, WARM_UP)}
+    held = {a: g for a, g in gaps.items() if a != WARM_UP}  # the layer-adding steps too
     assert max(held.values()) <= LIMIT_S, gaps

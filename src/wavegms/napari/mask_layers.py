@@ -14,6 +14,7 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from wavegms.napari.jobs import SegmentResult
+from wavegms.napari.layer_turns import add_layer
 
 
 def _key(layer) -> str | None:
@@ -85,9 +86,8 @@ class MaskLayers:
             self.viewer.layers.remove(layer)
 
     def _add(self, image: Image, labels: np.ndarray) -> Labels:
-        layer = self.viewer.add_labels(
-            labels, name=mask_name(image), scale=image.scale, translate=image.translate
-        )
+        layer = Labels(labels, name=mask_name(image), scale=image.scale, translate=image.translate)
+        add_layer(self.viewer, layer)  # in short turns: see layer_turns
         layer.events.paint.connect(self._on_edit)
         layer.events.data.connect(self._on_edit)
         return layer
@@ -137,10 +137,11 @@ class MaskLayers:
             return
         if name in layers:
             layers.remove(name)
-        self.viewer.add_image(
+        layer = Image(
             soft, name=name, colormap="magma", contrast_limits=(0, 1), blending="additive",
             opacity=0.5, scale=image.scale, translate=image.translate,
         )  # fmt: skip
+        add_layer(self.viewer, layer)
 
     def _on_edit(self, event) -> None:
         if not self._writing:
