@@ -193,7 +193,8 @@ class SegmentWidget(JobForm):
             **self.masks.to_check(layer),
         )
         # The first stage said and drawn at once: adding the layer below holds the GUI thread
-        # (napari builds its controls: seconds on a busy machine) before any worker report.
+        # (napari builds its visual and controls; the rest follows in later turns) before any
+        # worker report.
         self._report(Progress("load", 0, 1, f"loading the model {self.model.value}…"))
         for row in (self.status, self.progress_bar):
             row.native.repaint()
