@@ -65,9 +65,8 @@ class MaskLayers:
         }
 
     def prepare(self, image: Image, shape: tuple) -> None:
-        """While the model runs: an empty ``<image> mask`` layer of the result's ``shape`` when
-        ``image`` has no mask layer yet. Adding a layer costs about a third of a click's time;
-        added now, that overlaps the model run, and the result only replaces its data. It is
+        """Before the model runs: an empty ``<image> mask`` layer of the result's ``shape`` when
+        ``image`` has no mask layer yet, so that the result only replaces its data. It is
         removed again (:meth:`drop_placeholder`) if no result comes."""
         if self.layer_for(image) is not None:
             return
