@@ -1,9 +1,11 @@
 """The GUI thread only draws: a QTimer ticking every 50 ms keeps ticking while the user
-segments a 4096x4096 layer, accepts a mask, opens a review of 500 rows and starts a
-fine-tune. The largest gap between two ticks during each action is at most 200 ms.
+warms up the Segment dock's model, segments a 4096x4096 layer, opens a review of 500 rows,
+accepts a mask and starts a fine-tune. The largest gap between two ticks during each action is
+at most 200 ms.
 
 Measured under load (the machine's other work shares its cores); the gaps are printed
-(``-s``) so that a note can quote them.
+(``-s``) so that a note can quote them, each with the GUI thread's own CPU time in its busiest
+gap (on a busy machine a gap is mostly waiting for a core).
 """
 
 from __future__ import annotations
@@ -36,15 +38,21 @@ class Heartbeat:
         self.timer.timeout.connect(self._tick)
         self.last = time.perf_counter()
         self.largest = 0.0
+        # The GUI thread's own CPU time between two ticks: on a busy machine a gap is mostly
+        # waiting for a core; this says what the thread itself did.
+        self.cpu, self.busiest = time.thread_time(), 0.0
+        self.cpu_in: dict[str, float] = {}  # action -> its busiest
         self.timer.start()
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         self.largest = max(self.largest, now - self.last)
-        self.last = now
+        self.busiest = max(self.busiest, cpu - self.cpu)
+        self.last, self.cpu = now, cpu
 
     def reset(self) -> None:
         self.last, self.largest = time.perf_counter(), 0.0
+        self.cpu, self.busiest = time.thread_time(), 0.0
         if PROFILE:
             import cProfile
 
@@ -101,16 +109,17 @@ def _timed(beat, qtbot, gaps, action, click, done) -> None:
     qtbot.waitUntil(done, timeout=WAIT_MS)
     qtbot.wait(300)  # what the result's arrival costs counts too
     gaps[action] = beat.gap()
+    beat.cpu_in[action] = beat.busiest
 
 
-#: Steps that add napari layers: adding a layer builds its Qt controls and vispy visuals on the
-#: GUI thread (napari's own cost: 0.2 s a labels layer on an idle machine, 0.4-0.6 s on a busy
-#: one, whatever adds it; docs/architecture.md). Each such step adds at most one layer per
-#: turn of the event loop; they are measured and printed, not held to the limit.
+#: Steps that add napari layers: napari builds a layer's visual and controls on the GUI thread;
+#: the plugin adds each layer in short turns of the event loop (``napari.layer_turns``).
 ADDS_LAYERS = ("segment 4096x4096 (adds the mask layer)", "open a review (adds 2 layers)")
 #: The Segment dock's warm-up after the docks open, once per model file and library versions:
-#: its first graph export holds the GIL in torch's tracer and in the import of onnx (1-2 s at a
-#: time under load); printed, not held (a child-process export would avoid it).
+#: it loads the model and builds its graph, whose export runs in a child process (torch's
+#: tracer held the GIL for 1-2 s at a time when it ran in a thread here). torch is imported
+#: before the clock runs (the tiny model is made with it); in napari the warm-up thread
+#: imports it.
 WARM_UP = "warm-up: load the model, export its graph (once per model)"
 
 
@@ -133,7 +142,11 @@ def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp
         SegmentWidget(viewer), FinetuneWidget(viewer), ReviewWidget(viewer)
     )  # fmt: skip
     beat, gaps = Heartbeat(), {}
-    warmed = lambda: segment.loaded is not None and not segment._warming.is_alive()  # noqa: E731
+    warmed = lambda: (  # noqa: E731
+        segment.loaded is not None
+        and not segment._warming.is_alive()
+        and not segment.loaded.segmenter.building_graph  # its export holds the GIL at times
+    )
     _timed(beat, qtbot, gaps, WARM_UP, lambda: None, warmed)  # the graph is ready after it
     _warm_napari(viewer, qtbot)
     big = viewer.add_image(speckle((4096, 4096), seed=1), name="big")
@@ -142,6 +155,9 @@ def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp
     segmented = lambda: not segment.busy and "big mask" in viewer.layers  # noqa: E731
     for action in (ADDS_LAYERS[0], "segment 4096x4096 again"):
         _timed(beat, qtbot, gaps, action, segment.run_button.native.click, segmented)
+    mask = viewer.layers["big mask"]  # added in turns: whole, where the image is, selected
+    assert mask.data.shape == (4096, 4096) and mask.data.dtype == np.uint8
+    assert viewer.layers.selection.active is mask and mask.metadata["wavegms"]["model"] == "tiny"
 
     review.out_dir.value, review.images_dir.value = out, images
     review.model.value = "tiny"
@@ -164,6 +180,8 @@ def test_the_gui_thread_keeps_ticking(make_napari_viewer, tiny_model, qtbot, tmp
     if PROFILE:
         beat.dump()
     for action, gap in gaps.items():
-        print(f"heartbeat: largest gap while {action}: {1000 * gap:.0f} ms")
-    held = {a: g for a, g in gaps.items() if a not in (*ADDS_LAYERS, WARM_UP)}
-    assert max(held.values()) <= LIMIT_S, gaps
+        print(
+            f"heartbeat: largest gap while {action}: {1000 * gap:.0f} ms (GUI-thread CPU "
+            f"between two ticks at most {1000 * beat.cpu_in[action]:.0f} ms)"
+        )
+    assert max(gaps.values()) <= LIMIT_S, gaps  # every step, the layer-adding ones too

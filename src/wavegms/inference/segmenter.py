@@ -38,6 +38,7 @@ from wavegms.runtime.backends import (  # noqa: F401  (BACKENDS, PRECISIONS: nam
     choose,
     precision_of,
 )
+from wavegms.runtime.export_child import thread_exporting_in_child
 
 
 def as_array(image: object) -> np.ndarray:
@@ -152,16 +153,14 @@ class Segmenter(Closable):
         return [graph(image) for image in images]
 
     def prepare_graph(self) -> bool:
-        """Start building the compiled graph on a thread of its own (once), from a copy of
-        the model (the exporters trace, and swap the weights of, what they export); until it
-        is ready :meth:`segment` runs the eager model, whose masks are the graph's (both exact
-        fp32). Returns whether a graph is being built now."""
+        """Start building the compiled graph once, on a thread of its own (its ONNX export in a
+        child process: ``export_child``), from a copy of the model (exporters trace, and swap
+        the weights of, what they export); :meth:`segment` runs the eager model until it is
+        ready (the same masks, exact fp32). Returns whether a graph is being built now."""
         if self.traced and self._graph is None and self._builder is None:
             own = copy.deepcopy(self.model)
             # Not a daemon, whoever starts it: one killed inside torch at exit aborts napari.
-            self._builder = threading.Thread(
-                target=self._soft_mask_graph, name="wavegms-graph", args=(own,), daemon=False
-            )
+            self._builder = thread_exporting_in_child(self._soft_mask_graph, own, "wavegms-graph")
             self._builder.start()
         return self.building_graph
 

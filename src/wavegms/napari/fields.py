@@ -57,7 +57,7 @@ def _start_listing(combo: ComboBox, saved: str) -> None:
 
     def listed(names: list[str]) -> None:
         if (alive := ref()) is not None:
-            _unless_closed(partial(_listed, alive, saved, names))
+            unless_closed(partial(_listed, alive, saved, names))
 
     worker.returned.connect(listed)
     worker.start()
@@ -72,10 +72,11 @@ def _listed(combo: ComboBox, saved: str, names: list[str]) -> None:
 def after_build(callback: Callable[[], None]) -> None:
     """Call ``callback`` once the event loop runs, i.e. after the form has been built (work
     started there, such as importing torch in a worker, does not delay the form)."""
-    QTimer.singleShot(0, partial(_unless_closed, callback))
+    QTimer.singleShot(0, partial(unless_closed, callback))
 
 
-def _unless_closed(callback: Callable[[], None]) -> None:
+def unless_closed(callback: Callable[[], None]) -> None:
+    """Call ``callback``, unless what it updates has been closed meanwhile (a late call)."""
     try:
         callback()
     except RuntimeError as err:  # the form was closed before: its Qt widgets are deleted

@@ -14,6 +14,7 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from wavegms.napari.jobs import SegmentResult
+from wavegms.napari.layer_turns import add_layer
 
 
 def _key(layer) -> str | None:
@@ -64,9 +65,8 @@ class MaskLayers:
         }
 
     def prepare(self, image: Image, shape: tuple) -> None:
-        """While the model runs: an empty ``<image> mask`` layer of the result's ``shape`` when
-        ``image`` has no mask layer yet. Adding a layer costs about a third of a click's time;
-        added now, that overlaps the model run, and the result only replaces its data. It is
+        """Before the model runs: an empty ``<image> mask`` layer of the result's ``shape`` when
+        ``image`` has no mask layer yet, so that the result only replaces its data. It is
         removed again (:meth:`drop_placeholder`) if no result comes."""
         if self.layer_for(image) is not None:
             return
@@ -85,9 +85,8 @@ class MaskLayers:
             self.viewer.layers.remove(layer)
 
     def _add(self, image: Image, labels: np.ndarray) -> Labels:
-        layer = self.viewer.add_labels(
-            labels, name=mask_name(image), scale=image.scale, translate=image.translate
-        )
+        layer = Labels(labels, name=mask_name(image), scale=image.scale, translate=image.translate)
+        add_layer(self.viewer, layer)  # in short turns: see layer_turns
         layer.events.paint.connect(self._on_edit)
         layer.events.data.connect(self._on_edit)
         return layer
@@ -137,10 +136,11 @@ class MaskLayers:
             return
         if name in layers:
             layers.remove(name)
-        self.viewer.add_image(
+        layer = Image(
             soft, name=name, colormap="magma", contrast_limits=(0, 1), blending="additive",
             opacity=0.5, scale=image.scale, translate=image.translate,
         )  # fmt: skip
+        add_layer(self.viewer, layer)
 
     def _on_edit(self, event) -> None:
         if not self._writing:

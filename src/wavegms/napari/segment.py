@@ -180,25 +180,31 @@ class SegmentWidget(JobForm):
         if not self.model.value:
             raise InputError("no model available: train or fine-tune one first")
         self.target, self.target_shape = layer, data_shape(layer)
-        self.start_thread(
-            segment_job,
-            f"segmenting {layer.name}",
-            data=layer_source(layer),  # read in the worker: lazy data loads there
-            rgb=bool(layer.rgb),
-            model=self.model.value,
-            device=self.device.value,
-            threshold=float(self.threshold.value),
-            slot=self.slot,
-            precision=self.precision.value,
-            **self.masks.to_check(layer),
-        )
-        # The first stage said and drawn at once: adding the layer below holds the GUI thread
-        # (napari builds its controls: seconds on a busy machine) before any worker report.
+        check = self.masks.to_check(layer)  # before the empty layer below exists
+        # Added before the worker starts: while the worker prepares the image it holds the GIL
+        # in stretches, and a layer added beside it took 3-4 times its CPU time (under load).
+        self.masks.prepare(layer, self.target_shape[:-1] if layer.rgb else self.target_shape)
+        try:
+            self.start_thread(
+                segment_job,
+                f"segmenting {layer.name}",
+                data=layer_source(layer),  # read in the worker: lazy data loads there
+                rgb=bool(layer.rgb),
+                model=self.model.value,
+                device=self.device.value,
+                threshold=float(self.threshold.value),
+                slot=self.slot,
+                precision=self.precision.value,
+                **check,
+            )
+        except Exception:
+            self.masks.drop_placeholder()  # no job: no result will fill it
+            raise
+        # The first stage said and drawn at once, before any worker report (the first click
+        # may wait seconds for the model to load).
         self._report(Progress("load", 0, 1, f"loading the model {self.model.value}…"))
         for row in (self.status, self.progress_bar):
             row.native.repaint()
-        # Added while the worker runs (not after): a new layer's cost overlaps the model's.
-        self.masks.prepare(layer, self.target_shape[:-1] if layer.rgb else self.target_shape)
 
     def on_finished(self) -> None:
         self.masks.drop_placeholder()  # no result filled it (cancelled, failed, dropped)

@@ -106,9 +106,25 @@ def model_key(model: WaveGMS, model_file: Path | None = None) -> str:
 
 def cached_onnx(model: WaveGMS, model_file: Path | None = None) -> Path:
     """The ONNX export of ``model`` from the user cache, exported (atomically) if missing or
-    damaged. Named by the model's sha256, the graph version and torch's version. Whether the
+    damaged (in a child process within ``export_child.exports_in_child``). Named by the
+    model's sha256, the graph version and torch's version. Whether the
     file is there and intact is asked of the disk each time (its digest is remembered per
     file version, :func:`~wavegms.runtime.graph_cache.file_sha256`): nothing of it is kept
     in this process."""
     path = cache_path(model_key(model, model_file), "onnx", library_versions(), ".onnx")
-    return cached_file(path, lambda target: export_onnx(model, target))
+    return cached_file(path, lambda target: _export(model, model_file, target))
+
+
+def _export(model: WaveGMS, model_file: Path | None, target: Path) -> None:
+    """Export ``model`` to ``target``: from its file in a child process where the build asked
+    for it (``export_child.exports_in_child``: no GIL held in this process meanwhile), else
+    here; a child that fails leaves the export to this process."""
+    from wavegms.runtime import export_child
+
+    if model_file is not None and export_child.wanted():
+        try:
+            export_child.export_in_child(Path(model_file), target)
+            return
+        except (OSError, RuntimeError) as err:
+            warnings.warn(f"{err}; exporting in this process", RuntimeWarning, stacklevel=2)
+    export_onnx(model, target)
