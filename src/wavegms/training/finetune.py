@@ -128,6 +128,9 @@ def train_config(
         augment=request.augment,
         cpu_bf16_ewave=request.cpu_bf16,
         val_every=request.val_every,
+        # last.* (weights and optimiser moments, 32 MB for busi) when validated, not every
+        # epoch: a resumed fine-tune repeats at most val_every - 1 epochs of a minute's run
+        checkpoint_every=request.val_every,
     )
     if request.fast_cpu and device == "cpu":
         # The frozen encoder and the decoder are the CPU cost. Encode the targets of a plain

@@ -228,11 +228,12 @@ class Trainer:
         return True
 
     def _one_epoch(self) -> dict:
-        """Train and validate one epoch; its history row (raises Cancelled on Stop)."""
+        """Train one epoch and validate it when due (the first, every ``val_every``-th and the
+        last: a Stop after the first has a model to keep); its row (raises Cancelled on Stop)."""
         start, cpu_start = clock(), time.process_time()
         losses = self._train_epoch()
-        row = {"epoch": self.epoch + 1, **losses}  # validated: every val_every-th, the last
-        if row["epoch"] % self.config.val_every == 0 or row["epoch"] == self.total_epochs:
+        row = {"epoch": self.epoch + 1, **losses}
+        if row["epoch"] in (1, self.total_epochs) or row["epoch"] % self.config.val_every == 0:
             with self.evaluated():
                 row["val_dice"] = self.validate()
         self.epoch += 1
