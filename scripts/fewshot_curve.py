@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--lrs", default="1e-3")
     ap.add_argument("--epochs", default="5,10,20")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--val-every", type=int, help="default: the fine-tune default")
+    ap.add_argument("--no-bf16", action="store_true", help="E_wave and LMM in fp32")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wavegms-fewshot-"))
     os.environ["WAVEGMS_HOME"] = str(tmp / "home")
@@ -67,17 +69,21 @@ def main() -> None:
     base = str(resolve_model(args.base))
     print(f"{len(train)} fine-tune pairs, {len(held)} held-out pairs of {args.data} (train split)")
     print(f"base {args.base}: held-out DSC {_held_out_dsc(base, held, tmp / 'base'):.2f}")
-    print(f"{'lr':>8} {'epochs':>6} {'seconds':>8} {'best epoch':>10} {'val Dice':>8} {'DSC':>7}")
+    print(f"bf16 E_wave: {not args.no_bf16}, validation every {args.val_every or 'default'}")
+    head = f"{'lr':>8} {'epochs':>6} {'seconds':>8} {'CPU-s':>7} {'best epoch':>10}"
+    print(f"{head} {'val Dice':>8} {'DSC':>7}")
     for lr in (float(x) for x in args.lrs.split(",")):
         for epochs in (int(x) for x in args.epochs.split(",")):
             name = f"fewshot-{lr:.0e}-{epochs}".replace(".", "p").replace("+", "")
             request = FinetuneRequest(str(data), base, name, device="cpu", epochs=epochs, lr=lr)
-            start = time.perf_counter()
+            request.cpu_bf16 = request.cpu_bf16 and not args.no_bf16
+            request.val_every = args.val_every or request.val_every
+            start, cpu_start = time.perf_counter(), time.process_time()
             outcome = finetune(request)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             dsc = _held_out_dsc(str(outcome.installed), held, tmp / name)
             print(
-                f"{lr:>8g} {epochs:>6} {seconds:>8.1f} {outcome.best_epoch:>10} "
+                f"{lr:>8g} {epochs:>6} {seconds:>8.1f} {cpu:>7.1f} {outcome.best_epoch:>10} "
                 f"{100 * outcome.best_val_dice:>8.2f} {dsc:>7.2f}",
                 flush=True,
             )

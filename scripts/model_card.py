@@ -27,6 +27,11 @@ def _row(summary: dict, key: str) -> str:
     return " | ".join(cells)
 
 
+def _dice(row: dict) -> str:
+    """An epoch's validation Dice, or a dash for an epoch not validated (``val_every``)."""
+    return f"{row['val_dice']:.4f}" if "val_dice" in row else "-"
+
+
 def worst_cases(scores_csv: Path, n: int = 5) -> list[str]:
     """Table rows of the ``n`` test images with the lowest DSC at 224."""
     import csv
@@ -135,7 +140,7 @@ def card(
     if train.get("box_crops"):
         augment += (f", {train['box_crops']:.0%} of the augmented views cut around the lesion "
                     f"as box mode cuts them (margins {train['box_margins']})")  # fmt: skip
-    best = max(history, key=lambda row: row["val_dice"])
+    best = max((row for row in history if "val_dice" in row), key=lambda row: row["val_dice"])
     dataset = Path(train["data_dir"]).name  # configs are named after their dataset folder
     lines = [
         f"# Model card: `{name}`",
@@ -166,8 +171,7 @@ def card(
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {r['epoch']} | {r['loss']:.4f} | {r['val_dice']:.4f} | {r['seconds']:.0f} |"
-        for r in history
+        f"| {r['epoch']} | {r['loss']:.4f} | {_dice(r)} | {r['seconds']:.0f} |" for r in history
     ]
     lines += [
         "",

@@ -13,7 +13,7 @@ from wavegms.store.catalogue import list_models
 from wavegms.store.model_files import save_model
 from wavegms.store.paths import user_models_dir
 from wavegms.training import trainer as trainer_module
-from wavegms.training.finetune import FinetuneRequest, finetune, install_model
+from wavegms.training.finetune import FinetuneRequest, finetune, install_model, train_config
 
 
 def request(data, run, **kw) -> FinetuneRequest:
@@ -26,7 +26,7 @@ def request(data, run, **kw) -> FinetuneRequest:
 
 def test_finetune_installs_its_best_epoch(tiny_dataset, tiny_model_file, tmp_path):
     base = tiny_model_file.read_bytes()
-    outcome = finetune(request(tiny_dataset, tmp_path / "run"))
+    outcome = finetune(request(tiny_dataset, tmp_path / "run", val_every=1))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     dices = [row["val_dice"] for row in history]
     assert outcome.epochs_done == 2 and not outcome.cancelled
@@ -41,6 +41,15 @@ def test_finetune_installs_its_best_epoch(tiny_dataset, tiny_model_file, tmp_pat
     kept = json.loads(outcome.installed.with_suffix(".json").read_text())["metadata"]
     assert kept["epoch"] == outcome.best_epoch and kept["val_dice"] == outcome.best_val_dice
     assert tiny_model_file.read_bytes() == base
+
+
+def test_the_request_sets_the_cadence_and_bf16_of_its_run(tiny_dataset, tiny_model_file, tmp_path):
+    defaults = train_config(request(tiny_dataset, tmp_path / "a"), tiny_model_file, "cpu")
+    assert (defaults.val_every, defaults.checkpoint_every, defaults.cpu_bf16_ewave) == (4, 4, True)
+    assert not defaults.cpu_bf16  # the frozen decoder stays fp32
+    chosen = request(tiny_dataset, tmp_path / "b", val_every=1, cpu_bf16=False)
+    config = train_config(chosen, tiny_model_file, "cpu")
+    assert (config.val_every, config.cpu_bf16_ewave) == (1, False)
 
 
 def test_validation_is_never_fewer_than_three_images(tiny_dataset, tiny_model_file, tmp_path):

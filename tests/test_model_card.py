@@ -54,6 +54,15 @@ def test_kvasir_card_says_the_paper_has_no_comparable_figure(model_card):
     assert "## Against the paper" not in text
 
 
+def test_an_epoch_not_validated_shows_a_dash_and_is_never_selected(model_card):
+    config, evaluation = _inputs("kvasir_seg")
+    history = config["metadata"]["history"]
+    history.append({"epoch": 3, "loss": 0.8, "seconds": 80.0})  # val_every: not validated
+    text = model_card.card("kvasir-seg", config, evaluation, None, "a CPU")
+    assert "Selected: epoch 2, validation Dice 0.6700" in text
+    assert "| 3 | 0.8000 | - | 80 |" in text
+
+
 def test_busi_card_compares_with_the_paper_and_has_no_dataset_note(model_card):
     config, evaluation = _inputs("busi")
     text = model_card.card("busi", config, evaluation, (82.31, 18.46), "a CPU")

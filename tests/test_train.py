@@ -152,6 +152,18 @@ def test_bad_settings_are_clear_errors(tiny_dataset, tmp_path):
         config(tiny_dataset, tmp_path, seg_heads=("level3",)).validate()
 
 
+def test_val_every_validates_the_first_every_nth_and_the_last_epoch(tiny_dataset, tmp_path):
+    reported = []
+    run = config(tiny_dataset, tmp_path / "run", epochs=4, val_every=3)
+    result = train(run, lambda p: p.stage == "epoch" and reported.append(p.metrics))
+    validated = {row["epoch"]: row["val_dice"] for row in result.history if "val_dice" in row}
+    assert list(validated) == [1, 3, 4]  # the first (a Stop keeps it), every 3rd, the last
+    assert ["val_dice" in m for m in reported] == [True, False, True, True]
+    assert result.best_val_dice == max(validated.values())
+    assert result.best_epoch == min(e for e, d in validated.items() if d == result.best_val_dice)
+    assert load_model(result.best_model).metadata["epoch"] == result.best_epoch
+
+
 class FakeClock:
     """A clock that advances ``per_batch`` seconds with every training batch reported."""
 
@@ -272,6 +284,8 @@ def test_cli_rejects_a_bad_time_budget_in_one_line(tmp_path, capsys):
         ("data_dir: x\nval_fraction: 1\n", "val_fraction must be between 0 and 1"),
         ("data_dir: x\ntime_budget_s: -1\n", "time_budget_s must lie between"),
         ("data_dir: x\nseed: -1\n", "seed must lie between"),
+        ("data_dir: x\nval_every: 0\n", "val_every must lie between"),
+        ("data_dir: x\nval_every: 2\ntime_budget_s: 60\n", "val_every above 1 needs a fixed"),
         ("data_dir: x\naugment: 1\n", "augment must be true or false"),
         ("data_dir: x\ndevice: 0\n", "device must be a non-empty text"),
         ("data_dir: x\nseg_heads: out\n", "seg_heads must be a list"),

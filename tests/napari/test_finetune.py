@@ -164,6 +164,19 @@ def test_finetune_makes_a_new_model(viewer, dock, tiny_model, qtbot, monkeypatch
     assert (widget.run_dir / "best.safetensors").is_file()
 
 
+def test_the_plot_draws_dice_at_validated_epochs_only(qtbot):
+    from wavegms.napari.plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    for epoch, dice in ((1, 0.2), (2, None), (3, None), (4, 0.5)):  # val_every 3
+        plot.add_epoch(epoch, 1.0 / epoch, dice)
+    assert plot.epochs == [1, 2, 3, 4] and plot.dice_epochs == [1, 4]
+    assert plot.best_epoch == 4
+    assert list(plot.dice_axes.lines[0].get_xdata()) == [1, 4]  # no Dice drawn for 2 and 3
+    assert list(plot.loss_axes.lines[0].get_xdata()) == [1, 2, 3, 4]
+
+
 def test_stop_keeps_the_last_good_epoch(viewer, dock, tiny_model, qtbot, monkeypatch):
     from wavegms.store.catalogue import list_models
 

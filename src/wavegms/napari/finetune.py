@@ -218,7 +218,7 @@ class FinetuneWidget(FinetuneAdoption, JobForm):
     def on_progress(self, report: Progress) -> None:
         if report.stage == "epoch":
             m = report.metrics
-            self.plot.add_epoch(report.done, m.get("loss", 0.0), m.get("val_dice", 0.0))
+            self.plot.add_epoch(report.done, m.get("loss", 0.0), m.get("val_dice"))
 
     def on_errored(self, err: BaseException | str) -> None:
         if isinstance(err, str):  # the child's message

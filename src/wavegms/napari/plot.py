@@ -46,13 +46,17 @@ class LossPlot(FigureCanvasQTAgg):
         self.val_images = 0
         self.epochs: list[int] = []
         self.losses: list[float] = []
+        self.dice_epochs: list[int] = []  # the validated epochs (val_every: not every one)
         self.dices: list[float] = []
         self.setVisible(False)  # nothing to draw until the first epoch
 
-    def add_epoch(self, epoch: int, loss: float, val_dice: float) -> None:
+    def add_epoch(self, epoch: int, loss: float, val_dice: float | None) -> None:
+        """One epoch's loss, and its validation Dice when it was validated (else None)."""
         self.epochs.append(epoch)
         self.losses.append(loss)
-        self.dices.append(val_dice)
+        if val_dice is not None:
+            self.dice_epochs.append(epoch)
+            self.dices.append(val_dice)
         self.setVisible(True)
         self._draw()
 
@@ -61,7 +65,7 @@ class LossPlot(FigureCanvasQTAgg):
         """The epoch with the best validation Dice so far (the first of equals)."""
         if not self.dices:
             return None
-        return self.epochs[self.dices.index(max(self.dices))]
+        return self.dice_epochs[self.dices.index(max(self.dices))]
 
     def mark_chosen(self, epoch: int, val_images: int) -> None:
         self.chosen, self.val_images = epoch, val_images
@@ -72,7 +76,7 @@ class LossPlot(FigureCanvasQTAgg):
         loss.clear()
         dice.clear()
         loss.plot(self.epochs, self.losses, "o-", color="tab:blue", label="training loss")
-        dice.plot(self.epochs, self.dices, "s-", color="tab:orange", label="validation Dice")
+        dice.plot(self.dice_epochs, self.dices, "s-", color="tab:orange", label="validation Dice")
         loss.set_xlabel("epoch", fontsize=FONT)
         loss.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
         for axes in (loss, dice):
@@ -87,8 +91,8 @@ class LossPlot(FigureCanvasQTAgg):
             pad = max(0.02, 0.1 * (high - low))
             dice.set_ylim(max(0.0, low - pad), min(1.0, high + pad) + 1e-6)
         best = self.chosen if self.chosen is not None else self.best_epoch
-        if best is not None and best in self.epochs:
-            value = self.dices[self.epochs.index(best)]
+        if best is not None and best in self.dice_epochs:
+            value = self.dices[self.dice_epochs.index(best)]
             text = f"kept: epoch {best}" if self.chosen is not None else f"best: epoch {best}"
             if self.chosen is not None and self.val_images:
                 text += f" ({self.val_images} val images)"

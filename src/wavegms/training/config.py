@@ -38,6 +38,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "align_weight": (float, 0.0, 1000.0),
     "ema_decay": (float, 0.0, 0.99999),  # 0: no average (exclusive of 1, checked below)
     "checkpoint_every": (int, 1, 1_000_000),
+    "val_every": (int, 1, 1_000_000),
     "max_batches_per_epoch": (int, 1, 1_000_000_000),
     "time_budget_s": (float, 1e-3, 366 * 86_400.0),
     "box_crops": (float, 0.0, 1.0),
@@ -91,6 +92,9 @@ class TrainConfig:
     # (training.ema), updated after every step with this decay
     ema_decay: float = 0.0
     checkpoint_every: int = 1
+    # validate every N-th epoch and always the last (only validated epochs can be kept as the
+    # best); the validation decodes through the frozen decoder, a fine-tune's dearest part
+    val_every: int = 1
     max_batches_per_epoch: int | None = None  # cap for smoke tests and short schedules
     # Wall-clock budget, counted from the start of train(): once the first epochs are timed
     # the run fixes its number of epochs (at most ``epochs``) to what fits, and the cosine
@@ -173,6 +177,9 @@ class TrainConfig:
         bad = set(heads) - set(SUPERVISED_HEADS)
         if bad:
             raise InputError(f"seg_heads must be among {SUPERVISED_HEADS}, not {sorted(bad)}")
+        if self.val_every > 1 and self.time_budget_s is not None:
+            # a budget may end the run after any epoch, which then would not be validated
+            raise InputError("val_every above 1 needs a fixed number of epochs, not time_budget_s")
         self._validate_box_crops()
 
     def _validate_box_crops(self) -> None:

@@ -41,6 +41,12 @@ class FinetuneRequest:
     val_fraction: float = 0.2
     augment: bool = True
     fast_cpu: bool = True  # on CPU: cached targets, no decoder in the loss (see below)
+    # On a CPU with bf16 units (detected at run time): E_wave and the LMM train under bf16
+    # autocast (TrainConfig.cpu_bf16_ewave; validation and the installed model stay fp32).
+    cpu_bf16: bool = True
+    # Validate every 4th epoch and the last: the decode of the validation images was a third
+    # of an epoch's CPU time. Both settings are on the few-shot curve (docs/training.md).
+    val_every: int = 4
     seed: int = 2333
 
 
@@ -120,6 +126,11 @@ def train_config(
         seed=request.seed,
         device=device,
         augment=request.augment,
+        cpu_bf16_ewave=request.cpu_bf16,
+        val_every=request.val_every,
+        # last.* (weights and optimiser moments, 32 MB for busi) when validated, not every
+        # epoch: a resumed fine-tune repeats at most val_every - 1 epochs of a minute's run
+        checkpoint_every=request.val_every,
     )
     if request.fast_cpu and device == "cpu":
         # The frozen encoder and the decoder are the CPU cost. Encode the targets of a plain

@@ -228,13 +228,15 @@ class Trainer:
         return True
 
     def _one_epoch(self) -> dict:
-        """Train and validate one epoch; its history row (raises Cancelled on Stop)."""
+        """Train one epoch and validate it when due (the first, every ``val_every``-th and the
+        last: a Stop after the first has a model to keep); its row (raises Cancelled on Stop)."""
         start, cpu_start = clock(), time.process_time()
         losses = self._train_epoch()
-        with self.evaluated():
-            val_dice = self.validate()
+        row = {"epoch": self.epoch + 1, **losses}
+        if row["epoch"] in (1, self.total_epochs) or row["epoch"] % self.config.val_every == 0:
+            with self.evaluated():
+                row["val_dice"] = self.validate()
         self.epoch += 1
-        row = {"epoch": self.epoch, **losses, "val_dice": val_dice}
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = clock() - start
         row["cpu_seconds"] = time.process_time() - cpu_start  # the learning-curve axis
@@ -255,7 +257,7 @@ class Trainer:
                 break
             self.history.append(row)
             epochs_timed += 1
-            if row["val_dice"] > self.best_val_dice:
+            if row.get("val_dice", -1.0) > self.best_val_dice:
                 self.best_val_dice = row["val_dice"]
                 with self.evaluated():
                     if self.writes:
@@ -266,14 +268,14 @@ class Trainer:
             last = self.epoch == self.total_epochs
             if decided or last or self.epoch % self.config.checkpoint_every == 0:
                 self._save_checkpoint()
-            metrics = {"loss": row["loss"], "val_dice": row["val_dice"]}
+            metrics = {k: row[k] for k in ("loss", "val_dice") if k in row}
             report(self.progress, "epoch", self.epoch, self.total_epochs, metrics=metrics)
         return self._result(cancelled)
 
     def _result(self, cancelled: bool) -> TrainResult:
         # The best epoch is the first to reach the best Dice (later ties do not replace it).
         best_epoch = next(
-            (row["epoch"] for row in self.history if row["val_dice"] == self.best_val_dice), 0
+            (row["epoch"] for row in self.history if row.get("val_dice") == self.best_val_dice), 0
         )
         return TrainResult(
             run_dir=self.run_dir,
