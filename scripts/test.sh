@@ -13,7 +13,9 @@ unset QT_QPA_PLATFORM  # napari needs a real (virtual) X server: pytest-xvfb sta
 # Both cores (pytest-xdist): one worker per core, at most 4 (each holds torch and napari);
 # WAVEGMS_TEST_WORKERS=N sets the count, 0 runs in this one process. Whole files go to one
 # worker (--dist loadfile), so a file's module fixtures (a built wheel, a dask cluster) are
-# made once. Each worker has its own virtual X server (pytest-xvfb) and temporary folders.
+# made once; files are dealt out in the order tests/conftest.py gives them, the slowest first
+# (--no-loadscope-reorder), and each worker runs torch on cores/workers threads. Each worker
+# has its own virtual X server (pytest-xvfb) and temporary folders.
 workers="${WAVEGMS_TEST_WORKERS:-$(nproc)}"
 if [ "$workers" -gt 4 ]; then workers=4; fi
-.venv/bin/python -m pytest -q -n "$workers" --dist loadfile "$@"
+.venv/bin/python -m pytest -q -n "$workers" --dist loadfile --no-loadscope-reorder "$@"

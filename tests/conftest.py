@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,52 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 def research_data_root() -> Path:
     """The research datasets (``$WAVEGMS_DATA``, else ``<repo>/../shared/data``)."""
     return Path(os.environ.get("WAVEGMS_DATA") or SHARED / "data")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The cores shared out among the test processes: each pytest-xdist worker runs torch (and
+    ONNX Runtime, which takes torch's count) on ``cores // workers`` threads. torch is imported
+    before any conftest (pyproject's warning filter names a torch warning), so setting
+    OMP_NUM_THREADS here would come too late; two workers with two threads each on two cores
+    spent their time waiting on each other's spinning threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 0:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+#: The test files that take longest, longest first (about 100 s down to 20 s each on a quiet
+#: 2-core machine). pytest-xdist gives whole files to its workers in the order collected
+#: (``--dist loadfile --no-loadscope-reorder``): a long file dealt out last kept one worker busy
+#: while the other idled. Order only: a file not named here runs after them, files with more
+#: tests first (xdist's own order), and the tests within a file keep theirs.
+SLOWEST_FILES = (
+    "tests/test_train.py",
+    "tests/test_runtime_calibration.py",
+    "tests/test_wheel.py",
+    "tests/test_exact_default.py",
+    "tests/test_train_carry.py",
+    "tests/napari/test_review_dock.py",
+    "tests/test_shipped_model.py",
+    "tests/test_bench.py",
+    "tests/napari/test_correction_gui.py",
+    "tests/test_export_bioimageio.py",
+    "tests/test_ddp.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    tests_in = Counter(map(file_of, items))
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+
+    def place(item: pytest.Item) -> tuple[int, int]:
+        return rank.get(file_of(item), len(rank)), -tests_in[file_of(item)]
+
+    items.sort(key=place)  # a stable sort: each file's tests stay together, in their order
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

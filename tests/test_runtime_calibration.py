@@ -52,6 +52,19 @@ def record(tiny_network, home):
         return calibration_record(tiny_network, sample_images(), "the bundled samples")
 
 
+@pytest.fixture(scope="module")
+def int8_graphs(tiny_network, record, tmp_path_factory):
+    """A graph folder holding the fp32 and int8 graphs of the calibrated tiny network, built
+    once for the tests that damage a copy of them (a folder of its own: nothing else in it)."""
+    from wavegms.runtime.graph_cache import graph_dir
+    from wavegms.runtime.quantize import build_int8_soft_mask
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAVEGMS_HOME", str(tmp_path_factory.mktemp("int8_home")))
+        build_int8_soft_mask(with_metadata(tiny_network, {METADATA_KEY: record}))
+        return graph_dir()
+
+
 def test_stored_ranges_rebuild_the_int8_graph_the_images_give(
     tiny_network, record, shared_cache, tmp_path
 ):
@@ -114,16 +127,18 @@ def test_ranges_widened_3x_are_refused_and_the_calibrated_ones_pass(
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble"])
-def test_a_damaged_cached_int8_graph_is_rebuilt_once(tiny_network, record, damage):
+def test_a_damaged_cached_int8_graph_is_rebuilt_once(tiny_network, record, int8_graphs, damage):
     """Issue 23, item 18: a cached graph whose bytes changed is never given to ONNX Runtime
     (no raw protobuf message); it is built again, with one warning, and then used quietly."""
+    import shutil
     import warnings
 
     from wavegms.runtime.graph_cache import DamagedCacheWarning, graph_dir
     from wavegms.runtime.quantize import build_int8_soft_mask
 
     model = with_metadata(tiny_network, {METADATA_KEY: record})
-    build_int8_soft_mask(model)
+    shutil.copytree(int8_graphs, graph_dir(), dirs_exist_ok=True)  # this test's own copy
+    build_int8_soft_mask(model)  # the cached graph, checked
     (cached,) = [p for p in graph_dir().glob("*-int8-*.onnx")]
     data = cached.read_bytes()
     damaged = data[: len(data) // 2] if damage == "truncate" else data[:-64] + bytes(64)

@@ -42,13 +42,13 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 
 
 def test_run_writes_checkpoints_and_a_loadable_best_model(tiny_dataset, tmp_path):
-    result = train(config(tiny_dataset, tmp_path / "run"))
+    result = train(config(tiny_dataset, tmp_path / "run", epochs=2))
     run = tmp_path / "run"
-    assert result.epochs_done == 3 and not result.cancelled
+    assert result.epochs_done == 2 and not result.cancelled
     for name in ("last.safetensors", "last.json", "best.safetensors", "best.json", "history.json"):
         assert (run / name).is_file(), name
     history = json.loads((run / "history.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["epoch"] for row in history] == [1, 2]
     assert all(0 <= row["val_dice"] <= 1 and row["loss"] > 0 for row in history)
     best = load_model(result.best_model)
     assert best.metadata["val_dice"] == pytest.approx(max(r["val_dice"] for r in history))
@@ -56,7 +56,8 @@ def test_run_writes_checkpoints_and_a_loadable_best_model(tiny_dataset, tmp_path
 
 
 def test_interrupted_run_resumes_on_the_same_loss_curve(tiny_dataset, tmp_path):
-    whole = train(config(tiny_dataset, tmp_path / "whole"))
+    # two epochs: stopped after the first, the second is the resumed one
+    whole = train(config(tiny_dataset, tmp_path / "whole", epochs=2))
 
     cancel = CancelToken()
 
@@ -64,10 +65,11 @@ def test_interrupted_run_resumes_on_the_same_loss_curve(tiny_dataset, tmp_path):
         if p.stage == "epoch" and p.done == 1:
             cancel.cancel()
 
-    part = train(config(tiny_dataset, tmp_path / "split"), stop_after_first_epoch, cancel)
+    split = config(tiny_dataset, tmp_path / "split", epochs=2)
+    part = train(split, stop_after_first_epoch, cancel)
     assert part.cancelled and part.epochs_done == 1
-    resumed = train(config(tiny_dataset, tmp_path / "split"))
-    assert resumed.epochs_done == 3
+    resumed = train(split)
+    assert resumed.epochs_done == 2
     for a, b in zip(whole.history, resumed.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a["val_dice"] == pytest.approx(b["val_dice"], abs=1e-6)
@@ -120,7 +122,7 @@ def test_stop_acts_inside_a_batch_and_before_validation(tiny_dataset, tmp_path, 
 
 
 def test_only_ewave_and_lmm_train(tiny_dataset, tmp_path):
-    trainer = Trainer(config(tiny_dataset, tmp_path / "run"))
+    trainer = Trainer(config(tiny_dataset, tmp_path / "run", epochs=1))  # its optimiser steps
     frozen = [p for p in trainer.model.autoencoder.parameters()]
     before = [p.clone() for p in frozen]
     trainer.run()
@@ -226,24 +228,26 @@ def test_a_cpu_budget_counts_cpu_seconds_not_wall_seconds(tiny_dataset, tmp_path
 
 
 def test_a_resumed_budget_run_keeps_its_schedule(tiny_dataset, tmp_path, monkeypatch):
-    fake = FakeClock(5.0)
+    # 14 s epochs: after 2, 17 s of the 45 are left, 95 % of it fits one more
+    fake = FakeClock(7.0)
     monkeypatch.setattr(trainer_module, "clock", fake)
     args = config(tiny_dataset, tmp_path / "whole", epochs=50, time_budget_s=45)
     whole = train(args, progress=fake.progress)
+    assert whole.history[1]["planned_epochs"] == 3
     cancel = CancelToken()
 
-    def stop_after_third_epoch(p):
+    def stop_after_the_deciding_epoch(p):
         fake.progress(p)
-        if p.stage == "epoch" and p.done == 3:
+        if p.stage == "epoch" and p.done == 2:
             cancel.cancel()
 
     fake.now = 0.0
     args = config(tiny_dataset, tmp_path / "split", epochs=50, time_budget_s=45)
-    part = train(args, stop_after_third_epoch, cancel)
-    assert part.cancelled and part.epochs_done == 3
+    part = train(args, stop_after_the_deciding_epoch, cancel)
+    assert part.cancelled and part.epochs_done == 2
     fake.now, fake.per_batch = 0.0, 100.0  # a slower machine now: the plan stays as it was
     resumed = train(config(tiny_dataset, tmp_path / "split", epochs=50, time_budget_s=45))
-    assert resumed.epochs_done == whole.epochs_done == 4
+    assert resumed.epochs_done == whole.epochs_done == 3
     for a, b in zip(whole.history, resumed.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a["lr"] == pytest.approx(b["lr"])
