@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-MODULE = "wavegms.runtime.export_child"
+#: the child's entry point (its own module: it imports the exporter, which imports this one)
+MODULE = "wavegms.runtime.export_main"
 
 _IN_CHILD: ContextVar[bool] = ContextVar("wavegms_export_in_child", default=False)
 
@@ -67,17 +68,3 @@ def export_in_child(model_file: Path, target: Path) -> Path:
             f"the export in a child process failed: {lines[-1] if lines else run.returncode}"
         )
     return Path(target)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m wavegms.runtime.export_child MODEL_FILE TARGET``."""
-    model_file, target = argv if argv is not None else sys.argv[1:]
-    from wavegms.runtime.onnx_graph import export_onnx
-    from wavegms.store.model_files import load_segmentation_model
-
-    export_onnx(load_segmentation_model(model_file, "cpu"), Path(target))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
