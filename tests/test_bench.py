@@ -23,6 +23,21 @@ def test_finetune_timing_uses_the_fine_tune_schedule(tiny_dataset, tiny_model_fi
     assert (timing.train_images, timing.val_images, timing.epochs) == (2, 3, 1)
     assert timing.seconds > 0 and 0 <= timing.val_dice <= 1
     assert "2 train + 3 validation" in format_extra(None, [timing])
+    assert timing.label == "defaults"
+
+
+def test_finetune_baselines_change_only_fields_the_request_has(tiny_dataset, tiny_model_file):
+    import dataclasses
+
+    from wavegms.bench.workloads import FINETUNE_BASELINES
+    from wavegms.training.finetune import FinetuneRequest
+
+    fields = {f.name: f.default for f in dataclasses.fields(FinetuneRequest)}
+    for changes in FINETUNE_BASELINES.values():
+        assert changes and all(fields[k] != v for k, v in changes.items()), changes
+    label, changes = next(iter(FINETUNE_BASELINES.items()))
+    timing = time_finetune(str(tiny_dataset), "tiny", n_images=5, epochs=1, label=label, **changes)
+    assert (timing.label, timing.epochs, timing.train_images) == (label, 1, 2)
 
 
 def test_bench_times_every_path_beside_eager_and_scores_them(tiny_dataset, tiny_model_file):

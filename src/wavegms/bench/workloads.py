@@ -73,13 +73,27 @@ class FinetuneTiming:
     epochs: int
 
 
+#: The fine-tune variants the bench times beside today's defaults: the defaults before issue
+#: 24's cheaper epochs (fp32 E_wave, validation every epoch) and the full (slow) schedule.
+FINETUNE_BASELINES = {
+    "previous defaults: fp32, validated every epoch": {"cpu_bf16": False, "val_every": 1},
+    "full schedule": {"fast_cpu": False},
+}
+
+
 def time_finetune(
-    data_dir: str, base_model: str, n_images: int = 10, epochs: int = 10, fast: bool = True
+    data_dir: str,
+    base_model: str,
+    n_images: int = 10,
+    epochs: int | None = None,
+    label: str = "defaults",
+    **changes,
 ) -> FinetuneTiming:
     """Wall time of fine-tuning ``base_model`` on the first ``n_images`` training pairs of
     ``data_dir`` (CPU), from the request to the installed model, by the one ``finetune()``
-    that ``wavegms finetune`` and the dock run. The model it installs (under a name of its
-    own) is removed again afterwards."""
+    that ``wavegms finetune`` and the dock run, with the request's defaults but for
+    ``changes`` (fields of ``FinetuneRequest``, e.g. :data:`FINETUNE_BASELINES`). The model it
+    installs (under a name of its own) is removed again afterwards."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -99,7 +113,7 @@ def time_finetune(
         name = f"wavegms-bench-{time.strftime('%Y%m%d-%H%M%S')}"
         request = FinetuneRequest(
             str(root), str(resolve_model(base_model)), name, out_dir=str(Path(tmp) / "run"),
-            device="cpu", epochs=epochs, fast_cpu=fast,
+            device="cpu", **({"epochs": epochs} if epochs else {}), **changes,
         )  # fmt: skip
         start = time.perf_counter()
         outcome = finetune(request)
@@ -107,10 +121,10 @@ def time_finetune(
         if outcome.installed is not None:  # installed by this call, under its own name
             for path in model_paths(outcome.installed):
                 path.unlink(missing_ok=True)
-    label = "fast CPU schedule" if fast else "full schedule"
     return FinetuneTiming(
-        label, seconds, outcome.best_val_dice, outcome.train_images, outcome.val_images, epochs
-    )
+        label, seconds, outcome.best_val_dice, outcome.train_images, outcome.val_images,
+        request.epochs,
+    )  # fmt: skip
 
 
 def format_extra(folder: FolderTiming | None, finetunes: list[FinetuneTiming]) -> str:
