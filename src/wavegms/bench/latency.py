@@ -116,6 +116,45 @@ def gms_path(size: int):
     return run, params
 
 
+def _check_bench_args(repeats: int, image_shape) -> None:
+    """One-line errors for a bad repeat count or image shape, before any model is built."""
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise InputError(f"repeats must be a whole number of at least 1, not {repeats!r}")
+    if len(image_shape) != 2 or not all(isinstance(n, int) and n >= 1 for n in image_shape):
+        raise InputError(f"image_shape must be two positive whole numbers, not {image_shape!r}")
+
+
+def _runnable_paths(model, image: np.ndarray, backends, calibration_dir) -> list[tuple]:
+    """(name, call, GFLOP) of eager and then of each requested path that can run here;
+    prints the ones it skips."""
+    eager = wavegms_path(model, image, backend="eager")
+    gflop = count_gflop(eager)  # the traced graph runs the same operations
+    exact = rewritten_gflop(model) + gflop - count_gflop(lambda: model.predict_soft(_at(model)))
+    paths = [("WG eager", eager, gflop)]
+    for name, backend, calibration in bench_paths(backends, calibration_dir, model):
+        try:
+            fn = wavegms_path(model, image, backend=backend, calibration=calibration)
+        except (ImportError, InputError) as err:  # an optional runtime not installed
+            print(f"{name}: skipped ({err})")
+            continue
+        paths.append((name, fn, gflop if backend == "traced" else exact))
+    return paths
+
+
+def _time_interleaved(paths: list[tuple], repeats: int) -> dict[str, list[float]]:
+    """Milliseconds of each of ``repeats`` calls of each path, by path name."""
+    # Interleaved repeats: load that comes and goes hits every path alike.
+    times: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+    for _, fn, _ in paths:
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn, _ in paths:
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def run_bench(
     model=None,
     size: int = 224,
@@ -130,10 +169,7 @@ def run_bench(
     time (default all installed). ``calibration_dir``: a dataset folder; adds the int8 path
     calibrated on its training images (row :data:`INT8_DATA`). Prints only which paths it
     skipped."""
-    if not (isinstance(repeats, int) and repeats >= 1):
-        raise InputError(f"repeats must be a whole number of at least 1, not {repeats!r}")
-    if len(image_shape) != 2 or not all(isinstance(n, int) and n >= 1 for n in image_shape):
-        raise InputError(f"image_shape must be two positive whole numbers, not {image_shape!r}")
+    _check_bench_args(repeats, image_shape)
     if model is None:
         from wavegms.net.autoencoders import load_autoencoder
 
@@ -143,26 +179,8 @@ def run_bench(
     image = rng.random((*image_shape, 3), dtype=np.float32)
     results = []
     params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("autoencoder"))
-    eager = wavegms_path(model, image, backend="eager")
-    gflop = count_gflop(eager)  # the traced graph runs the same operations
-    exact = rewritten_gflop(model) + gflop - count_gflop(lambda: model.predict_soft(_at(model)))
-    paths = [("WG eager", eager, gflop)]
-    for name, backend, calibration in bench_paths(backends, calibration_dir, model):
-        try:
-            fn = wavegms_path(model, image, backend=backend, calibration=calibration)
-        except (ImportError, InputError) as err:  # an optional runtime not installed
-            print(f"{name}: skipped ({err})")
-            continue
-        paths.append((name, fn, gflop if backend == "traced" else exact))
-    # Interleaved repeats: load that comes and goes hits every path alike.
-    times: dict[str, list[float]] = {name: [] for name, _, _ in paths}
-    for _, fn, _ in paths:
-        fn()  # warm-up
-    for _ in range(repeats):
-        for name, fn, _ in paths:
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1000)
+    paths = _runnable_paths(model, image, backends, calibration_dir)
+    times = _time_interleaved(paths, repeats)
     for name, _, flop in paths:
         t = times[name]
         results.append(

@@ -10,6 +10,7 @@ from wavegms.core.errors import WaveGMSError
 
 
 def add_bench(p: argparse.ArgumentParser) -> None:
+    """The options of ``wavegms bench``: latency first, then the other measurements."""
     p.add_argument("--model", help="model to time (default: random weights, same cost)")
     p.add_argument("--size", type=BOUNDS["size"], default=224, help="model input size (pixels)")
     p.add_argument("--height", type=BOUNDS["side"], default=472, help="input image height")
@@ -25,6 +26,13 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         "--backends",
         help="paths beside eager, comma-separated: traced,onnx,openvino,int8 (default: all)",
     )
+    _add_workload_options(p)
+    _add_train_options(p)
+    p.set_defaults(func=run_bench_command)
+
+
+def _add_workload_options(p: argparse.ArgumentParser) -> None:
+    """Options of the measurements beside latency: accuracy, memory, folder, fine-tuning."""
     p.add_argument("--score-data", help="dataset folder (BUSI): test-split DSC/HD95 of every path")
     p.add_argument(
         "--rss", action="store_true", help="peak RSS of each path alone, in fresh processes"
@@ -44,6 +52,10 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time the previous defaults (fp32, validated every epoch) and the full schedule",
     )
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``--train``, which times training instead of inference."""
     train = p.add_argument_group("training (--train)")
     train.add_argument(
         "--train",
@@ -62,7 +74,6 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         help="budget of each curve in the process's CPU-seconds (fair under load)",
     )
     train.add_argument("--plot", help="with --curve: write the curves to this PNG")
-    p.set_defaults(func=run_bench_command)
 
 
 def run_bench_command(args: argparse.Namespace) -> int:

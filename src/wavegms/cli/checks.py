@@ -15,6 +15,13 @@ def check_args(args: argparse.Namespace) -> None:
     input folder's images), then the ones that need torch (the device, model names, last the
     whole model to train from), so a typo is reported at once rather than after torch and
     the model load, and a damaged base model before the data is loaded."""
+    _check_paths(args)
+    _check_command_inputs(args)
+    _check_names_and_device(args)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Path options: not blank, inputs that exist, an output that is not a file."""
     for key in ("input", "output", "out", "data", "config", "split_file", "finetune_data"):
         value = getattr(args, key, None)
         if value is None:
@@ -27,6 +34,10 @@ def check_args(args: argparse.Namespace) -> None:
     out = getattr(args, "output", None) or getattr(args, "out", None)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise WaveGMSError(f"output {out} is a file; name a folder (new or existing)")
+
+
+def _check_command_inputs(args: argparse.Namespace) -> None:
+    """What ``segment`` and ``export`` need before a load: cluster, input images, package."""
     if args.command == "segment":
         if (args.workers or args.scheduler) and (args.backend, args.precision) != ("auto", "fp32"):
             raise InputError("--backend and --precision are for this machine; workers run exact")
@@ -41,6 +52,10 @@ def check_args(args: argparse.Namespace) -> None:
         check_output_path(args.package, args.overwrite)
         if args.image is not None and not Path(args.image).is_file():
             raise InputError(f"--image {args.image} is not a file")
+
+
+def _check_names_and_device(args: argparse.Namespace) -> None:
+    """A new model's name, then the checks that need torch: the device, the models named."""
     new_name = getattr(args, "name", None) or getattr(args, "export", None)
     if new_name is not None:  # refused now, not after minutes of training
         from wavegms.store.reservations import check_new_model_name

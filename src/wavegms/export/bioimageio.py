@@ -144,54 +144,55 @@ def rdf_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", name)[:64]
 
 
+def _tensor_descrs(size: int, folder: Path) -> tuple:
+    """The input (image) and output (soft mask) tensor descriptions of the staged files."""
+    from bioimageio.spec.model import v0_5
+
+    data = v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
+    image = v0_5.InputTensorDescr(
+        id=v0_5.TensorId("image"),
+        description=f"RGB image, float32 in [0, 1], resized to {size}x{size} (see README)",
+        axes=_tensor_axes(["r", "g", "b"], size, output=False),
+        test_tensor=v0_5.FileDescr(source=folder / "test_input.npy"),
+        sample_tensor=v0_5.FileDescr(source=folder / "sample_input.png"),
+        data=data,
+    )
+    soft_mask = v0_5.OutputTensorDescr(
+        id=v0_5.TensorId("soft_mask"),
+        description="soft mask in [0, 1] at the model size; > 0.5 is the structure",
+        axes=_tensor_axes(["soft_mask"], size, output=True),
+        test_tensor=v0_5.FileDescr(source=folder / "test_output.npy"),
+        sample_tensor=v0_5.FileDescr(source=folder / "sample_output.png"),
+        data=data,
+    )
+    return image, soft_mask
+
+
+def _weights_descr(folder: Path, opset: int):
+    """The description of the staged TorchScript and ONNX weights."""
+    import torch
+    from bioimageio.spec.model import v0_5
+
+    torch_version = v0_5.Version(torch.__version__.split("+")[0])
+    return v0_5.WeightsDescr(
+        torchscript=v0_5.TorchscriptWeightsDescr(
+            source=folder / "weights.torchscript.pt", pytorch_version=torch_version
+        ),
+        onnx=v0_5.OnnxWeightsDescr(
+            source=folder / "weights.onnx", opset_version=opset, parent="torchscript"
+        ),
+    )
+
+
 def describe(identity, model, folder: Path, opset: int):
     """The bioimage.io model description (spec 0.5) of the files staged in ``folder``."""
-    import torch
-    from bioimageio.spec.model.v0_5 import (
-        Author,
-        CiteEntry,
-        FileDescr,
-        InputTensorDescr,
-        IntervalOrRatioDataDescr,
-        ModelDescr,
-        OnnxWeightsDescr,
-        OutputTensorDescr,
-        TensorId,
-        TorchscriptWeightsDescr,
-        Version,
-        WeightsDescr,
-    )
+    from bioimageio.spec.model.v0_5 import Author, CiteEntry, FileDescr, ModelDescr
 
     from wavegms import __version__
     from wavegms.export.card import provenance_record
 
     size = model.config.image_size
-    data = IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0))
-    image = InputTensorDescr(
-        id=TensorId("image"),
-        description=f"RGB image, float32 in [0, 1], resized to {size}x{size} (see README)",
-        axes=_tensor_axes(["r", "g", "b"], size, output=False),
-        test_tensor=FileDescr(source=folder / "test_input.npy"),
-        sample_tensor=FileDescr(source=folder / "sample_input.png"),
-        data=data,
-    )
-    soft_mask = OutputTensorDescr(
-        id=TensorId("soft_mask"),
-        description="soft mask in [0, 1] at the model size; > 0.5 is the structure",
-        axes=_tensor_axes(["soft_mask"], size, output=True),
-        test_tensor=FileDescr(source=folder / "test_output.npy"),
-        sample_tensor=FileDescr(source=folder / "sample_output.png"),
-        data=data,
-    )
-    torch_version = Version(torch.__version__.split("+")[0])
-    weights = WeightsDescr(
-        torchscript=TorchscriptWeightsDescr(
-            source=folder / "weights.torchscript.pt", pytorch_version=torch_version
-        ),
-        onnx=OnnxWeightsDescr(
-            source=folder / "weights.onnx", opset_version=opset, parent="torchscript"
-        ),
-    )
+    image, soft_mask = _tensor_descrs(size, folder)
     trainable = sum(p.numel() for n, p in model.named_parameters() if "autoencoder" not in n)
     return ModelDescr(
         name=f"Wave-GMS {rdf_name(identity.name)}",
@@ -209,7 +210,7 @@ def describe(identity, model, folder: Path, opset: int):
         tags=list(TAGS),
         inputs=[image],
         outputs=[soft_mask],
-        weights=weights,
+        weights=_weights_descr(folder, opset),
         config={
             "wavegms": {
                 "model": model.config.to_dict(),

@@ -98,6 +98,17 @@ class ClusterModel:
         raise RuntimeError("a ClusterModel predicts on the cluster's workers only")
 
 
+def _merge_shares(result: FolderReport, finished: list[FolderReport | None]) -> FolderReport:
+    """Add the shares' reports to ``result`` in input order (None: a share never finished)."""
+    for share in finished:
+        if share is not None:
+            result.rows += share.rows
+            result.masks += share.masks
+            result.skipped += share.skipped
+            result.flagged += share.flagged
+    return result
+
+
 def segment_on_cluster(
     predictor: ClusterModel,
     items: list[FolderItem],
@@ -142,13 +153,7 @@ def segment_on_cluster(
     finally:
         counter.stop()
         client.cancel([future for future in futures if not future.done()])
-    for share in finished:
-        if share is not None:
-            result.rows += share.rows
-            result.masks += share.masks
-            result.skipped += share.skipped
-            result.flagged += share.flagged
-    return result
+    return _merge_shares(result, finished)
 
 
 def run_folder_dask(

@@ -178,6 +178,50 @@ def _affine_grid(u: torch.Tensor, cfg: AugmentConfig, height: int, width: int) -
     return torch.stack([gx, gy], dim=-1)
 
 
+def _chosen(u_host: torch.Tensor, col: int, p: float, device: torch.device) -> torch.Tensor | None:
+    """Indices (on ``device``) of the samples whose host draw in ``col`` is below p."""
+    idx = (u_host[:, col] < p).nonzero().squeeze(1)
+    return idx.to(device) if idx.numel() else None
+
+
+def _flip_and_rotate(x: torch.Tensor, u_host: torch.Tensor, cfg: AugmentConfig) -> None:
+    """Steps 1 and 2, in place on the (B,4,H,W) image+mask tensor ``x``."""
+    device = x.device
+    h, w = x.shape[-2:]
+    idx = _chosen(u_host, _HFLIP, cfg.hflip, device)
+    if idx is not None:
+        x[idx] = x[idx].flip(-1)
+    idx = _chosen(u_host, _VFLIP, cfg.vflip, device)
+    if idx is not None:
+        x[idx] = x[idx].flip(-2)
+
+    rotate = u_host[:, _ROT] < cfg.rot90
+    if h == w:
+        k = (u_host[:, _ROT_K] * 4).long().clamp_(max=3)
+    else:  # a quarter turn would swap H and W; only a half turn keeps the batch's shape
+        k = (u_host[:, _ROT_K] * 2).long().clamp_(max=1) * 2
+    for kk in (1, 2, 3):
+        idx = (rotate & (k == kk)).nonzero().squeeze(1)
+        if idx.numel():
+            idx = idx.to(device)
+            x[idx] = torch.rot90(x[idx], kk, dims=(-2, -1))
+
+
+def _shift_scale_rotate(
+    x: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig
+) -> None:
+    """Step 4 on the samples ``idx`` of ``x`` (in place), with their draws ``u``."""
+    sub = x[idx]
+    grid = _affine_grid(u, cfg, x.shape[-2], x.shape[-1]).to(x.dtype)
+    img = F.grid_sample(
+        sub[:, :3], grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+    msk = F.grid_sample(
+        sub[:, 3:], grid, mode="nearest", padding_mode="reflection", align_corners=False
+    )
+    x[idx] = torch.cat([img, msk], dim=1)
+
+
 @torch.no_grad()
 def augment_batch(
     images: torch.Tensor,
@@ -194,7 +238,7 @@ def augment_batch(
     """
     cfg = cfg or AugmentConfig()
     _check(images, masks)
-    b, _, h, w = images.shape
+    b = images.shape[0]
     if b == 0:
         return images.clone(), masks.clone()
     device, dtype = images.device, images.dtype
@@ -208,48 +252,18 @@ def augment_batch(
     u_host = u.to("cpu", torch.float32)
     u_dev = u_host.to(device)
 
-    def chosen(col: int, p: float) -> torch.Tensor | None:
-        """Indices (on the batch's device) of the samples whose draw in ``col`` is below p."""
-        idx = (u_host[:, col] < p).nonzero().squeeze(1)
-        return idx.to(device) if idx.numel() else None
-
     # Image and mask in one tensor, so flips and rotations move both in one op (and a copy:
     # the in-place indexed writes below must never touch the caller's tensors).
     x = torch.cat([images, masks.to(dtype)], dim=1)
+    _flip_and_rotate(x, u_host, cfg)
 
-    idx = chosen(_HFLIP, cfg.hflip)
-    if idx is not None:
-        x[idx] = x[idx].flip(-1)
-    idx = chosen(_VFLIP, cfg.vflip)
-    if idx is not None:
-        x[idx] = x[idx].flip(-2)
-
-    rotate = u_host[:, _ROT] < cfg.rot90
-    if h == w:
-        k = (u_host[:, _ROT_K] * 4).long().clamp_(max=3)
-    else:  # a quarter turn would swap H and W; only a half turn keeps the batch's shape
-        k = (u_host[:, _ROT_K] * 2).long().clamp_(max=1) * 2
-    for kk in (1, 2, 3):
-        idx = (rotate & (k == kk)).nonzero().squeeze(1)
-        if idx.numel():
-            idx = idx.to(device)
-            x[idx] = torch.rot90(x[idx], kk, dims=(-2, -1))
-
-    idx = chosen(_JIT, cfg.jitter_p)
+    idx = _chosen(u_host, _JIT, cfg.jitter_p, device)
     if idx is not None:
         x[idx, :3] = _colour_jitter(x[idx, :3], u_dev[idx], cfg)
 
-    idx = chosen(_SSR, cfg.ssr_p)
+    idx = _chosen(u_host, _SSR, cfg.ssr_p, device)
     if idx is not None:
-        sub = x[idx]
-        grid = _affine_grid(u_dev[idx], cfg, h, w).to(dtype)
-        img = F.grid_sample(
-            sub[:, :3], grid, mode="bilinear", padding_mode="reflection", align_corners=False
-        )
-        msk = F.grid_sample(
-            sub[:, 3:], grid, mode="nearest", padding_mode="reflection", align_corners=False
-        )
-        x[idx] = torch.cat([img, msk], dim=1)
+        _shift_scale_rotate(x, idx, u_dev[idx], cfg)
 
     out_images = x[:, :3].clamp(0.0, 1.0)
     out_masks = x[:, 3:].to(masks.dtype).contiguous()
