@@ -87,3 +87,17 @@ def test_the_int8_path_calibrated_on_the_data_is_added_with_its_training_images(
     rows = bench_paths(("int8",), str(tiny_dataset))
     assert [row[:2] for row in rows] == [("onnx int8", "int8"), (INT8_DATA, "int8")]
     assert rows[0][2] is None and len(rows[1][2]) == 6  # the 6 training images of the folder
+
+
+def test_bench_times_the_fine_tune_defaults_beside_each_baseline(tiny_dataset, tiny_model_file):
+    import argparse
+
+    from wavegms.bench.workloads import FINETUNE_BASELINES
+    from wavegms.cli.bench_command import _time_finetunes
+
+    args = argparse.Namespace(
+        model="tiny", finetune_data=str(tiny_dataset), finetune_epochs=1, finetune_baseline=True
+    )
+    rows = _time_finetunes(args)  # the untimed warm-up is not among the rows
+    assert [r.label for r in rows] == ["defaults", *FINETUNE_BASELINES]
+    assert all(r.epochs == 1 and r.seconds > 0 for r in rows)

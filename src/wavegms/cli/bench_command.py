@@ -83,7 +83,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         return _run_train_bench(args)
 
     from wavegms.bench.latency import format_report, run_bench
-    from wavegms.bench.workloads import FINETUNE_BASELINES, format_extra, time_finetune, time_folder
+    from wavegms.bench.workloads import format_extra, time_folder
 
     if not args.no_baseline:  # before minutes of timing, not after them
         from wavegms.bench.latency import BASELINE_PURPOSE
@@ -116,21 +116,27 @@ def run_bench_command(args: argparse.Namespace) -> int:
     folder = None
     if args.folder:
         folder = time_folder(model or _random_model(args.size), args.folder, shape)
-    finetunes = []
-    if args.finetune_data:
-        base = model_name(args.model)
-        # Not timed: a 1-epoch fine-tune first pays the process's one-time costs (imports,
-        # kernel set-up, the optimiser's first step: ~10 s measured), which would otherwise
-        # fall on whichever row runs first.
-        time_finetune(args.finetune_data, base, epochs=1, label="warm-up")
-        finetunes.append(time_finetune(args.finetune_data, base, epochs=args.finetune_epochs))
-        for label, changes in FINETUNE_BASELINES.items() if args.finetune_baseline else ():
-            finetunes.append(
-                time_finetune(args.finetune_data, base, epochs=args.finetune_epochs, label=label,
-                              **changes)
-            )  # fmt: skip
+    finetunes = _time_finetunes(args) if args.finetune_data else []
     print(format_extra(folder, finetunes))
     return 0
+
+
+def _time_finetunes(args: argparse.Namespace) -> list:
+    """Today's fine-tune defaults, and with --finetune-baseline the baselines beside them."""
+    from wavegms.bench.workloads import FINETUNE_BASELINES, time_finetune
+
+    base = model_name(args.model)
+    # Not timed: a 1-epoch fine-tune first pays the process's one-time costs (imports,
+    # kernel set-up, the optimiser's first step: ~10 s measured), which would otherwise
+    # fall on whichever row runs first.
+    time_finetune(args.finetune_data, base, epochs=1, label="warm-up")
+    finetunes = [time_finetune(args.finetune_data, base, epochs=args.finetune_epochs)]
+    for label, changes in FINETUNE_BASELINES.items() if args.finetune_baseline else ():
+        finetunes.append(
+            time_finetune(args.finetune_data, base, epochs=args.finetune_epochs, label=label,
+                          **changes)
+        )  # fmt: skip
+    return finetunes
 
 
 def _print_rss(model: str | None) -> None:
