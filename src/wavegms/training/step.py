@@ -54,8 +54,10 @@ class TrainStep:
         self.config, self.device, self.cancel, self.average = config, device, cancel, average
 
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+        # fp32 in: E_wave's bf16 latent would meet the fp32 decoder's weights where the
+        # decoder runs without autocast (autocast, where on, casts it back to bf16 itself)
         with frozen_autocast(self.device, self.config):
-            return self.model.decode_mask(latent).float()
+            return self.model.decode_mask(latent.float()).float()
 
     def __call__(self, batch: Batch, decode: bool) -> dict[str, float]:
         c = self.config
