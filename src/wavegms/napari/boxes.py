@@ -86,9 +86,8 @@ class BoxSegmentWidget(JobForm):
         """The whole-image model the chosen model pairs with, as the CLI pairs them
         (:func:`~wavegms.store.catalogue.box_models`): busi-box's crops with busi's whole
         image; any other model's crops alone."""
-        default = box_models()
-        chosen = None if self.model.value == default.crops else self.model.value
-        partner = box_models(chosen).whole
+        default = box_models()  # lists the installed models once
+        partner = default.whole if self.model.value == default.crops else None
         self.whole.value = partner if partner in self.whole.choices else NO_WHOLE
 
     def _layers(self, kind):
