@@ -43,6 +43,8 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "time_budget_s": (float, 1e-3, 366 * 86_400.0),
     "box_crops": (float, 0.0, 1.0),
     "box_jitter": (int, 0, 100_000),
+    "low_res_size": (int, 16, 4096),  # a multiple of 16 below image_size, checked below
+    "low_res_epochs": (int, 0, 1_000_000),
 }
 _TEXTS = ("data_dir", "name", "backend", "device")
 _OPTIONAL_TEXTS = ("out_dir", "split_file", "split", "backend_path", "init_model")
@@ -111,6 +113,11 @@ class TrainConfig:
     box_crops: float = 0.0
     box_jitter: int = 20
     box_margins: tuple[float, float] = (DEFAULT_MARGIN, DEFAULT_MARGIN)
+    # Progressive resizing (training.progressive), a CPU economy: the first low_res_epochs
+    # epochs train at low_res_size (images, masks and frozen targets), the rest at image_size.
+    # Validation, the best model and inference stay at image_size.
+    low_res_size: int | None = None
+    low_res_epochs: int = 0
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
@@ -181,6 +188,19 @@ class TrainConfig:
             # a budget may end the run after any epoch, which then would not be validated
             raise InputError("val_every above 1 needs a fixed number of epochs, not time_budget_s")
         self._validate_box_crops()
+        self._validate_low_res()
+
+    def _validate_low_res(self) -> None:
+        size = self.low_res_size
+        # 16: the wavelet encoder halves the image three times and the autoencoder works at
+        # 1/8; a multiple of 16 keeps every level even (a latent of 2 x 2 at the least)
+        if size is not None and (size % 16 or size >= self.image_size):
+            raise InputError(
+                f"low_res_size must be a multiple of 16 below image_size ({self.image_size}), "
+                f"not {size}"
+            )
+        if self.low_res_epochs > 0 and size is None:
+            raise InputError("low_res_epochs needs low_res_size (the size of those epochs)")
 
     def _validate_box_crops(self) -> None:
         margins = self.box_margins

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 BUDGET_MEASURED_EPOCHS = 2  # epochs timed before a time budget fixes the number of epochs
 BUDGET_MARGIN = 0.95  # share of the remaining budget planned for (epochs vary a little)
@@ -57,3 +58,47 @@ def budget_epochs(
         return None
     more = epochs if math.isinf(fits) else max(0, math.floor(fits))
     return min(epochs, epoch + more)
+
+
+@dataclass
+class EpochTimes:
+    """The seconds of this session's epochs on the budget's clock, full-size and low-res apart.
+
+    Each epoch's share runs from the end of the one before (or the start of the loop), so that
+    with only full-size epochs their sum is the whole loop's time. The planner times only the
+    full-size ones: the epochs it plans are full-size, and planning from the cheap low-res
+    ones (a quarter of the cost) would plan four times too many. The low-res epochs' time
+    counts in the elapsed time, as the data loading does."""
+
+    mark: float  # the clock when the last epoch ended (or the loop started)
+    full_seconds: float = 0.0
+    full_epochs: int = 0
+    low_seconds: float = 0.0
+    low_epochs: int = 0
+
+    def add(self, now: float, low_res: bool) -> None:
+        """An epoch ended at ``now``; ``low_res``: it trained at the low size."""
+        seconds, self.mark = now - self.mark, now
+        if low_res:
+            self.low_seconds, self.low_epochs = self.low_seconds + seconds, self.low_epochs + 1
+        else:
+            self.full_seconds, self.full_epochs = self.full_seconds + seconds, self.full_epochs + 1
+
+    def per_epoch(self) -> float:
+        """Seconds per full-size epoch, or per low-res one while none is timed."""
+        if self.full_epochs:
+            return self.full_seconds / self.full_epochs
+        return self.low_seconds / self.low_epochs if self.low_epochs else 0.0
+
+
+def budget_plan(
+    budget: float, elapsed: float, times: EpochTimes, epoch: int, epochs: int
+) -> int | None:
+    """:func:`budget_epochs` from the full-size epochs of ``times``. While only low-res epochs
+    are timed it decides only when the next one would not fit (the run then ends where it is):
+    what a full-size epoch costs is not known yet."""
+    if times.full_epochs:
+        return budget_epochs(budget, elapsed, times.full_seconds, times.full_epochs, epoch, epochs)
+    if times.low_epochs and BUDGET_MARGIN * (budget - elapsed) < times.per_epoch():
+        return epoch
+    return None

@@ -94,9 +94,14 @@ class OnlineTargets(_TargetsOf):
         pass
 
     def batch(self, indices: torch.Tensor) -> Batch:
+        return self.batch_of(self.images, self.masks, indices)
+
+    def batch_of(self, images: torch.Tensor, masks: torch.Tensor, indices: torch.Tensor) -> Batch:
+        """Rows ``indices`` of the uint8 ``images`` and ``masks`` (the training set, at any
+        size) augmented, with their targets."""
         rows = indices.to(self.device)
-        images = self.images[rows].float().div_(255)
-        masks = self.masks[rows].float()
+        images = images[rows].float().div_(255)
+        masks = masks[rows].float()
         if self.config.augment:
             images, masks = augment_batch(
                 images, masks, self.config.augmentation, generator=self.generator
@@ -179,8 +184,7 @@ class CachedViews(_TargetsOf):
             check_cancel(cancel)
             images = source_images[indices].float().div_(255)
             masks = source_masks[indices].float()
-            if view > 0 and c.augment:
-                images, masks = augment_batch(images, masks, c.augmentation, generator=gen)
+            images, masks = self._view_pixels(view, images, masks, gen)
             z_image, z_mask = encode_targets(
                 self.autoencoder, images.to(self.device), masks.to(self.device), c.amp
             )
@@ -191,6 +195,14 @@ class CachedViews(_TargetsOf):
             done = view * n + int(indices[-1]) + 1
             report(progress, "targets", done, c.cached_views * n, "encoding frozen targets")
         return {k: torch.cat(v) for k, v in chunks.items()}
+
+    def _view_pixels(
+        self, view: int, images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of view ``view`` as it is encoded: augmented, but for view 0."""
+        if view > 0 and self.config.augment:
+            return augment_batch(images, masks, self.config.augmentation, generator=gen)
+        return images, masks
 
     def _view_source(self, view: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and masks view ``view`` is made from: the training set, or for an

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,25 +28,16 @@ from wavegms.training import checkpoint, run_state
 from wavegms.training.config import TrainConfig
 from wavegms.training.dataset import train_and_validation
 from wavegms.training.ema import WeightAverage
-from wavegms.training.schedule import budget_epochs, clock, lr_factor, rewarm_factor
+from wavegms.training.progressive import low_res_phase, run_targets, train_size
+from wavegms.training.result import TrainResult, result_of
+from wavegms.training.schedule import EpochTimes, budget_plan, clock, lr_factor, rewarm_factor
 from wavegms.training.step import TrainStep
-from wavegms.training.targets import autocast, frozen_targets
+from wavegms.training.targets import autocast
 
 if TYPE_CHECKING:
     from wavegms.training.ranks import Ranks
 
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    best_model: Path | None  # None: no epoch ended
-    best_val_dice: float  # -1 when no epoch ended
-    epochs_done: int
-    history: list[dict]
-    cancelled: bool
-    best_epoch: int  # 1-based epoch of the best model (0 if none)
-    train_images: int
-    val_images: int
+__all__ = ["TrainResult", "Trainer", "train"]  # TrainResult lives in training.result
 
 
 class Trainer:
@@ -86,7 +76,7 @@ class Trainer:
         self.step = TrainStep(
             self.model, forward, self.optimizer, config, self.device, cancel, self.average
         )
-        self.targets = frozen_targets(
+        self.targets = run_targets(
             config, self.train_set, self.model.autoencoder, self.device, self.generator,
             self.run_dir,
         )  # fmt: skip
@@ -145,6 +135,7 @@ class Trainer:
         self.model.train()
         epoch_factor = lr_factor(self.epoch, self.total_epochs, c.warmup_epochs)
         batches = self._epoch_batches()
+        self.targets.at_epoch(self.epoch)  # the low-res epochs' batches are at the low size
         totals: dict[str, float] = {}
         for i, indices in enumerate(batches, start=1):
             check_cancel(self.cancel)
@@ -190,22 +181,20 @@ class Trainer:
         """The run's length: ``epochs``, or fewer once a time budget has fixed it."""
         return self.planned_epochs or self.config.epochs
 
-    def _fit_budget(self, row: dict, epochs_timed: int, loop_seconds: float) -> bool:
-        """Once the first epochs of this session are timed (or sooner, when the next epoch
-        would not fit), fix the number of epochs to what fits the time budget left; the
+    def _fit_budget(self, row: dict, times: EpochTimes) -> bool:
+        """Once the first full-size epochs of this session are timed (or sooner, when the next
+        epoch would not fit), fix the number of epochs to what fits the time budget left; the
         decision is recorded in ``row``. True when it decided now."""
         budget = self.config.time_budget_s
         if budget is None or self.planned_epochs is not None:
             return False
-        planned = budget_epochs(
-            budget, self.budget_clock() - self.started, loop_seconds, epochs_timed, self.epoch,
-            self.config.epochs,
-        )  # fmt: skip
+        elapsed = self.budget_clock() - self.started
+        planned = budget_plan(budget, elapsed, times, self.epoch, self.config.epochs)
         if planned is None:
             return False
         self.planned_epochs = planned
         row["planned_epochs"] = planned
-        row["budget_seconds_per_epoch"] = loop_seconds / epochs_timed
+        row["budget_seconds_per_epoch"] = times.per_epoch()
         return True
 
     def _prepare(self) -> bool:
@@ -217,6 +206,7 @@ class Trainer:
                 # A run killed while saving leaves a temporary file; its last checkpoint is whole.
                 remove_stale_temporaries(self.run_dir)
             self.resume()
+        self.targets.at_epoch(self.epoch)  # a run resumed after its low-res epochs skips them
         if self.epoch >= self.total_epochs:
             return True
         try:
@@ -233,6 +223,8 @@ class Trainer:
         start, cpu_start = clock(), time.process_time()
         losses = self._train_epoch()
         row = {"epoch": self.epoch + 1, **losses}
+        if self.config.low_res_size is not None:  # only then: other runs' rows stay as they were
+            row["train_size"] = train_size(self.config, self.epoch)
         if row["epoch"] in (1, self.total_epochs) or row["epoch"] % self.config.val_every == 0:
             with self.evaluated():
                 row["val_dice"] = self.validate()
@@ -246,8 +238,9 @@ class Trainer:
         if not self._prepare():
             return self._result(cancelled=True)
         cancelled = False
-        loop_start, epochs_timed = self.budget_clock(), 0
+        times = EpochTimes(self.budget_clock())
         while self.epoch < self.total_epochs:
+            low_res = low_res_phase(self.config, self.epoch)
             try:
                 row = self._one_epoch()
             except Cancelled:
@@ -256,13 +249,13 @@ class Trainer:
                 cancelled = True
                 break
             self.history.append(row)
-            epochs_timed += 1
             if row.get("val_dice", -1.0) > self.best_val_dice:
                 self.best_val_dice = row["val_dice"]
                 with self.evaluated():
                     if self.writes:
                         run_state.save_best(self, row["val_dice"])
-            decided = self._fit_budget(row, epochs_timed, self.budget_clock() - loop_start)
+            times.add(self.budget_clock(), low_res)
+            decided = self._fit_budget(row, times)
             if self.ranks:  # one clock decides for every rank
                 self.planned_epochs = self.ranks.from_main(self.planned_epochs)
             last = self.epoch == self.total_epochs
@@ -273,21 +266,7 @@ class Trainer:
         return self._result(cancelled)
 
     def _result(self, cancelled: bool) -> TrainResult:
-        # The best epoch is the first to reach the best Dice (later ties do not replace it).
-        best_epoch = next(
-            (row["epoch"] for row in self.history if row.get("val_dice") == self.best_val_dice), 0
-        )
-        return TrainResult(
-            run_dir=self.run_dir,
-            best_model=checkpoint.best_model_path(self.run_dir),
-            best_val_dice=self.best_val_dice,
-            epochs_done=self.epoch,
-            history=self.history,
-            cancelled=cancelled,
-            best_epoch=best_epoch,
-            train_images=len(self.train_set),
-            val_images=len(self.val_set),
-        )
+        return result_of(self, cancelled)
 
 
 def train(
