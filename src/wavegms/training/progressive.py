@@ -96,6 +96,7 @@ class LowResViews(CachedViews):
         super().__init__(*args, run_dir=run_dir)
         self.full, self.size = full, size
         self.path = run_dir / f"views{self.config.cached_views}-{size}px.safetensors"
+        self.progress_text = f"encoding frozen targets at {size} px"
 
     def fingerprint(self) -> str:
         what = f"{super().fingerprint()} shrunk by area to {self.size}"

@@ -116,6 +116,7 @@ class CachedViews(_TargetsOf):
     def __init__(self, *args, run_dir: Path) -> None:
         super().__init__(*args)
         self.path = run_dir / f"views{self.config.cached_views}.safetensors"
+        self.progress_text = "encoding frozen targets"
         self.views: dict[str, torch.Tensor] = {}
 
     def fingerprint(self) -> str:
@@ -193,7 +194,7 @@ class CachedViews(_TargetsOf):
             chunks["z_image"].append(z_image.half().cpu())
             chunks["z_mask"].append(z_mask.half().cpu())
             done = view * n + int(indices[-1]) + 1
-            report(progress, "targets", done, c.cached_views * n, "encoding frozen targets")
+            report(progress, "targets", done, c.cached_views * n, self.progress_text)
         return {k: torch.cat(v) for k, v in chunks.items()}
 
     def _view_pixels(
