@@ -134,7 +134,7 @@ class ProgressiveTargets:
         """The full-size targets always (the low ones are made from them); the low-size ones
         only when the session starts in the low-res phase (a run resumed after it skips them)."""
         self.full.prepare(progress, cancel)
-        if self._now() is self.low:
+        if self.low is not None and low_res_phase(self.config, self.epoch):
             self.low.prepare(progress, cancel)
 
     def batch(self, indices: torch.Tensor) -> Batch:
