@@ -11,20 +11,17 @@ to the full-size epochs unchanged. Validation, the best model and inference stay
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 from wavegms.core.progress import CancelToken, ProgressCallback
 from wavegms.training.config import TrainConfig
-from wavegms.training.dataset import InMemoryDataset
 from wavegms.training.targets import (
     Batch,
     CachedViews,
     FrozenTargets,
     OnlineTargets,
-    frozen_targets,
 )
 
 SHRINK_CHUNK = 64  # images shrunk at a time (a whole Kvasir set in float32 would be 530 MB)
@@ -141,17 +138,9 @@ class ProgressiveTargets:
         return self._now().batch(indices)
 
 
-def run_targets(
-    config: TrainConfig,
-    train_set: InMemoryDataset,
-    autoencoder,
-    device: torch.device,
-    generator: torch.Generator,
-    run_dir: Path,
-) -> ProgressiveTargets:
-    """The targets of a run: the schedule ``config`` asks for (``targets.frozen_targets``),
-    with its low-size twin when the run has low-res epochs."""
-    full = frozen_targets(config, train_set, autoencoder, device, generator, run_dir)
+def with_low_res(config: TrainConfig, full: FrozenTargets) -> ProgressiveTargets:
+    """A run's targets (``full``: the schedule ``config`` asks for, from
+    ``targets.frozen_targets``) with their low-size twin when the run has low-res epochs."""
     low: FrozenTargets | None = None
     if config.low_res_size is not None and config.low_res_epochs > 0:
         if isinstance(full, CachedViews):

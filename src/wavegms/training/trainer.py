@@ -28,11 +28,11 @@ from wavegms.training import checkpoint, run_state
 from wavegms.training.config import TrainConfig
 from wavegms.training.dataset import train_and_validation
 from wavegms.training.ema import WeightAverage
-from wavegms.training.progressive import low_res_phase, run_targets, train_size
+from wavegms.training.progressive import low_res_phase, train_size, with_low_res
 from wavegms.training.result import TrainResult, result_of
 from wavegms.training.schedule import EpochTimes, budget_plan, clock, lr_factor, rewarm_factor
 from wavegms.training.step import TrainStep
-from wavegms.training.targets import autocast
+from wavegms.training.targets import autocast, frozen_targets
 
 if TYPE_CHECKING:
     from wavegms.training.ranks import Ranks
@@ -76,10 +76,11 @@ class Trainer:
         self.step = TrainStep(
             self.model, forward, self.optimizer, config, self.device, cancel, self.average
         )
-        self.targets = run_targets(
+        full = frozen_targets(
             config, self.train_set, self.model.autoencoder, self.device, self.generator,
             self.run_dir,
         )  # fmt: skip
+        self.targets = with_low_res(config, full)
         self.epoch = 0
         self.history: list[dict] = []
         self.best_val_dice = -1.0
