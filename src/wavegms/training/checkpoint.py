@@ -36,7 +36,7 @@ IDENTITY_KEY = "identity"  # what the run was started with, in the resume state
 #: settings that say where, how or how long a run computes, not what it learns: they may
 #: change on resume (a finished run may be continued for more epochs, ``train --epochs``)
 RUNTIME_SETTINGS = (
-    "device", "out_dir", "backend_path", "time_budget_s", "budget_cpu", "epochs"
+    "device", "out_dir", "backend_path", "time_budget_s", "budget_cpu", "epochs", "channels_last"
 )  # fmt: skip
 #: settings recorded as entries of their own (paths as real paths, the base model as a hash)
 OWN_ENTRIES = ("data_dir", "split_file", "split", "init_model")

@@ -81,6 +81,9 @@ class TrainConfig:
     # the same for the trainable E_wave and LMM (weights and optimiser stay fp32; the wavelet
     # transform runs in fp32 inside it)
     cpu_bf16_ewave: bool = False
+    # the frozen autoencoder's weights in NHWC (channels_last) memory layout, so its convolutions
+    # run on oneDNN's NHWC kernels (1.2-1.3x on this CPU); the same function, other rounding
+    channels_last: bool = False
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seg_heads: tuple[str, ...] = SUPERVISED_HEADS  # heads decoded for the Dice loss

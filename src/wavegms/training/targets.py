@@ -56,10 +56,11 @@ def autocast(device: torch.device, amp: bool):
 def encode_targets(
     autoencoder, images: torch.Tensor, masks: torch.Tensor, amp: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z_image, z_mask) in float32; masks are encoded as 3-channel images in [-1, 1]."""
+    """(z_image, z_mask) in float32 and NCHW (a channels_last encoder gives NHWC, which the
+    cached views' file cannot hold); masks are encoded as 3-channel images in [-1, 1]."""
     with autocast(images.device, amp):
-        z_image = autoencoder.encode(images * 2 - 1).float()
-        z_mask = autoencoder.encode(masks.expand(-1, 3, -1, -1) * 2 - 1).float()
+        z_image = autoencoder.encode(images * 2 - 1).float().contiguous()
+        z_mask = autoencoder.encode(masks.expand(-1, 3, -1, -1) * 2 - 1).float().contiguous()
     return z_image, z_mask
 
 

@@ -92,6 +92,8 @@ class Trainer:
     def _model(self) -> WaveGMS:
         c = self.config
         autoencoder = load_autoencoder(c.backend, c.backend_path)
+        if c.channels_last:  # a convolution's output takes its weights' layout
+            autoencoder.to(memory_format=torch.channels_last)
         if c.init_model:
             from wavegms.store.catalogue import resolve_model
 
