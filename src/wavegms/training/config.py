@@ -76,7 +76,8 @@ class TrainConfig:
     seed: int = 2333
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
-    # bf16 autocast for the frozen decoder on a CPU with bf16 units (detected at run time)
+    # bf16 autocast for the frozen autoencoder (the targets' encodes, the decoded Dice heads) on
+    # a CPU with bf16 units (detected at run time): training.precision
     cpu_bf16: bool = False
     # the same for the trainable E_wave and LMM (weights and optimiser stay fp32; the wavelet
     # transform runs in fp32 inside it)

@@ -1,39 +1,19 @@
 """One optimisation step of a run: forward, the three losses, backward, optimiser, average.
 
-On a CPU with bf16 units (detected at run time), ``cpu_bf16`` runs the frozen decoder and
-``cpu_bf16_ewave`` the trainable E_wave and LMM under bf16 autocast; weights, gradients and the
-optimiser stay fp32, and so does the wavelet transform (ptwt rejects bf16).
+Where it runs in bf16: ``training.precision``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from wavegms.core.cpu_features import has_bf16_units
 from wavegms.core.progress import CancelToken, check_cancel
 from wavegms.net.model import WaveGMS
 from wavegms.training.config import TrainConfig
 from wavegms.training.ema import WeightAverage
 from wavegms.training.losses import alignment_loss, latent_loss, segmentation_loss
-from wavegms.training.targets import Batch, autocast
-
-
-def frozen_autocast(device: torch.device, config: TrainConfig):
-    """The autocast for the frozen autoencoder: bf16 on CUDA with ``amp``, on a CPU with bf16
-    units with ``cpu_bf16``; fp32 otherwise."""
-    if device.type == "cpu":
-        enabled = config.cpu_bf16 and has_bf16_units()
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-    return autocast(device, config.amp)
-
-
-def trainable_autocast(device: torch.device, config: TrainConfig):
-    """The autocast for E_wave and the LMM: bf16 on CUDA with ``amp``, on a CPU with bf16 units
-    with ``cpu_bf16_ewave``; fp32 otherwise."""
-    if device.type == "cpu":
-        enabled = config.cpu_bf16_ewave and has_bf16_units()
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-    return autocast(device, config.amp)
+from wavegms.training.precision import frozen_autocast, trainable_autocast
+from wavegms.training.targets import Batch
 
 
 class TrainStep:

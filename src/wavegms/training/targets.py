@@ -29,6 +29,7 @@ from wavegms.core.progress import CancelToken, ProgressCallback, check_cancel, r
 from wavegms.training.augment import augment_batch
 from wavegms.training.config import TrainConfig
 from wavegms.training.dataset import InMemoryDataset
+from wavegms.training.precision import frozen_autocast, frozen_in_bf16
 
 
 class Batch(NamedTuple):
@@ -46,19 +47,13 @@ class FrozenTargets(Protocol):
         """The training images ``indices`` with their targets, on the device."""
 
 
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
-    enabled = amp and device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 @torch.no_grad()
 def encode_targets(
-    autoencoder, images: torch.Tensor, masks: torch.Tensor, amp: bool
+    autoencoder, images: torch.Tensor, masks: torch.Tensor, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(z_image, z_mask) in float32 and NCHW (a channels_last encoder gives NHWC, which the
     cached views' file cannot hold); masks are encoded as 3-channel images in [-1, 1]."""
-    with autocast(images.device, amp):
+    with frozen_autocast(images.device, config):
         z_image = autoencoder.encode(images * 2 - 1).float().contiguous()
         z_mask = autoencoder.encode(masks.expand(-1, 3, -1, -1) * 2 - 1).float().contiguous()
     return z_image, z_mask
@@ -107,7 +102,7 @@ class OnlineTargets(_TargetsOf):
             images, masks = augment_batch(
                 images, masks, self.config.augmentation, generator=self.generator
             )
-        z_image, z_mask = encode_targets(self.autoencoder, images, masks, self.config.amp)
+        z_image, z_mask = encode_targets(self.autoencoder, images, masks, self.config)
         return Batch(images, masks, z_image, z_mask)
 
 
@@ -127,6 +122,8 @@ class CachedViews(_TargetsOf):
         what = [self.train_set.names, c.image_size, c.seed, c.augment, str(c.augmentation)]
         if c.box_crops > 0:  # only then, so that views made before crops existed still fit
             what.append([c.box_crops, c.box_jitter, list(c.box_margins)])
+        if frozen_in_bf16(self.device, c):  # likewise: fp32 views stay what they were
+            what.append("encoded in bf16")
         digest.update(json.dumps(what).encode())
         digest.update(self.train_set.images.numpy().tobytes())
         digest.update(self.train_set.masks.numpy().tobytes())
@@ -188,7 +185,7 @@ class CachedViews(_TargetsOf):
             masks = source_masks[indices].float()
             images, masks = self._view_pixels(view, images, masks, gen)
             z_image, z_mask = encode_targets(
-                self.autoencoder, images.to(self.device), masks.to(self.device), c.amp
+                self.autoencoder, images.to(self.device), masks.to(self.device), c
             )
             chunks["image"].append(images.mul(255).round().to(torch.uint8))
             chunks["mask"].append(masks.to(torch.uint8))

@@ -28,11 +28,12 @@ from wavegms.training import checkpoint, run_state
 from wavegms.training.config import TrainConfig
 from wavegms.training.dataset import train_and_validation
 from wavegms.training.ema import WeightAverage
+from wavegms.training.precision import autocast
 from wavegms.training.progressive import low_res_phase, train_size, with_low_res
 from wavegms.training.result import TrainResult, result_of
 from wavegms.training.schedule import EpochTimes, budget_plan, clock, lr_factor, rewarm_factor
 from wavegms.training.step import TrainStep
-from wavegms.training.targets import autocast, frozen_targets
+from wavegms.training.targets import frozen_targets
 
 if TYPE_CHECKING:
     from wavegms.training.ranks import Ranks
