@@ -17,6 +17,8 @@ from wavegms.store.catalogue import read_config, resolve_model
 
 #: Where the cards live: inside the package, so that an installed wheel exports them too.
 CARDS = "src/wavegms/package_data/model_cards"
+#: The training recipes the Reproduce section names (found from the script, not the working folder)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _row(summary: dict, key: str) -> str:
@@ -113,6 +115,46 @@ def box_lines(bench: dict, row: str | None) -> list[str]:
             'scored every row before that choice (docs/performance.md, "Box prompts").',
         ]
     return lines
+
+
+def warm_recipe(name: str, train: dict) -> Path | None:
+    """The config of a warm restart of the shipped ``name`` (its ``init_model`` is ``name``)
+    that trained this model: the file in configs/ whose run name is the model's run name."""
+    if train.get("init_model") != name:
+        return None
+    import yaml
+
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        if (yaml.safe_load(path.read_text()) or {}).get("name") == train.get("name"):
+            return Path("configs", path.name)
+    return None
+
+
+def reproduce_lines(name: str, dataset: str, train: dict) -> list[str]:
+    """The card's commands: the first run's recipe, then the warm restart that made this one."""
+    own = f"{name.replace('-', '_')}_cpu.yaml"  # a model with its own recipe
+    recipe = Path("configs", own if (CONFIGS / own).is_file() else f"{dataset}_cpu.yaml")
+    warm = warm_recipe(name, train)
+    then = (
+        [
+            f"wavegms train --config {warm.as_posix()}   # then warm restarts from the shipped "
+            f"{name}, each shipped when better (this model's history above)"
+        ]
+        if warm
+        else []
+    )
+    return [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        f"wavegms train --config {recipe.as_posix()}   # configs/{dataset}.yaml on a GPU",
+        *then,
+        f"python scripts/ship_model.py RUN_DIR {name}",
+        f"wavegms evaluate --model {name} --data ../shared/data/{dataset} --split test --out EVAL",
+        f"python scripts/model_card.py {name} EVAL {CARDS}/{name}.md",
+        "```",
+    ]
 
 
 def card(
@@ -218,18 +260,8 @@ def card(
         lines += ["", *boxes]
     if provenance:
         lines += ["", *provenance_lines(provenance)]
-    own = Path(f"configs/{name.replace('-', '_')}_cpu.yaml")  # a model with its own recipe
-    recipe = own if own.is_file() else Path(f"configs/{dataset}_cpu.yaml")
+    lines += reproduce_lines(name, dataset, train)
     lines += [
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        f"wavegms train --config {recipe.as_posix()}   # configs/{dataset}.yaml on a GPU",
-        f"python scripts/ship_model.py RUN_DIR {name}",
-        f"wavegms evaluate --model {name} --data ../shared/data/{dataset} --split test --out EVAL",
-        f"python scripts/model_card.py {name} EVAL {CARDS}/{name}.md",
-        "```",
         "",
         "## Use",
         "",

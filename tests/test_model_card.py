@@ -93,3 +93,16 @@ def test_each_shipped_card_belongs_to_the_shipped_bytes():
         text = shipped_card(name)
         assert text is not None, name
         assert f"sha256 `{file_sha256(weights)}`" in text, name
+
+
+def test_a_warm_restart_card_names_its_first_recipe_and_the_warm_one(model_card):
+    config, evaluation = _inputs("kvasir_seg")
+    train = config["metadata"]["config"]
+    first = model_card.card("kvasir-seg", config, evaluation, None, "a CPU")
+    assert [line for line in first.splitlines() if line.startswith("wavegms train")] == [
+        "wavegms train --config configs/kvasir_seg_cpu.yaml   # configs/kvasir_seg.yaml on a GPU"
+    ]
+    train.update(init_model="kvasir-seg", name="kvasir-seg-warm")  # the shipped model, again
+    text = model_card.card("kvasir-seg", config, evaluation, None, "a CPU")
+    recipes = [line.split()[3] for line in text.splitlines() if line.startswith("wavegms train")]
+    assert recipes == ["configs/kvasir_seg_cpu.yaml", "configs/kvasir_seg_cpu_warm.yaml"]
