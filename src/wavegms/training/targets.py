@@ -70,11 +70,11 @@ class _TargetsOf:
         train_set: InMemoryDataset,
         config: TrainConfig,
         autoencoder,
-        device: torch.device,
+        device: torch.device | str,
         generator: torch.Generator,
     ) -> None:
         self.train_set, self.config, self.autoencoder = train_set, config, autoencoder
-        self.device, self.generator = device, generator
+        self.device, self.generator = torch.device(device), generator
 
 
 class OnlineTargets(_TargetsOf):
