@@ -26,18 +26,18 @@ def frozen_in_bf16(device: torch.device, config: TrainConfig) -> bool:
     return device.type == "cpu" and config.cpu_bf16 and has_bf16_units()
 
 
-def frozen_autocast(device: torch.device, config: TrainConfig):
-    """The autocast for the frozen autoencoder: bf16 on CUDA with ``amp``, on a CPU with bf16
-    units with ``cpu_bf16``; fp32 otherwise."""
+def _step_autocast(device: torch.device, config: TrainConfig, on_cpu: bool):
+    """bf16 on CUDA with ``amp``; on a CPU where ``on_cpu`` (the part's setting, with units)."""
     if device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=frozen_in_bf16(device, config))
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on_cpu)
     return autocast(device, config.amp)
+
+
+def frozen_autocast(device: torch.device, config: TrainConfig):
+    """The autocast for the frozen autoencoder (``cpu_bf16`` on a CPU)."""
+    return _step_autocast(device, config, frozen_in_bf16(device, config))
 
 
 def trainable_autocast(device: torch.device, config: TrainConfig):
-    """The autocast for E_wave and the LMM: bf16 on CUDA with ``amp``, on a CPU with bf16 units
-    with ``cpu_bf16_ewave``; fp32 otherwise."""
-    if device.type == "cpu":
-        enabled = config.cpu_bf16_ewave and has_bf16_units()
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-    return autocast(device, config.amp)
+    """The autocast for E_wave and the LMM (``cpu_bf16_ewave`` on a CPU)."""
+    return _step_autocast(device, config, config.cpu_bf16_ewave and has_bf16_units())
