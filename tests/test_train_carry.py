@@ -86,6 +86,24 @@ def test_carried_checkpoint_seeds_a_new_machine_and_refuses_other_settings(tiny_
         Trainer(other).resume()
 
 
+def test_a_carried_run_whose_best_is_its_last_epoch_keeps_a_best_model(tiny_dataset, tmp_path):
+    # One epoch: the best is the last epoch, which the carried file does not hold twice.
+    train(config(tiny_dataset, tmp_path / "machine1", ema_decay=0.9, epochs=1))
+    carried = carry.write_carried(tmp_path / "machine1", tmp_path / "repo" / "run.safetensors")
+    assert not any(k.startswith(carry.BEST) for k in load_file(carried))
+    assert carry.seed_run(carried, tmp_path / "machine2")
+    assert checkpoint.best_model_path(tmp_path / "machine2") is None
+    result = train(config(tiny_dataset, tmp_path / "machine2", ema_decay=0.9, epochs=1))
+    assert result.best_model is not None
+    shipped = load_file(tmp_path / "machine1" / "best.safetensors")
+    seeded = load_file(result.best_model)
+    assert shipped.keys() == seeded.keys()
+    for name, value in shipped.items():  # the average's weights, as carried in fp16
+        assert torch.allclose(seeded[name].float(), value.half().float(), atol=1e-3)
+    best = json.loads((tmp_path / "machine2" / "best.json").read_text())["metadata"]
+    assert best["epoch"] == 1 and best["val_dice"] == result.best_val_dice
+
+
 def test_a_setting_added_later_at_its_default_does_not_block_resume(tiny_dataset, tmp_path):
     run = config(tiny_dataset, tmp_path / "run", epochs=1)
     train(run)

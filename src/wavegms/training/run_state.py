@@ -6,6 +6,7 @@ this module says which of the trainer's fields go into them and how they come ba
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sized
 from pathlib import Path
 from typing import Protocol
@@ -98,3 +99,15 @@ def save_best(t: Trainer, val_dice: float) -> None:
     if t.average is not None:
         meta["weights"] = f"exponential moving average, decay {t.config.ema_decay:g}"
     checkpoint.save_best(t.run_dir, t.model, meta)
+
+
+def restore_best(t: Trainer) -> None:
+    """Write ``best.*`` from the resumed weights when the folder lacks it and the best epoch is
+    the last one: a folder seeded from a carried checkpoint (which leaves out that copy of the
+    last epoch) would otherwise finish with no best model to ship or export."""
+    if not t.history or checkpoint.best_model_path(t.run_dir) is not None:
+        return
+    if t.history[-1].get("val_dice") != t.best_val_dice:
+        return
+    with t.average.applied() if t.average else contextlib.nullcontext():
+        save_best(t, t.best_val_dice)

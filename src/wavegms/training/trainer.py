@@ -209,7 +209,8 @@ class Trainer:
                 ensure_folder(self.run_dir, "run folder")
                 # A run killed while saving leaves a temporary file; its last checkpoint is whole.
                 remove_stale_temporaries(self.run_dir)
-            self.resume()
+            if self.resume() and self.writes:
+                run_state.restore_best(self)
         self.targets.at_epoch(self.epoch)  # a run resumed after its low-res epochs skips them
         if self.epoch >= self.total_epochs:
             return True
