@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import pytest
 import torch
@@ -136,6 +137,12 @@ def test_cached_views_schedule_trains_and_resumes(tiny_dataset, tmp_path):
     result = train(config(tiny_dataset, tmp_path / "run", epochs=2, cached_views=2, seg_every=2))
     assert result.epochs_done == 2
     assert (tmp_path / "run" / "views2.safetensors").is_file()
+    # one cached view is the plain image: asking for augmentation with it is said, not silent
+    with pytest.warns(UserWarning, match="augment does nothing with cached_views 1"):
+        Trainer(config(tiny_dataset, tmp_path / "one", cached_views=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(config(tiny_dataset, tmp_path / "plain", cached_views=1, augment=False))
 
 
 def test_channels_last_computes_the_same_function_and_may_change_on_resume(tiny_dataset, tmp_path):
