@@ -18,7 +18,7 @@ pytestmark = pytest.mark.shipped
 
 
 #: shipped model -> its dataset folder, the least mean DSC on 6 of its test images (the
-#: cards report 78.5 % for busi over 130 images and 81.6 % for kvasir-seg over 120; these
+#: cards report 80.1 % for busi over 130 images and 81.6 % for kvasir-seg over 120; these
 #: few must not be near chance: busi itself scores 7.9 % on Kvasir-SEG)
 #: and the backend it is checked with: busi as users run it (auto: the exact ONNX Runtime
 #: graph), kvasir-seg with that graph named

@@ -173,7 +173,7 @@ def box_models(model: str | None = None, whole: str | None = None) -> BoxModels:
     the 52 BUSI validation images (never trained on) that pair scored 82.54 DSC against 81.21
     for busi-box's crops alone, 81.38 averaged with busi-box's own whole image and 74.22 for
     busi on the whole image (docs/performance.md "Box prompts"); with the busi shipped
-    since, 81.59 against 81.21, 81.38 and 76.58. A ``model`` the user names
+    since, 82.15 against 81.21, 81.38 and 77.19. A ``model`` the user names
     segments the crops alone, since nothing was measured for its pairing, unless ``whole``
     names a whole-image model too; ``whole`` = :data:`NO_WHOLE` turns the partner off."""
     if model is None:
