@@ -126,10 +126,12 @@ def test_ranges_widened_3x_are_refused_and_the_calibrated_ones_pass(
     assert segmenter.graph_backend == "onnx" and segmenter.running_precision == "fp32"
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garble"])
-def test_a_damaged_cached_int8_graph_is_rebuilt_once(tiny_network, record, int8_graphs, damage):
+def test_a_damaged_cached_int8_graph_is_rebuilt_once(tiny_network, record, int8_graphs):
     """Issue 23, item 18: a cached graph whose bytes changed is never given to ONNX Runtime
-    (no raw protobuf message); it is built again, with one warning, and then used quietly."""
+    (no raw protobuf message); it is built again, with one warning, and then used quietly.
+    The damage keeps the file's size (its last 64 bytes zeroed): only a check of the content
+    finds it, and that check finds a truncated file too (tests/test_graph_cache.py truncates
+    the fp32 graph)."""
     import shutil
     import warnings
 
@@ -141,8 +143,7 @@ def test_a_damaged_cached_int8_graph_is_rebuilt_once(tiny_network, record, int8_
     build_int8_soft_mask(model)  # the cached graph, checked
     (cached,) = [p for p in graph_dir().glob("*-int8-*.onnx")]
     data = cached.read_bytes()
-    damaged = data[: len(data) // 2] if damage == "truncate" else data[:-64] + bytes(64)
-    cached.write_bytes(damaged)
+    cached.write_bytes(data[:-64] + bytes(64))
     with pytest.warns(DamagedCacheWarning, match="damaged; building it again"):
         graph = build_int8_soft_mask(model)
     assert cached.read_bytes() == data  # the same graph again
