@@ -114,14 +114,6 @@ class CachedViews(_TargetsOf):
         self.path = run_dir / f"views{self.config.cached_views}.safetensors"
         self.progress_text = "encoding frozen targets"
         self.views: dict[str, torch.Tensor] = {}
-        if self.config.augment and self.config.cached_views == 1:
-            # Said, not refused: earlier runs and their carried checkpoints hold this setting.
-            warnings.warn(
-                "augment does nothing with cached_views 1: the one cached view is the "
-                "unaugmented image (cached_views 0 augments every batch, 2 or more keeps "
-                "augmented views)",
-                stacklevel=2,
-            )
 
     def fingerprint(self) -> str:
         """What the views depend on: the training images (names, pixels), the size, the seed
@@ -244,6 +236,14 @@ def frozen_targets(
     run_dir: Path,
 ) -> FrozenTargets:
     """The schedule the config asks for: cached views when ``cached_views`` > 0."""
+    if config.augment and config.cached_views == 1:
+        # Said, not refused: earlier runs and their carried checkpoints hold this setting.
+        warnings.warn(
+            "augment does nothing with cached_views 1: the one cached view is the "
+            "unaugmented image (cached_views 0 augments every batch, 2 or more keeps "
+            "augmented views)",
+            stacklevel=2,
+        )
     if config.cached_views:
         return CachedViews(train_set, config, autoencoder, device, generator, run_dir=run_dir)
     return OnlineTargets(train_set, config, autoencoder, device, generator)
