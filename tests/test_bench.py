@@ -3,6 +3,8 @@ measured by `wavegms bench`, not asserted here)."""
 
 from __future__ import annotations
 
+import json
+
 from wavegms.bench.workloads import format_extra, time_finetune, time_folder
 from wavegms.store.model_files import load_segmentation_model
 
@@ -101,3 +103,37 @@ def test_bench_times_the_fine_tune_defaults_beside_each_baseline(tiny_dataset, t
     rows = _time_finetunes(args)  # the untimed warm-up is not among the rows
     assert [r.label for r in rows] == ["defaults", *FINETUNE_BASELINES]
     assert all(r.epochs == 1 and r.seconds > 0 for r in rows)
+
+
+def test_curve_comparison_reads_the_time_to_the_reference_best():
+    from wavegms.bench.learning_curve import format_comparison, time_to_reach
+
+    ref = [(100.0, 0.2), (200.0, 0.4)]
+    fast = [(50.0, 0.3), (80.0, 0.45), (400.0, 0.5)]  # sooner to 0.4, but stops later
+    slow = [(300.0, 0.1)]
+    assert time_to_reach(fast, 0.4) == 80.0 and time_to_reach(slow, 0.4) is None
+    lines = format_comparison({"ref": ref, "fast": fast, "slow": slow, "none": []}).splitlines()
+    assert lines[0] == "against ref: its best validation Dice 40.00 at 200 CPU-s"
+    assert lines[1].startswith("ref: best 40.00, 720.0 Dice points per CPU-hour (1.00x)")
+    # 0.5 in 400 s is fewer points per hour (0.62x) though it got to 0.4 2.5x sooner
+    assert lines[2] == (
+        "fast: best 50.00, 450.0 Dice points per CPU-hour (0.62x), reached it at 80 CPU-s (2.50x)"
+    )
+    assert lines[3].endswith("never reached it") and lines[4] == "none: no epoch ended"
+    assert "no epoch ended" in format_comparison({"ref": [], "fast": fast})
+
+
+def test_a_learning_curve_is_validation_dice_against_cpu_seconds(tiny_dataset, tmp_path):
+    from wavegms.bench.learning_curve import learning_curve
+    from wavegms.training.config import TrainConfig
+
+    config = TrainConfig(
+        data_dir=str(tiny_dataset), image_size=32, epochs=2, batch_size=2, val_fraction=0.34,
+        warmup_epochs=1, seg_heads=("out",), device="cpu",
+    )  # fmt: skip
+    curve = learning_curve(config, 3600.0, tmp_path / "run")
+    assert len(curve) == 2  # one point per epoch, the budget being ample
+    seconds, dices = zip(*curve, strict=True)
+    assert 0 < seconds[0] < seconds[1] and all(0.0 <= d <= 1.0 for d in dices)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [row["val_dice"] for row in history] == list(dices)

@@ -44,6 +44,41 @@ def dice_gain_rate(curve: Curve, start_dice: float) -> float:
     return (best - start_dice) / (curve[-1][0] / 3600)
 
 
+def time_to_reach(curve: Curve, dice: float) -> float | None:
+    """CPU-seconds of the first epoch whose validation Dice reaches ``dice``; None if none."""
+    return next((s for s, d in curve if d >= dice), None)
+
+
+def format_comparison(curves: dict[str, Curve]) -> str:
+    """Each curve against the first (the reference): its best Dice, its Dice points per
+    CPU-hour, and the CPU-seconds it took to reach the reference's best Dice. The last
+    reading is the fairer one for a speed-up: Dice rises ever slower, so a curve that stops
+    sooner earns more points per hour without learning any faster."""
+    (ref_name, ref), *_ = curves.items()
+    if not ref:
+        return f"{ref_name}: no epoch ended; nothing to compare against"
+    target = max(d for _, d in ref)
+    ref_rate, ref_time = dice_gain_rate(ref, 0.0), time_to_reach(ref, target)
+    lines = [
+        f"against {ref_name}: its best validation Dice {100 * target:.2f} at {ref_time:.0f} CPU-s"
+    ]
+    for name, curve in curves.items():
+        if not curve:
+            lines.append(f"{name}: no epoch ended")
+            continue
+        rate, reached = dice_gain_rate(curve, 0.0), time_to_reach(curve, target)
+        when = (
+            f"reached it at {reached:.0f} CPU-s ({ref_time / reached:.2f}x)"
+            if reached is not None
+            else "never reached it"
+        )
+        lines.append(
+            f"{name}: best {100 * max(d for _, d in curve):.2f}, "
+            f"{100 * rate:.1f} Dice points per CPU-hour ({rate / ref_rate:.2f}x), {when}"
+        )
+    return "\n".join(lines)
+
+
 def format_curves(curves: dict[str, Curve]) -> str:
     lines = []
     for name, curve in curves.items():

@@ -184,6 +184,7 @@ def _run_train_bench(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="wavegms-curve-") as run_dir:
             curves[Path(path).stem] = lc.learning_curve(config, budget, Path(run_dir))
         print(lc.format_curves({Path(path).stem: curves[Path(path).stem]}), flush=True)
+    print(lc.format_comparison(curves))
     if args.plot:
         title = f"equal budget {args.budget} each, same seed and validation split"
         print(f"plot: {lc.plot_curves(curves, Path(args.plot), title)}")
