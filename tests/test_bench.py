@@ -121,6 +121,11 @@ def test_curve_comparison_reads_the_time_to_the_reference_best():
     )
     assert lines[3].endswith("never reached it") and lines[4] == "none: no epoch ended"
     assert "no epoch ended" in format_comparison({"ref": [], "fast": fast})
+    flat = format_comparison({"ref": [(100.0, 0.0)], "fast": fast}).splitlines()
+    assert (
+        flat[2]
+        == "fast: best 50.00, 450.0 Dice points per CPU-hour, reached it at 50 CPU-s (2.00x)"
+    )
 
 
 def test_a_learning_curve_is_validation_dice_against_cpu_seconds(tiny_dataset, tmp_path):

@@ -72,9 +72,11 @@ def format_comparison(curves: dict[str, Curve]) -> str:
             if reached is not None
             else "never reached it"
         )
+        # a reference that learned nothing (Dice 0) gives no ratio, not a ZeroDivisionError
+        ratio = f" ({rate / ref_rate:.2f}x)" if ref_rate > 0 else ""
         lines.append(
             f"{name}: best {100 * max(d for _, d in curve):.2f}, "
-            f"{100 * rate:.1f} Dice points per CPU-hour ({rate / ref_rate:.2f}x), {when}"
+            f"{100 * rate:.1f} Dice points per CPU-hour{ratio}, {when}"
         )
     return "\n".join(lines)
 
